@@ -1,0 +1,305 @@
+//! One [`Engine`] per process: wasmtime configured for untrusted code, the pooling
+//! allocator, the epoch ticker thread and the on-disk cache of compiled components.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy};
+
+use crate::app::{CompiledApp, ComponentError};
+use crate::cache::ArtifactCache;
+use crate::manifest::{MAX_TIMEOUT, Manifest};
+use crate::sandbox::RunState;
+use crate::sdk_host;
+
+/// Operator-wide caps on what a single execution may produce (SPEC section 3 defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Largest output, in bytes (1 MiB).
+    pub output_bytes: usize,
+    /// Largest single chunk, in bytes (64 KiB).
+    pub chunk_bytes: usize,
+    /// Streamed events per execution (10,000); later ones are dropped and marked.
+    pub events: u64,
+    /// Captured stdout, in bytes (1 MiB); the excess is dropped and marked.
+    pub stdout_bytes: usize,
+    /// Captured stderr, in bytes (1 MiB); the excess is dropped and marked.
+    pub stderr_bytes: usize,
+    /// Calls into the `floom:app/host` interface per execution; past it the guest traps.
+    pub host_calls: u64,
+    /// Live WASI resources (streams, pollables, ...) per execution.
+    pub resources: usize,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            output_bytes: 1 << 20,
+            chunk_bytes: 64 << 10,
+            events: 10_000,
+            stdout_bytes: 1 << 20,
+            stderr_bytes: 1 << 20,
+            host_calls: 100_000,
+            resources: 4096,
+        }
+    }
+}
+
+/// How the process-wide engine is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Where compiled components are kept across restarts; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Sandboxes that may exist at once; sizes the pooling allocator.
+    pub max_instances: u32,
+    /// The largest memory limit any app gets, in MiB; an app asking for more is capped.
+    pub max_memory_mb: u64,
+    /// The longest deadline any run gets (the 290 s cap, or less).
+    pub max_timeout: Duration,
+    /// How often the epoch ticks: the granularity of deadlines and cancellation, and how
+    /// often a busy guest yields its thread.
+    pub epoch_tick: Duration,
+    /// Per-execution output caps.
+    pub caps: Caps,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_dir: None,
+            max_instances: 1000,
+            max_memory_mb: 1024,
+            max_timeout: MAX_TIMEOUT,
+            epoch_tick: Duration::from_millis(10),
+            caps: Caps::default(),
+        }
+    }
+}
+
+/// The process-wide sandbox engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<EngineInner>,
+}
+
+/// One wasmtime engine and the linker that goes with it. Fuel metering is compiled into
+/// the code, so apps that ask for fuel get an engine of their own and the others pay
+/// nothing for it.
+pub(crate) struct Flavor {
+    pub engine: wasmtime::Engine,
+    pub linker: Linker<RunState>,
+    pub cache_key: String,
+}
+
+struct EngineInner {
+    config: EngineConfig,
+    plain: Flavor,
+    metered: Flavor,
+    cache: Option<ArtifactCache>,
+    ticker: Option<EpochTicker>,
+}
+
+impl Engine {
+    /// Builds the engines, starts the epoch ticker and opens the compile cache.
+    pub fn new(config: EngineConfig) -> anyhow::Result<Self> {
+        anyhow::ensure!(config.max_instances > 0, "max_instances must be at least 1");
+        anyhow::ensure!(
+            !config.epoch_tick.is_zero(),
+            "epoch_tick must be longer than zero"
+        );
+        let plain = Flavor::new(&config, false)?;
+        let metered = Flavor::new(&config, true)?;
+        let cache = config
+            .cache_dir
+            .as_ref()
+            .map(|dir| ArtifactCache::open(dir.clone()))
+            .transpose()?;
+        let ticker = EpochTicker::start(
+            vec![plain.engine.clone(), metered.engine.clone()],
+            config.epoch_tick,
+        )?;
+        Ok(Engine {
+            inner: Arc::new(EngineInner {
+                config,
+                plain,
+                metered,
+                cache,
+                ticker: Some(ticker),
+            }),
+        })
+    }
+
+    /// The configuration this engine was built with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn flavor(&self, metered: bool) -> &Flavor {
+        if metered {
+            &self.inner.metered
+        } else {
+            &self.inner.plain
+        }
+    }
+
+    /// Validates and compiles `component` for the app described by `manifest` (which the
+    /// caller has validated). A component compiled before with the same engine settings is
+    /// loaded from the cache instead. CPU-heavy: call it off the async executor.
+    pub fn compile(
+        &self,
+        manifest: Manifest,
+        component: &[u8],
+    ) -> Result<CompiledApp, ComponentError> {
+        let started = Instant::now();
+        crate::app::check_header(component)?;
+        let sha256 = crate::cache::sha256_hex(component);
+        let metered = manifest.limits.fuel.is_some();
+        let flavor = self.flavor(metered);
+        let cached = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&flavor.engine, &flavor.cache_key, &sha256));
+        let from_cache = cached.is_some();
+        let compiled = match cached {
+            Some(component) => component,
+            None => {
+                let compiled = wasmtime::component::Component::new(&flavor.engine, component)
+                    .map_err(|e| ComponentError::Invalid(format!("{e:#}")))?;
+                if let Some(cache) = &self.inner.cache {
+                    cache.store(&flavor.cache_key, &sha256, &compiled);
+                }
+                compiled
+            }
+        };
+        CompiledApp::new(
+            self.clone(),
+            manifest,
+            compiled,
+            sha256,
+            metered,
+            crate::app::CompileInfo {
+                from_cache,
+                elapsed: started.elapsed(),
+            },
+        )
+    }
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.stop();
+        }
+    }
+}
+
+impl Flavor {
+    fn new(config: &EngineConfig, metered: bool) -> anyhow::Result<Self> {
+        let mut wasm = wasmtime::Config::new();
+        // Cranelift, not Winch: the optimising compiler is the one that is fuzzed and
+        // hardened for untrusted code.
+        wasm.strategy(Strategy::Cranelift);
+        wasm.cranelift_opt_level(OptLevel::Speed);
+        wasm.wasm_component_model(true);
+        // Deadlines and cancellation: a ticker thread bumps the epoch; every running guest
+        // checks it at function entries and loop back-edges.
+        wasm.epoch_interruption(true);
+        wasm.consume_fuel(metered);
+        // Guests never run concurrently inside one store (threads, GC and
+        // component-model-async are compiled out of wasmtime altogether).
+        wasm.concurrency_support(false);
+        wasm.parallel_compilation(true);
+        wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(config)));
+        let engine = wasmtime::Engine::new(&wasm)
+            .map_err(|e| anyhow::Error::from(e).context("cannot create the wasmtime engine"))?;
+
+        let mut linker = Linker::new(&engine);
+        // Every WASI preview-2 interface is linked, so ordinary `wasm32-wasip2` programs
+        // instantiate; what they may do is decided per run by the WasiCtx (no preopens,
+        // no sockets, no name lookup, no host environment).
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        sdk_host::floom::app::host::add_to_linker::<RunState, HasSelf<RunState>>(
+            &mut linker,
+            |state| state,
+        )?;
+        let cache_key = crate::cache::engine_key(&engine);
+        Ok(Flavor {
+            engine,
+            linker,
+            cache_key,
+        })
+    }
+}
+
+/// The pooling allocator: slots for every sandbox are reserved up front, so starting one
+/// is a free-list pop instead of `mmap` calls, and the pool size is a hard cap on
+/// concurrent sandboxes.
+fn pooling(config: &EngineConfig) -> PoolingAllocationConfig {
+    let n = config.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    // One component instance per sandbox.
+    pool.total_component_instances(n);
+    // A Rust `wasm32-wasip2` component holds the program, the WASI adapter and a few
+    // shims: up to 4 core instances, 2 memories and 2 tables in practice; a component
+    // needing more than the per-component caps is refused at instantiation.
+    pool.total_core_instances(n.saturating_mul(4));
+    pool.max_core_instances_per_component(16);
+    pool.total_memories(n.saturating_mul(2));
+    pool.max_memories_per_component(4);
+    pool.total_tables(n.saturating_mul(2));
+    pool.max_tables_per_component(4);
+    // One async fiber stack per running call.
+    pool.total_stacks(n);
+    // No single memory may pass the operator's cap; the per-run limiter enforces each
+    // app's own, smaller limit over all of its memories.
+    pool.max_memory_size(usize::try_from(config.max_memory_mb << 20).unwrap_or(usize::MAX));
+    // Returning a slot normally `madvise`s its memory away, which costs a syscall and
+    // cross-CPU TLB flushes per run; zeroing the first pages in place is cheaper for the
+    // small heaps typical apps touch. The rest is still decommitted.
+    pool.linear_memory_keep_resident(1 << 20);
+    pool.table_keep_resident(64 << 10);
+    pool.async_stack_keep_resident(64 << 10);
+    // Batch decommits so the kernel sees fewer, larger `madvise` calls.
+    pool.decommit_batch_size(16);
+    pool
+}
+
+/// Bumps the epoch of every engine at a fixed interval from its own OS thread (a tokio
+/// task could be starved by a busy guest, which is exactly when the tick matters).
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl EpochTicker {
+    fn start(engines: Vec<wasmtime::Engine>, tick: Duration) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("floom-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    std::thread::park_timeout(tick);
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
+                }
+            })
+            .context("cannot start the epoch ticker thread")?;
+        Ok(EpochTicker { stop, thread })
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Release);
+        self.thread.thread().unpark();
+        // The thread only sleeps and ticks: it cannot panic, and joining bounds its life
+        // to the engine's.
+        let _ = self.thread.join();
+    }
+}

@@ -1,0 +1,441 @@
+//! `floom.toml`: parsing (unknown keys are errors that name the key) and validation.
+//!
+//! Parsing and validation are separate steps, as in Spin's manifest crate: [`Manifest::parse`]
+//! only reads the TOML, [`Manifest::validate`] checks every rule and reports all problems
+//! at once, and the runtime then reads the validated form through the accessors.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The wall-clock cap no app may exceed (SPEC section 1).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(290);
+/// Memory an app gets when its manifest does not say.
+pub const DEFAULT_MEMORY_MB: u64 = 256;
+/// The action an app without `[actions]` tables has.
+pub const DEFAULT_ACTION: &str = "run";
+
+/// A parsed `floom.toml`. Call [`Manifest::validate`] before trusting it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// URL-safe identifier, `^[a-z0-9][a-z0-9-]{0,62}$`.
+    pub slug: String,
+    /// Display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One-line description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Path of the component, relative to the manifest file. Ignored over the API, where
+    /// the component travels as its own part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<PathBuf>,
+    /// Whether anyone may run the app without a token.
+    #[serde(default)]
+    pub public: bool,
+    /// Names of the secrets the app may read; values are set through the API or CLI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// Resource limits.
+    #[serde(default)]
+    pub limits: LimitsSection,
+    /// Outbound network access.
+    #[serde(default)]
+    pub network: NetworkSection,
+    /// The app's actions, by name. An app with none has a single `run` action.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub actions: BTreeMap<String, Action>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    /// Wall-clock limit in seconds; default and maximum 290.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+    /// Memory limit in MiB over all of the component's memories; default 256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// Instruction budget; default: no fuel metering.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+}
+
+/// The `[network]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Host names (exact, or `*.domain` wildcards) the app may call over HTTP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// One `[actions.NAME]` table.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    /// What the action does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Whether the action streams chunks while it runs.
+    #[serde(default)]
+    pub streaming: bool,
+    /// JSON Schema of the inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    /// JSON Schema of the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+}
+
+/// A manifest that could not be read or breaks a rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// The text is not valid TOML, has an unknown key, or a value of the wrong type.
+    #[error("{0}")]
+    Parse(String),
+    /// The manifest parsed but breaks one or more rules; each entry names the key.
+    #[error("{}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The manifest file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The limits a run gets: the manifest's, resolved against the defaults and the
+/// operator's caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline.
+    pub timeout: Duration,
+    /// Memory limit over all of the component's memories, in bytes.
+    pub memory_bytes: u64,
+    /// Instruction budget, when the app is metered.
+    pub fuel: Option<u64>,
+}
+
+impl Manifest {
+    /// Parses manifest text. Unknown keys and wrongly typed values are errors that name
+    /// the key and its line.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        toml::from_str(text).map_err(|e| ManifestError::Parse(e.to_string().trim().to_owned()))
+    }
+
+    /// Reads, parses and validates the manifest at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ManifestError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Io {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let manifest = Self::parse(&text).map_err(|e| match e {
+            ManifestError::Parse(msg) => ManifestError::Parse(format!("{}: {msg}", path.display())),
+            other => other,
+        })?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// The component path resolved against the directory of the manifest at
+    /// `manifest_path`.
+    pub fn component_path(&self, manifest_path: &Path) -> Option<PathBuf> {
+        let component = self.component.as_ref()?;
+        let base = manifest_path.parent().unwrap_or(Path::new("."));
+        Some(base.join(component))
+    }
+
+    /// Checks every rule and reports all broken ones together.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let mut problems = Vec::new();
+        if !is_slug(&self.slug) {
+            problems.push(format!(
+                "slug {:?} must match ^[a-z0-9][a-z0-9-]{{0,62}}$ (lowercase letters, digits and dashes)",
+                self.slug
+            ));
+        }
+        if self.name.as_ref().is_some_and(|n| n.chars().count() > 200) {
+            problems.push("name must be at most 200 characters".to_owned());
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 2000)
+        {
+            problems.push("description must be at most 2000 characters".to_owned());
+        }
+        let mut seen = BTreeSet::new();
+        for secret in &self.secrets {
+            if !is_secret_name(secret) {
+                problems.push(format!(
+                    "secrets: {secret:?} must match ^[A-Z_][A-Z0-9_]{{0,63}}$ and must not start with FLOOM_"
+                ));
+            }
+            if !seen.insert(secret) {
+                problems.push(format!("secrets: {secret:?} is listed twice"));
+            }
+        }
+        match self.limits.timeout_s {
+            Some(0) => problems.push("limits.timeout_s must be at least 1".to_owned()),
+            Some(t) if t > MAX_TIMEOUT.as_secs() => problems.push(format!(
+                "limits.timeout_s = {t} is above the {} s cap",
+                MAX_TIMEOUT.as_secs()
+            )),
+            _ => {}
+        }
+        if self.limits.memory_mb == Some(0) {
+            problems.push("limits.memory_mb must be at least 1".to_owned());
+        }
+        if self.limits.fuel == Some(0) {
+            problems.push("limits.fuel must be at least 1 (leave it out for no metering)".to_owned());
+        }
+        for host in &self.network.allowed_hosts {
+            if let Err(why) = check_host_pattern(host) {
+                problems.push(format!("network.allowed_hosts: {host:?} {why}"));
+            }
+        }
+        for (name, action) in &self.actions {
+            if !is_action_name(name) {
+                problems.push(format!(
+                    "actions.{name}: the name must match ^[a-z0-9][a-z0-9_-]{{0,62}}$"
+                ));
+            }
+            for (key, schema) in [
+                ("input_schema", &action.input_schema),
+                ("output_schema", &action.output_schema),
+            ] {
+                if let Some(schema) = schema
+                    && !schema.is_object()
+                    && !schema.is_boolean()
+                {
+                    problems.push(format!(
+                        "actions.{name}.{key} must be a table (a JSON Schema object) or a boolean"
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ManifestError::Invalid(problems))
+        }
+    }
+
+    /// The app's actions; an app that declares none has a single default `run`.
+    pub fn actions(&self) -> impl Iterator<Item = (&str, &Action)> {
+        static DEFAULT: Action = Action {
+            description: None,
+            streaming: false,
+            input_schema: None,
+            output_schema: None,
+        };
+        let default = self
+            .actions
+            .is_empty()
+            .then_some((DEFAULT_ACTION, &DEFAULT));
+        self.actions
+            .iter()
+            .map(|(name, action)| (name.as_str(), action))
+            .chain(default)
+    }
+
+    /// The action called `name`, if the app has it.
+    pub fn action(&self, name: &str) -> Option<&Action> {
+        self.actions().find(|(n, _)| *n == name).map(|(_, a)| a)
+    }
+
+    /// The limits a run of this app gets, with `max_memory_mb` (the operator's cap)
+    /// applied to the memory limit.
+    pub fn limits(&self, max_memory_mb: u64) -> Limits {
+        let memory_mb = self
+            .limits
+            .memory_mb
+            .unwrap_or(DEFAULT_MEMORY_MB)
+            .min(max_memory_mb);
+        Limits {
+            timeout: self
+                .limits
+                .timeout_s
+                .map_or(MAX_TIMEOUT, Duration::from_secs)
+                .min(MAX_TIMEOUT),
+            memory_bytes: memory_mb.saturating_mul(1 << 20),
+            fuel: self.limits.fuel,
+        }
+    }
+}
+
+/// `^[a-z0-9][a-z0-9-]{0,62}$`
+pub fn is_slug(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && s.len() <= 63
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+}
+
+/// `^[a-z0-9][a-z0-9_-]{0,62}$`
+pub fn is_action_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && s.len() <= 63
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
+}
+
+/// `^[A-Z_][A-Z0-9_]{0,63}$`, not in the `FLOOM_` namespace the host uses itself.
+pub fn is_secret_name(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'A'..=b'Z' | b'_'))
+        && s.len() <= 64
+        && bytes.all(|b| matches!(b, b'A'..=b'Z' | b'0'..=b'9' | b'_'))
+        && !s.starts_with("FLOOM_")
+}
+
+/// An allowed-host entry is a DNS name or a `*.` wildcard over one; never `*` alone, a
+/// URL, a port or an IP literal (those would bypass the name check).
+fn check_host_pattern(pattern: &str) -> Result<(), &'static str> {
+    if pattern == "*" {
+        return Err("allows every host; list the hosts the app needs");
+    }
+    if pattern.contains("://") || pattern.contains('/') {
+        return Err("is a URL; give the host name only");
+    }
+    let unbracketed = pattern.trim_start_matches('[').trim_end_matches(']');
+    if unbracketed.parse::<IpAddr>().is_ok() {
+        return Err("is an IP literal; give a host name");
+    }
+    if pattern.contains(':') {
+        return Err("has a port; give the host name only");
+    }
+    let name = pattern.strip_prefix("*.").unwrap_or(pattern);
+    let valid_label = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if name.len() > 253 || !name.split('.').all(valid_label) {
+        return Err("is not a valid host name");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+slug = "meeting-action-items"
+name = "Meeting action items"
+description = "Extracts action items from a transcript"
+component = "../../target/wasm32-wasip2/release/meeting_action_items.wasm"
+public = true
+secrets = ["OPENAI_API_KEY"]
+
+[limits]
+timeout_s = 60
+memory_mb = 128
+fuel = 2_000_000_000
+
+[network]
+allowed_hosts = ["api.openai.com", "*.example.org"]
+
+[actions.run]
+description = "Extract the items"
+streaming = true
+input_schema = { type = "object", required = ["transcript"], properties = { transcript = { type = "string" } } }
+output_schema = { type = "object" }
+"#;
+
+    #[test]
+    fn the_spec_example_parses_and_validates() {
+        let m = Manifest::parse(FULL).unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.slug, "meeting-action-items");
+        let limits = m.limits(1024);
+        assert_eq!(limits.timeout, Duration::from_secs(60));
+        assert_eq!(limits.memory_bytes, 128 << 20);
+        assert_eq!(limits.fuel, Some(2_000_000_000));
+        let run = m.action("run").unwrap();
+        assert!(run.streaming);
+        assert_eq!(run.input_schema.as_ref().unwrap()["required"][0], "transcript");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Manifest::parse("slug = \"a\"\ncolour = \"red\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `colour`"), "{err}");
+        let err = Manifest::parse("slug = \"a\"\n[limits]\ntimeout = 3\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `timeout`"), "{err}");
+    }
+
+    #[test]
+    fn defaults_apply_and_the_operator_caps_memory() {
+        let m = Manifest::parse("slug = \"a\"\n[limits]\nmemory_mb = 4096\n").unwrap();
+        m.validate().unwrap();
+        let limits = m.limits(512);
+        assert_eq!(limits.timeout, MAX_TIMEOUT);
+        assert_eq!(limits.memory_bytes, 512 << 20);
+        assert_eq!(limits.fuel, None);
+        let names: Vec<_> = m.actions().map(|(n, _)| n).collect();
+        assert_eq!(names, ["run"]);
+    }
+
+    #[test]
+    fn every_broken_rule_is_reported() {
+        let m = Manifest::parse(
+            r#"
+slug = "Bad Slug"
+secrets = ["lower", "FLOOM_X", "OK", "OK"]
+[limits]
+timeout_s = 291
+memory_mb = 0
+[network]
+allowed_hosts = ["*", "https://x.org/", "10.0.0.1", "[::1]", "x.org:443", "ok.org", "*.ok.org"]
+[actions."Bad Name"]
+input_schema = "string"
+"#,
+        )
+        .unwrap();
+        let ManifestError::Invalid(problems) = m.validate().unwrap_err() else {
+            panic!("expected Invalid")
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "slug \"Bad Slug\"",
+            "\"lower\"",
+            "\"FLOOM_X\"",
+            "\"OK\" is listed twice",
+            "timeout_s = 291",
+            "memory_mb must be at least 1",
+            "\"*\" allows every host",
+            "is a URL",
+            "\"10.0.0.1\" is an IP literal",
+            "\"[::1]\" is an IP literal",
+            "has a port",
+            "actions.Bad Name: the name",
+            "input_schema must be a table",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 13, "{all}");
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_slug("a") && is_slug("hello-2") && !is_slug("-a") && !is_slug(""));
+        assert!(!is_slug(&"a".repeat(64)) && is_slug(&"a".repeat(63)));
+        assert!(is_action_name("extract_items") && !is_action_name("Run"));
+        assert!(is_secret_name("API_KEY") && !is_secret_name("FLOOM_ACTION"));
+    }
+}

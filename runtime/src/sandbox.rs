@@ -1,0 +1,426 @@
+//! One run in a fresh store: WASI context, limits, deadline, cancellation, and turning
+//! the way it ended into an [`Outcome`].
+
+use std::time::{Duration, Instant};
+
+use serde_json::value::RawValue;
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::app::{AppInner, AppKind, Pre, RunRequest};
+use crate::event::{LogStream, json_string};
+use crate::outcome::{
+    ErrorCode, MemoryLimitExceeded, Outcome, Phase, RunError, Usage, classify_error,
+};
+use crate::output::{Captured, EventSink, LineRole, Marker, OutputPipe, PipeCaps};
+use crate::sdk_host::HostState;
+
+/// Random bytes a guest may ask for in one call (WASI's default is far larger).
+const MAX_RANDOM_BYTES: u64 = 1 << 20;
+
+/// Everything a store holds for one run.
+pub(crate) struct RunState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryLimiter,
+    pub(crate) host: HostState,
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Enforces the app's memory limit over all of its memories together, and remembers a
+/// refusal so the run is reported as `memory_limit` whatever the guest did next.
+struct MemoryLimiter {
+    limit: u64,
+    used: u64,
+    peak: u64,
+    refused: Option<MemoryLimitExceeded>,
+}
+
+/// Most tables, memories and instances a component may create; generous for real
+/// components, and a bound on what a hostile one can make the host allocate.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+const MAX_INSTANCES: usize = 64;
+const MAX_TABLES: usize = 64;
+const MAX_MEMORIES: usize = 16;
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = (self.used - current as u64).saturating_add(desired as u64);
+        if total > self.limit {
+            let refused = MemoryLimitExceeded {
+                limit: self.limit,
+                requested: total,
+            };
+            self.refused = Some(refused.clone());
+            // Trap at once: a guest allocator that sees a failed growth would abort with
+            // a bare `unreachable`, hiding the cause.
+            return Err(wasmtime::Error::new(refused));
+        }
+        self.used = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// How the guest call ended, before classification.
+enum Ending {
+    /// An SDK app returned output JSON.
+    Output(String),
+    /// An SDK app returned an error on purpose.
+    AppError { code: String, message: String },
+    /// A command app finished with exit status 0.
+    Exited,
+    /// A command app finished with a failure status.
+    ExitFailure,
+    /// wasmtime reported an error (a trap, a limit, an exit code, a setup failure).
+    Fault(wasmtime::Error, Phase),
+    TimedOut(Duration),
+    Cancelled,
+}
+
+pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
+    let started = Instant::now();
+    let config = app.engine.config();
+    let caps = config.caps;
+    let timeout = request
+        .timeout
+        .map_or(app.limits.timeout, |t| t.min(app.limits.timeout))
+        .min(config.max_timeout);
+
+    let sink = EventSink::new(request.events.clone(), caps.events);
+    let stdout_role = match app.kind {
+        AppKind::Command => LineRole::Chunks,
+        AppKind::Sdk => LineRole::Logs(LogStream::Stdout),
+    };
+    let pipe_caps = |capture| PipeCaps {
+        capture,
+        chunk: caps.chunk_bytes,
+        output: caps.output_bytes,
+    };
+    let stdout = OutputPipe::new(stdout_role, pipe_caps(caps.stdout_bytes), sink.clone());
+    let stderr = OutputPipe::new(
+        LineRole::Logs(LogStream::Stderr),
+        pipe_caps(caps.stderr_bytes),
+        sink.clone(),
+    );
+
+    let mut store = new_store(app, &request, &stdout, &stderr, &sink);
+    let ending = {
+        let guest = call_guest(&app.pre, &mut store, &request.action, request.input.get());
+        tokio::select! {
+            biased;
+            () = request.cancel.cancelled() => Ending::Cancelled,
+            () = tokio::time::sleep(timeout) => Ending::TimedOut(timeout),
+            ending = guest => ending,
+        }
+    };
+
+    let stdout = stdout.finish();
+    let stderr = stderr.finish();
+    let limiter = &store.data().limiter;
+    let mut outcome = classify(ending, app, &stdout, &stderr, limiter.refused.as_ref());
+    outcome.usage = Usage {
+        duration: started.elapsed(),
+        memory_peak_bytes: limiter.peak,
+        fuel_consumed: app
+            .limits
+            .fuel
+            .filter(|_| app.metered)
+            .map(|initial| initial.saturating_sub(store.get_fuel().unwrap_or(0))),
+        events: sink.produced(),
+        stdout_bytes: stdout.total,
+        stderr_bytes: stderr.total,
+    };
+    drop(store);
+    // Everything the guest produced reaches the caller before the outcome does.
+    sink.flush().await;
+    outcome
+}
+
+fn new_store(
+    app: &AppInner,
+    request: &RunRequest,
+    stdout: &OutputPipe,
+    stderr: &OutputPipe,
+    sink: &EventSink,
+) -> Store<RunState> {
+    let caps = app.engine.config().caps;
+    // Declared secrets only, whatever the caller passed.
+    let secrets: Vec<(String, String)> = app
+        .manifest
+        .secrets
+        .iter()
+        .filter_map(|name| Some((name.clone(), request.secrets.get(name)?.clone())))
+        .collect();
+
+    // The builder starts empty: stdin closed, no args, env, preopens or sockets. We add
+    // only what the app is owed.
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .env("FLOOM_ACTION", &request.action)
+        .arg(&app.manifest.slug)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES);
+    if app.kind == AppKind::Command {
+        // A command app's only channels: the inputs on stdin, secrets in its environment.
+        wasi.stdin(MemoryInputPipe::new(request.input.get().to_owned()));
+        wasi.envs(&secrets);
+    }
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(caps.resources);
+
+    let flavor = app.engine.flavor(app.metered);
+    let mut store = Store::new(
+        &flavor.engine,
+        RunState {
+            wasi: wasi.build(),
+            table,
+            limiter: MemoryLimiter {
+                limit: app.limits.memory_bytes,
+                used: 0,
+                peak: 0,
+                refused: None,
+            },
+            host: HostState {
+                sink: sink.clone(),
+                secrets,
+                chunk_cap: caps.chunk_bytes,
+                calls: 0,
+                call_budget: caps.host_calls,
+            },
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    // Yield to the executor at every epoch tick: a busy guest shares its thread, and the
+    // deadline and cancel branches of the run's `select!` get to fire.
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    if let (true, Some(fuel)) = (app.metered, app.limits.fuel) {
+        // The metered engine always has fuel enabled, so this cannot fail.
+        let _ = store.set_fuel(fuel);
+    }
+    store
+}
+
+async fn call_guest(pre: &Pre, store: &mut Store<RunState>, action: &str, input: &str) -> Ending {
+    match pre {
+        Pre::Sdk(pre) => {
+            let app = match pre.instantiate_async(&mut *store).await {
+                Ok(app) => app,
+                Err(e) => return Ending::Fault(e, Phase::Instantiate),
+            };
+            match app
+                .floom_app_handler()
+                .call_run(&mut *store, action, input)
+                .await
+            {
+                Ok(Ok(output)) => Ending::Output(output),
+                Ok(Err(e)) => Ending::AppError {
+                    code: e.code,
+                    message: e.message,
+                },
+                Err(e) => Ending::Fault(e, Phase::Call),
+            }
+        }
+        Pre::Command(pre) => {
+            let command = match pre.instantiate_async(&mut *store).await {
+                Ok(command) => command,
+                Err(e) => return Ending::Fault(e, Phase::Instantiate),
+            };
+            match command.wasi_cli_run().call_run(&mut *store).await {
+                Ok(Ok(())) => Ending::Exited,
+                Ok(Err(())) => Ending::ExitFailure,
+                Err(e) if e.downcast_ref::<I32Exit>().is_some_and(|exit| exit.0 == 0) => {
+                    Ending::Exited
+                }
+                Err(e) => Ending::Fault(e, Phase::Call),
+            }
+        }
+    }
+}
+
+/// Every way a run can end, mapped to a status, output and error in one place.
+fn classify(
+    ending: Ending,
+    app: &AppInner,
+    stdout: &Captured,
+    stderr: &Captured,
+    memory_refused: Option<&MemoryLimitExceeded>,
+) -> Outcome {
+    let output_cap = app.engine.config().caps.output_bytes;
+    let too_large = |size: u64| {
+        Outcome::failed(RunError::new(
+            ErrorCode::OutputTooLarge,
+            format!("the output is {size} bytes, over the {output_cap} byte output cap"),
+        ))
+    };
+    match ending {
+        Ending::Output(text) if text.len() > output_cap => too_large(text.len() as u64),
+        Ending::Output(text) => match RawValue::from_string(text) {
+            Ok(output) => Outcome::succeeded(output),
+            Err(e) => Outcome::failed(RunError::new(
+                ErrorCode::AppError,
+                format!("the app returned an output that is not valid JSON: {e}"),
+            )),
+        },
+        Ending::AppError { code, message } => Outcome::failed(RunError {
+            code: ErrorCode::AppError,
+            message,
+            app_code: Some(code),
+        }),
+        Ending::Exited => command_output(stdout, output_cap),
+        Ending::ExitFailure => Outcome::failed(RunError::new(
+            ErrorCode::ExitCode,
+            "the app exited with a failure status",
+        )),
+        Ending::Fault(err, phase) => Outcome::failed(classify_error(
+            &err,
+            phase,
+            memory_refused,
+            panic_message(&stderr.recent).as_deref(),
+        )),
+        Ending::TimedOut(limit) => Outcome::failed(RunError::new(
+            ErrorCode::Timeout,
+            format!("the run passed its {} s deadline", limit.as_secs_f64()),
+        )),
+        Ending::Cancelled => {
+            Outcome::failed(RunError::new(ErrorCode::Cancelled, "the run was cancelled"))
+        }
+    }
+}
+
+/// A command app's output (SPEC section 2): the last `__FLOOM_RESULT__` line if there is
+/// one, else all of stdout as JSON, else stdout as a string.
+fn command_output(stdout: &Captured, output_cap: usize) -> Outcome {
+    let too_large = |size: u64| {
+        Outcome::failed(RunError::new(
+            ErrorCode::OutputTooLarge,
+            format!("the output is {size} bytes, over the {output_cap} byte output cap"),
+        ))
+    };
+    match &stdout.marker {
+        Some(Marker::TooLarge) => too_large(output_cap as u64 + 1),
+        Some(Marker::Found(json)) => Outcome::succeeded(json_or_string(json)),
+        None if stdout.total > output_cap as u64 || stdout.total > stdout.capture.len() as u64 => {
+            too_large(stdout.total)
+        }
+        None if stdout.capture.iter().all(u8::is_ascii_whitespace) => {
+            Outcome::succeeded(RawValue::from_string("null".into()).expect("null is JSON"))
+        }
+        None => Outcome::succeeded(json_or_string(&stdout.capture)),
+    }
+}
+
+fn json_or_string(bytes: &[u8]) -> Box<RawValue> {
+    let text = String::from_utf8_lossy(bytes);
+    let trimmed = text.trim();
+    match serde_json::from_str::<Box<RawValue>>(trimmed) {
+        Ok(json) => json,
+        Err(_) => json_string(text.trim_end_matches(['\n', '\r'])),
+    }
+}
+
+/// Rust guests print `thread '...' panicked at FILE:LINE:COL:` and the message on the
+/// next line(s) to stderr before trapping; recover them for the error message.
+fn panic_message(recent: &[String]) -> Option<String> {
+    let start = recent.iter().rposition(|line| line.contains("panicked at"))?;
+    let location = recent[start]
+        .split_once("panicked at ")
+        .map(|(_, at)| at.trim_end_matches(':'))
+        .unwrap_or_default();
+    let message: Vec<&str> = recent[start + 1..]
+        .iter()
+        .map(String::as_str)
+        .take_while(|line| !line.starts_with("note:"))
+        .collect();
+    Some(format!("{} (at {location})", message.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn captured(capture: &[u8], marker: Option<Marker>) -> Captured {
+        Captured {
+            capture: capture.to_vec(),
+            total: capture.len() as u64,
+            marker,
+            recent: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn command_outputs() {
+        let out = command_output(&captured(b"{\"a\": 1}\n", None), 100);
+        assert_eq!(out.output.unwrap().get(), "{\"a\": 1}");
+        let out = command_output(&captured(b"hello\nworld\n", None), 100);
+        assert_eq!(out.output.unwrap().get(), "\"hello\\nworld\"");
+        let out = command_output(&captured(b"", None), 100);
+        assert_eq!(out.output.unwrap().get(), "null");
+        let out = command_output(
+            &captured(b"noise\n", Some(Marker::Found(b"[1,2]".to_vec()))),
+            100,
+        );
+        assert_eq!(out.output.unwrap().get(), "[1,2]");
+        let out = command_output(&captured(&[b'x'; 101], None), 100);
+        assert_eq!(out.error.unwrap().code, ErrorCode::OutputTooLarge);
+        let out = command_output(&captured(b"", Some(Marker::TooLarge)), 100);
+        assert_eq!(out.error.unwrap().code, ErrorCode::OutputTooLarge);
+    }
+
+    #[test]
+    fn panic_messages_are_recovered() {
+        let recent: Vec<String> = [
+            "",
+            "thread '<unnamed>' panicked at src/lib.rs:10:5:",
+            "boom",
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            panic_message(&recent).unwrap(),
+            "boom (at src/lib.rs:10:5)"
+        );
+        assert_eq!(panic_message(&["plain".to_owned()]), None);
+    }
+}
