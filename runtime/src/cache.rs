@@ -102,7 +102,9 @@ fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("artifact"),
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     ));

@@ -48,7 +48,9 @@ mod output;
 mod sandbox;
 mod sdk_host;
 
-pub use app::{AppKind, CompileInfo, CompiledApp, ComponentError, HANDLER_EXPORT, RequestError, RunRequest};
+pub use app::{
+    AppKind, CompileInfo, CompiledApp, ComponentError, HANDLER_EXPORT, RequestError, RunRequest,
+};
 pub use engine::{Caps, Engine, EngineConfig};
 pub use event::{Event, Level, LogStream};
 pub use manifest::{

@@ -196,7 +196,8 @@ impl Manifest {
             problems.push("limits.memory_mb must be at least 1".to_owned());
         }
         if self.limits.fuel == Some(0) {
-            problems.push("limits.fuel must be at least 1 (leave it out for no metering)".to_owned());
+            problems
+                .push("limits.fuel must be at least 1 (leave it out for no metering)".to_owned());
         }
         for host in &self.network.allowed_hosts {
             if let Err(why) = check_host_pattern(host) {
@@ -368,7 +369,10 @@ output_schema = { type = "object" }
         assert_eq!(limits.fuel, Some(2_000_000_000));
         let run = m.action("run").unwrap();
         assert!(run.streaming);
-        assert_eq!(run.input_schema.as_ref().unwrap()["required"][0], "transcript");
+        assert_eq!(
+            run.input_schema.as_ref().unwrap()["required"][0],
+            "transcript"
+        );
     }
 
     #[test]

@@ -237,7 +237,7 @@ pub(crate) fn classify_error(
                 ErrorCode::Trap,
                 format!("the app panicked: {}", panic_message.unwrap_or_default()),
             ),
-            other => RunError::new(ErrorCode::Trap, format!("wasm trap: {other}")),
+            other => RunError::new(ErrorCode::Trap, other.to_string()),
         };
     }
     if let Some(pool) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {

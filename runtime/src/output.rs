@@ -39,7 +39,9 @@ const RECENT_LINE_BYTES: usize = 512;
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A poisoned lock only means another thread panicked mid-update of plain counters
     // and buffers; the data is still usable, and a guest must never make the host panic.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The ordered, capped path from one sandbox to the caller's event channel.
@@ -82,6 +84,12 @@ impl EventSink {
     /// Queues a guest event, counting it against the cap. The first event over the cap
     /// is replaced by one host notice saying so.
     pub(crate) fn push(&self, event: Event) -> Pushed {
+        self.push_with(|| event)
+    }
+
+    /// Like [`EventSink::push`], but builds the event only when the cap lets it through:
+    /// a flood past the cap costs a counter increment per line, not an allocation.
+    pub(crate) fn push_with(&self, event: impl FnOnce() -> Event) -> Pushed {
         let mut state = lock(&self.state);
         if state.accepted >= state.cap {
             state.dropped += 1;
@@ -95,7 +103,7 @@ impl EventSink {
             return Pushed::OverCap;
         }
         state.accepted += 1;
-        self.enqueue(&mut state, event);
+        self.enqueue(&mut state, event());
         Pushed::Accepted
     }
 
@@ -294,7 +302,7 @@ impl PipeState {
             LineRole::Logs(_) => &bytes[..kept],
         };
         let mut rest = scanned;
-        while let Some(pos) = rest.iter().position(|&b| b == b'\n') {
+        while let Some(pos) = memchr::memchr(b'\n', rest) {
             self.feed(&rest[..pos], sink);
             self.end_line(sink);
             rest = &rest[pos + 1..];
@@ -360,12 +368,12 @@ impl PipeState {
     }
 
     fn emit_line(&mut self, line: &[u8], sink: &EventSink) {
-        let text = String::from_utf8_lossy(line);
         match self.role {
             LineRole::Chunks => {
-                sink.push(Event::text_chunk(&text));
+                sink.push_with(|| Event::text_chunk(&String::from_utf8_lossy(line)));
             }
             LineRole::Logs(stream) => {
+                let text = String::from_utf8_lossy(line);
                 if stream == LogStream::Stderr {
                     if self.recent.len() == RECENT_STDERR_LINES {
                         self.recent.pop_front();
@@ -373,7 +381,7 @@ impl PipeState {
                     let cut = utf8_boundary(text.as_bytes(), RECENT_LINE_BYTES);
                     self.recent.push_back(text[..cut].to_owned());
                 }
-                sink.push(Event::Log {
+                sink.push_with(|| Event::Log {
                     stream,
                     level: None,
                     line: text.into_owned(),
@@ -444,7 +452,11 @@ impl Pollable for OutputPipe {
 /// Only WASI preview 3 writes through this; preview 2 goes through [`OutputStream`]. It
 /// accepts every write at once: the event cap still bounds what is queued.
 impl tokio::io::AsyncWrite for OutputPipe {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }
@@ -496,7 +508,10 @@ mod tests {
             ]
         );
         assert_eq!(captured.marker, Some(Marker::Found(b"{\"a\":1}".to_vec())));
-        assert_eq!(captured.total, writes.iter().map(|w| w.len() as u64).sum::<u64>());
+        assert_eq!(
+            captured.total,
+            writes.iter().map(|w| w.len() as u64).sum::<u64>()
+        );
     }
 
     #[test]
@@ -537,7 +552,11 @@ mod tests {
             capture: 6,
             ..caps()
         };
-        let pipe = OutputPipe::new(LineRole::Logs(LogStream::Stderr), caps, EventSink::new(Some(tx), 100));
+        let pipe = OutputPipe::new(
+            LineRole::Logs(LogStream::Stderr),
+            caps,
+            EventSink::new(Some(tx), 100),
+        );
         pipe.write_bytes(b"abc\ndef\nghi\n");
         let captured = pipe.finish();
         let events = drain(&mut rx);

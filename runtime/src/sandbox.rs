@@ -103,7 +103,10 @@ enum Ending {
     /// An SDK app returned output JSON.
     Output(String),
     /// An SDK app returned an error on purpose.
-    AppError { code: String, message: String },
+    AppError {
+        code: String,
+        message: String,
+    },
     /// A command app finished with exit status 0.
     Exited,
     /// A command app finished with a failure status.
@@ -362,7 +365,9 @@ fn json_or_string(bytes: &[u8]) -> Box<RawValue> {
 /// Rust guests print `thread '...' panicked at FILE:LINE:COL:` and the message on the
 /// next line(s) to stderr before trapping; recover them for the error message.
 fn panic_message(recent: &[String]) -> Option<String> {
-    let start = recent.iter().rposition(|line| line.contains("panicked at"))?;
+    let start = recent
+        .iter()
+        .rposition(|line| line.contains("panicked at"))?;
     let location = recent[start]
         .split_once("panicked at ")
         .map(|(_, at)| at.trim_end_matches(':'))
@@ -417,10 +422,7 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        assert_eq!(
-            panic_message(&recent).unwrap(),
-            "boom (at src/lib.rs:10:5)"
-        );
+        assert_eq!(panic_message(&recent).unwrap(), "boom (at src/lib.rs:10:5)");
         assert_eq!(panic_message(&["plain".to_owned()]), None);
     }
 }
