@@ -127,7 +127,7 @@ impl RunError {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Usage {
     /// Wall-clock time from the start of instantiation to the end of the run.
-    #[serde(serialize_with = "as_millis")]
+    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
     pub duration: Duration,
     /// Peak linear memory over all of the component's memories, in bytes.
     pub memory_peak_bytes: u64,
@@ -142,8 +142,9 @@ pub struct Usage {
     pub stderr_bytes: u64,
 }
 
+/// Milliseconds with microsecond precision: runs often take well under one.
 fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    s.serialize_f64(d.as_micros() as f64 / 1000.0)
 }
 
 /// How a run ended.

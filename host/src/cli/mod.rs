@@ -1,0 +1,54 @@
+//! The command line: one module per subcommand, each with its options and `run()`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod exec;
+
+/// Floom runtime: publish WebAssembly apps and run them safely.
+#[derive(Debug, Parser)]
+#[command(name = "floom", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. Each one's help is the doc comment of its arguments struct.
+#[derive(Debug, Subcommand)]
+#[allow(missing_docs)]
+pub enum Command {
+    Exec(exec::ExecArgs),
+}
+
+/// Exit status for a command that could not even start: bad arguments, an invalid
+/// component, manifest or input. (clap uses the same code for usage errors.)
+pub const EXIT_INVALID: u8 = 2;
+
+/// Parses the command line and runs the subcommand.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Exec(args) => exec::run(args).await,
+        }
+    })
+}
