@@ -60,7 +60,10 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let total = (self.used - current as u64).saturating_add(desired as u64);
+        let total = self
+            .used
+            .saturating_sub(current as u64)
+            .saturating_add(desired as u64);
         if total > self.limit {
             let refused = MemoryLimitExceeded {
                 limit: self.limit,
@@ -290,14 +293,10 @@ fn classify(
     memory_refused: Option<&MemoryLimitExceeded>,
 ) -> Outcome {
     let output_cap = app.engine.config().caps.output_bytes;
-    let too_large = |size: u64| {
-        Outcome::failed(RunError::new(
-            ErrorCode::OutputTooLarge,
-            format!("the output is {size} bytes, over the {output_cap} byte output cap"),
-        ))
-    };
     match ending {
-        Ending::Output(text) if text.len() > output_cap => too_large(text.len() as u64),
+        Ending::Output(text) if text.len() > output_cap => {
+            output_too_large(text.len() as u64, output_cap)
+        }
         Ending::Output(text) => match RawValue::from_string(text) {
             Ok(output) => Outcome::succeeded(output),
             Err(e) => Outcome::failed(RunError::new(
@@ -334,23 +333,27 @@ fn classify(
 /// A command app's output (SPEC section 2): the last `__FLOOM_RESULT__` line if there is
 /// one, else all of stdout as JSON, else stdout as a string.
 fn command_output(stdout: &Captured, output_cap: usize) -> Outcome {
-    let too_large = |size: u64| {
-        Outcome::failed(RunError::new(
-            ErrorCode::OutputTooLarge,
-            format!("the output is {size} bytes, over the {output_cap} byte output cap"),
-        ))
-    };
     match &stdout.marker {
-        Some(Marker::TooLarge) => too_large(output_cap as u64 + 1),
+        Some(Marker::TooLarge) => Outcome::failed(RunError::new(
+            ErrorCode::OutputTooLarge,
+            format!("the result line is over the {output_cap} byte output cap"),
+        )),
         Some(Marker::Found(json)) => Outcome::succeeded(json_or_string(json)),
         None if stdout.total > output_cap as u64 || stdout.total > stdout.capture.len() as u64 => {
-            too_large(stdout.total)
+            output_too_large(stdout.total, output_cap)
         }
         None if stdout.capture.iter().all(u8::is_ascii_whitespace) => {
             Outcome::succeeded(RawValue::from_string("null".into()).expect("null is JSON"))
         }
         None => Outcome::succeeded(json_or_string(&stdout.capture)),
     }
+}
+
+fn output_too_large(size: u64, cap: usize) -> Outcome {
+    Outcome::failed(RunError::new(
+        ErrorCode::OutputTooLarge,
+        format!("the output is {size} bytes, over the {cap} byte output cap"),
+    ))
 }
 
 fn json_or_string(bytes: &[u8]) -> Box<RawValue> {
