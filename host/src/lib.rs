@@ -1,4 +1,19 @@
-//! The `floom` binary's library: the command line (one module per subcommand) and,
-//! as the product grows, the server, its store and its scheduler.
+//! The `floom` binary's library: the server (HTTP API, SQLite store, run queue) and the
+//! command line.
+//!
+//! How a run flows: an API handler validates the request and has the [`scheduler`] write
+//! the execution to the [`store`] before answering; the scheduler runs it on the guest
+//! runtime through [`floom_runtime`], numbering its events and handing them to the store
+//! in batches; the store publishes committed events to [`live`] subscribers, and
+//! [`follow`] serves SSE and `?wait=true` from the store and the live channel.
 
+pub mod api;
 pub mod cli;
+pub mod events;
+pub mod examples;
+pub mod follow;
+pub mod live;
+pub mod registry;
+pub mod scheduler;
+pub mod server;
+pub mod store;

@@ -4,7 +4,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod apps;
+pub mod client;
 pub mod exec;
+pub mod executions;
+pub mod publish;
+pub mod run;
+pub mod serve;
 
 /// Floom runtime: publish WebAssembly apps and run them safely.
 #[derive(Debug, Parser)]
@@ -19,6 +25,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(missing_docs)]
 pub enum Command {
+    Serve(serve::ServeArgs),
+    Publish(publish::PublishArgs),
+    Run(run::RunArgs),
+    Apps(apps::AppsArgs),
+    Executions(executions::ExecutionsArgs),
     Exec(exec::ExecArgs),
 }
 
@@ -36,6 +47,15 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Command::Serve(args) = cli.command {
+        return match serve::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -49,6 +69,21 @@ pub fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Exec(args) => exec::run(args).await,
+            Command::Publish(args) => done(publish::run(args).await),
+            Command::Apps(args) => done(apps::run(args).await),
+            Command::Executions(args) => done(executions::run(args).await),
+            Command::Run(args) => match run::run(args).await {
+                Ok(code) => ExitCode::from(code),
+                Err(failure) => failure.report(),
+            },
+            Command::Serve(_) => unreachable!("serve builds its own runtimes"),
         }
     })
+}
+
+fn done(result: Result<(), client::Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
 }

@@ -1,0 +1,168 @@
+//! The one API error type: every failure answers as an RFC 9457 problem
+//! (`application/problem+json`) with one of the SPEC's codes.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::registry::InputProblem;
+
+/// An API failure.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    detail: String,
+    errors: Vec<InputProblem>,
+    retry_after: Option<u64>,
+}
+
+/// The problem document.
+#[derive(Serialize)]
+struct Problem<'a> {
+    r#type: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "<[InputProblem]>::is_empty")]
+    errors: &'a [InputProblem],
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// 400: the request is malformed or its inputs break the schema.
+    pub fn invalid_input(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
+    }
+
+    /// 400: the inputs break the action's schema; each problem is listed.
+    pub fn invalid_inputs(errors: Vec<InputProblem>) -> Self {
+        let mut error = Self::invalid_input(format!(
+            "the inputs do not match the action's input_schema ({} problem{})",
+            errors.len(),
+            if errors.len() == 1 { "" } else { "s" }
+        ));
+        error.errors = errors;
+        error
+    }
+
+    /// 415: the body is not JSON.
+    pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_input", detail)
+    }
+
+    /// 400: the manifest does not parse or breaks a rule.
+    pub fn invalid_manifest(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_manifest", detail)
+    }
+
+    /// 400: the component is not a runnable app.
+    pub fn invalid_component(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_component", detail)
+    }
+
+    /// 404.
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", detail)
+    }
+
+    /// 405.
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "not_found", detail)
+    }
+
+    /// 401: missing or wrong credentials.
+    pub fn auth_failed(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "auth_failed", detail)
+    }
+
+    /// 403: the credentials do not allow this.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    /// 409: the resource is not in a state that allows this.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    /// 413.
+    pub fn payload_too_large(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn quota_exceeded(detail: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", detail);
+        error.retry_after = Some(retry_after_s);
+        error
+    }
+
+    /// 502: the sandbox could not start.
+    pub fn sandbox_unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "sandbox_unavailable", detail)
+    }
+
+    /// 503 while shutting down, with `Retry-After`.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::SERVICE_UNAVAILABLE, "internal", detail);
+        error.retry_after = Some(5);
+        error
+    }
+
+    /// 500. The cause is logged; the client gets a generic message.
+    pub fn internal(err: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {err:#}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to handle the request; the error is in its log",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        ApiError::internal(format!("{err:#}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let problem = Problem {
+            r#type: format!("https://floom.dev/docs/errors#{}", self.code),
+            title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            errors: &self.errors,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,384 @@
+//! `/api/executions`: read one (envelope plus detail), its events (SSE, resumable), its
+//! logs (NDJSON), cancel it, and list them with cursor pagination.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use super::auth::{Caller, view_token_matches};
+use super::error::ApiError;
+use super::extract::{PathParams, QueryParams};
+use super::{AppState, timestamp};
+use crate::follow::{Waited, follow, wait_for_end};
+use crate::scheduler::Cancelled;
+use crate::store::{ExecStatus, ExecutionRecord, ListExecutions, StoredEvent};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/executions", get(list))
+        .route("/api/executions/{id}", get(detail))
+        .route("/api/executions/{id}/events", get(events))
+        .route("/api/executions/{id}/logs", get(logs))
+        .route("/api/executions/{id}/cancel", post(cancel))
+}
+
+/// The execution envelope (SPEC section 4).
+#[derive(Debug, Serialize)]
+pub struct Envelope {
+    /// `exec_...`
+    pub execution_id: String,
+    /// Where it is.
+    pub status: ExecStatus,
+    /// The output, once succeeded.
+    pub output: Option<Box<RawValue>>,
+    /// The error, once failed.
+    pub error: Option<Box<RawValue>>,
+    /// Shown once, when the execution is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub view_token: Option<String>,
+}
+
+/// The fields of a terminal event's data that the envelope needs.
+#[derive(Deserialize)]
+struct TerminalData {
+    status: ExecStatus,
+    #[serde(default)]
+    output: Option<Box<RawValue>>,
+    #[serde(default)]
+    error: Option<Box<RawValue>>,
+}
+
+fn raw(json: Option<&String>) -> Result<Option<Box<RawValue>>, ApiError> {
+    json.map(|text| RawValue::from_string(text.clone()))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("stored JSON is broken: {e}")))
+}
+
+impl Envelope {
+    /// A just-accepted execution.
+    pub fn queued(id: &str) -> Self {
+        Envelope {
+            execution_id: id.to_owned(),
+            status: ExecStatus::Queued,
+            output: None,
+            error: None,
+            view_token: None,
+        }
+    }
+
+    /// From the `end` or `error` event.
+    pub fn from_terminal(id: &str, event: &StoredEvent) -> Result<Self, ApiError> {
+        let data: TerminalData = serde_json::from_str(&event.data)
+            .map_err(|e| ApiError::internal(format!("terminal event of {id}: {e}")))?;
+        Ok(Envelope {
+            execution_id: id.to_owned(),
+            status: data.status,
+            output: data.output.filter(|_| data.status == ExecStatus::Succeeded),
+            error: data.error,
+            view_token: None,
+        })
+    }
+
+    /// From the stored execution.
+    pub fn from_record(record: &ExecutionRecord) -> Result<Self, ApiError> {
+        Ok(Envelope {
+            execution_id: record.id.clone(),
+            status: record.status,
+            output: raw(record.output.as_ref())?,
+            error: raw(record.error.as_ref())?,
+            view_token: None,
+        })
+    }
+
+    fn error_field(&self, field: &str) -> Option<String> {
+        let error: serde_json::Value = serde_json::from_str(self.error.as_ref()?.get()).ok()?;
+        error.get(field)?.as_str().map(str::to_owned)
+    }
+
+    /// Whether the sandbox could not start.
+    pub fn is_sandbox_unavailable(&self) -> bool {
+        self.error_field("code").as_deref() == Some("sandbox_unavailable")
+    }
+
+    /// The error's message.
+    pub fn error_message(&self) -> String {
+        self.error_field("message").unwrap_or_default()
+    }
+}
+
+/// An execution with its detail.
+#[derive(Serialize)]
+struct Detail {
+    #[serde(flatten)]
+    envelope: Envelope,
+    app: String,
+    version: i64,
+    action: String,
+    inputs: Box<RawValue>,
+    attempts: i64,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    duration_ms: Option<i64>,
+    usage: Option<Box<RawValue>>,
+}
+
+fn detail_view(record: &ExecutionRecord) -> Result<Detail, ApiError> {
+    Ok(Detail {
+        envelope: Envelope::from_record(record)?,
+        app: record.app.clone(),
+        version: record.version,
+        action: record.action.clone(),
+        inputs: raw(Some(&record.inputs))?
+            .unwrap_or_else(|| RawValue::from_string("{}".into()).expect("JSON")),
+        attempts: record.attempts,
+        created_at: timestamp(record.created_at),
+        started_at: record.started_at.map(timestamp),
+        finished_at: record.finished_at.map(timestamp),
+        duration_ms: record
+            .started_at
+            .zip(record.finished_at)
+            .map(|(s, f)| f - s),
+        usage: raw(record.usage.as_ref())?,
+    })
+}
+
+#[derive(Deserialize, Default)]
+struct ViewQuery {
+    view_token: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Finds an execution the caller may read: the admin, or whoever holds its view token.
+async fn readable(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+    view_token: Option<&str>,
+) -> Result<ExecutionRecord, ApiError> {
+    let caller = Caller::from_headers(headers, &state.admin_token)?;
+    let missing = || ApiError::not_found(format!("no execution {id:?}"));
+    if !id.starts_with("exec_") || id.len() > 64 {
+        return Err(missing());
+    }
+    let record = state.store.execution(id).await?.ok_or_else(missing)?;
+    let header_token = headers
+        .get("x-floom-view-token")
+        .and_then(|v| v.to_str().ok());
+    let presented = view_token.or(header_token);
+    if caller.is_admin()
+        || presented.is_some_and(|t| view_token_matches(t, &record.view_token_hash))
+    {
+        return Ok(record);
+    }
+    match (caller, presented) {
+        (Caller::Anonymous, None) => Err(ApiError::auth_failed(
+            "send the execution's view_token (?view_token= or x-floom-view-token) or a token that covers its app",
+        )),
+        // Credentials that do not cover it: answer as if it did not exist.
+        _ => Err(missing()),
+    }
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<ViewQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Detail>, ApiError> {
+    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
+    Ok(Json(detail_view(&record)?))
+}
+
+/// An SSE response over stored-then-live events.
+pub fn sse(
+    events: mpsc::Receiver<StoredEvent>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
+        let sse = Event::default()
+            .id(event.seq.to_string())
+            .event(event.kind)
+            .data(event.data);
+        Some((Ok(sse), events))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+fn cursor(query: Option<&str>, headers: &HeaderMap) -> Result<i64, ApiError> {
+    let header = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    match query.or(header) {
+        None | Some("") => Ok(0),
+        Some(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::invalid_input(format!(
+                    "the cursor {text:?} is not an event sequence number"
+                ))
+            }),
+    }
+}
+
+async fn events(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<ViewQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
+    let after = cursor(query.cursor.as_deref(), &headers)?;
+    let events = follow(state.store.clone(), state.live.clone(), record.id, after);
+    Ok(sse(events).into_response())
+}
+
+async fn logs(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<ViewQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
+    let store = state.store.clone();
+    // Page through the stored events, writing each log line as one JSON line.
+    let lines = futures_util::stream::unfold(Some(0i64), move |after| {
+        let store = store.clone();
+        let id = record.id.clone();
+        async move {
+            let after = after?;
+            let page = match store.events_after(&id, after, 500).await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(execution = %id, "reading logs failed: {e:#}");
+                    return None;
+                }
+            };
+            let next = (page.len() == 500).then(|| page.last().map_or(after, |e| e.seq));
+            let mut chunk = String::new();
+            for event in page.iter().filter(|e| e.kind == "log") {
+                // `{"seq":N,` followed by the rest of the stored object.
+                chunk.push_str(&format!("{{\"seq\":{},{}\n", event.seq, &event.data[1..]));
+            }
+            Some((Ok::<_, Infallible>(chunk), next))
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    QueryParams(query): QueryParams<ViewQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
+    if record.status.is_terminal() {
+        return Err(ApiError::conflict(format!(
+            "{id} has already ended ({})",
+            record.status
+        )));
+    }
+    let subscription = state.live.subscribe(&id);
+    match state.scheduler.cancel(&id).await? {
+        Cancelled::AlreadyTerminal => {
+            return Err(ApiError::conflict(format!("{id} has already ended")));
+        }
+        Cancelled::NotFound => return Err(ApiError::not_found(format!("no execution {id:?}"))),
+        Cancelled::Queued => {}
+        // A busy guest stops within an epoch tick; give it a moment to be recorded.
+        Cancelled::Running => {
+            if let Waited::Event(event) = wait_for_end(subscription, Duration::from_secs(5)).await {
+                return Ok(Json(Envelope::from_terminal(&id, &event)?).into_response());
+            }
+        }
+    }
+    let record = state
+        .store
+        .execution(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no execution {id:?}")))?;
+    let status = if record.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(Envelope::from_record(&record)?)).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct ListQuery {
+    app: Option<String>,
+    status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Page {
+    data: Vec<Detail>,
+    next_cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    QueryParams(query): QueryParams<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Page>, ApiError> {
+    Caller::from_headers(&headers, &state.admin_token)?.require_admin()?;
+    let limit = match query.limit.as_deref() {
+        None => 50,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_input(format!("limit {text:?} must be a number from 1 to 200"))
+            })?,
+    };
+    let status = query
+        .status
+        .as_deref()
+        .map(str::parse::<ExecStatus>)
+        .transpose()
+        .map_err(ApiError::invalid_input)?;
+    let before = query
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::invalid_input(format!("cursor {c:?} is not one this API returned"))
+            })
+        })
+        .transpose()?;
+    let records = state
+        .store
+        .executions(ListExecutions {
+            app: query.app,
+            status,
+            before,
+            limit,
+        })
+        .await?;
+    let next_cursor = (records.len() == limit as usize)
+        .then(|| records.last().map(|r| r.n.to_string()))
+        .flatten();
+    let data = records.iter().map(detail_view).collect::<Result<_, _>>()?;
+    Ok(Json(Page { data, next_cursor }))
+}

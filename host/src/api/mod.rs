@@ -1,0 +1,96 @@
+//! The HTTP API (SPEC section 4): one router per resource, merged here, with problem
+//! answers for unknown routes and methods.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+
+use crate::live::Live;
+use crate::registry::Registry;
+use crate::scheduler::Scheduler;
+use crate::store::DynStore;
+
+mod apps;
+pub mod auth;
+pub mod error;
+mod executions;
+pub mod extract;
+mod runs;
+mod system;
+
+pub use error::ApiError;
+
+/// Sizes and timeouts of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest JSON body (1 MiB).
+    pub max_body: usize,
+    /// Largest component upload (64 MiB).
+    pub max_component: usize,
+    /// How long `?wait=true` holds a request (250 s).
+    pub max_wait: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            max_body: 1 << 20,
+            max_component: 64 << 20,
+            max_wait: Duration::from_secs(250),
+        }
+    }
+}
+
+/// What every handler can reach.
+pub struct Services {
+    /// Durable state.
+    pub store: DynStore,
+    /// Compiled apps.
+    pub registry: Arc<Registry>,
+    /// The run queue.
+    pub scheduler: Arc<Scheduler>,
+    /// Live event channels.
+    pub live: Arc<Live>,
+    /// The admin secret.
+    pub admin_token: String,
+    /// Sizes and timeouts.
+    pub config: ApiConfig,
+}
+
+/// Shared handler state.
+pub type AppState = Arc<Services>;
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body;
+    Router::new()
+        .merge(apps::router(&state.config))
+        .merge(executions::router())
+        .merge(system::router())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(format!("{} does not accept {method}", uri.path()))
+}
+
+/// Unix milliseconds as an RFC 3339 UTC timestamp.
+pub fn timestamp(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

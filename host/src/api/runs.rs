@@ -1,0 +1,212 @@
+//! The run endpoints: `POST /api/apps/{slug}/run` and
+//! `POST /api/apps/{slug}/actions/{action}/run`, async (202), sync (`?wait=true`) or
+//! streamed (`?stream=true` or `Accept: text/event-stream`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use floom_runtime::{DEFAULT_ACTION, is_slug};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::AppState;
+use super::auth::{Caller, random_token, sha256_hex};
+use super::error::ApiError;
+use super::executions::{Envelope, sse};
+use super::extract::{JsonBody, PathParams, QueryParams, flag};
+use crate::follow::{Waited, follow, wait_for_end};
+use crate::registry::LoadedApp;
+use crate::scheduler::SubmitError;
+use crate::store::{NewExecution, now_ms};
+
+/// The run request body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunBody {
+    /// The inputs: a JSON object (default `{}`).
+    #[serde(default)]
+    inputs: Option<Value>,
+    /// The action (first form only; default `run` or the app's only action).
+    #[serde(default)]
+    action: Option<String>,
+}
+
+/// `?wait=` and `?stream=`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RunQuery {
+    wait: Option<String>,
+    stream: Option<String>,
+}
+
+pub async fn run_app(
+    State(state): State<AppState>,
+    PathParams(slug): PathParams<String>,
+    QueryParams(query): QueryParams<RunQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RunBody>,
+) -> Result<Response, ApiError> {
+    let action = body.action.clone();
+    start(&state, &headers, &slug, action, false, body, query).await
+}
+
+pub async fn run_action(
+    State(state): State<AppState>,
+    PathParams((slug, action)): PathParams<(String, String)>,
+    QueryParams(query): QueryParams<RunQuery>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<RunBody>,
+) -> Result<Response, ApiError> {
+    if body.action.as_ref().is_some_and(|a| *a != action) {
+        return Err(ApiError::invalid_input(format!(
+            "the body names action {:?} but the path names {action:?}",
+            body.action.unwrap_or_default()
+        )));
+    }
+    start(&state, &headers, &slug, Some(action), true, body, query).await
+}
+
+/// Picks the action: the one named, else `run`, else the app's only action.
+fn choose_action(
+    app: &LoadedApp,
+    named: Option<String>,
+    from_path: bool,
+) -> Result<String, ApiError> {
+    let manifest = app.app.manifest();
+    let names: Vec<&str> = manifest.actions().map(|(name, _)| name).collect();
+    match named {
+        Some(name) if manifest.action(&name).is_some() => Ok(name),
+        Some(name) => {
+            let detail = format!(
+                "{} has no action {name:?} (it has: {})",
+                manifest.slug,
+                names.join(", ")
+            );
+            Err(if from_path {
+                ApiError::not_found(detail)
+            } else {
+                ApiError::invalid_input(detail)
+            })
+        }
+        None if names.contains(&DEFAULT_ACTION) => Ok(DEFAULT_ACTION.to_owned()),
+        None if names.len() == 1 => Ok(names[0].to_owned()),
+        None => Err(ApiError::invalid_input(format!(
+            "{} has several actions ({}): name one with \"action\" or /actions/{{action}}/run",
+            manifest.slug,
+            names.join(", ")
+        ))),
+    }
+}
+
+async fn start(
+    state: &AppState,
+    headers: &HeaderMap,
+    slug: &str,
+    action: Option<String>,
+    from_path: bool,
+    body: RunBody,
+    query: RunQuery,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(headers, &state.admin_token)?;
+    let wait = flag(query.wait.as_deref(), "wait")?;
+    let stream = flag(query.stream.as_deref(), "stream")?
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/event-stream"));
+
+    let app = is_slug(slug)
+        .then(|| state.registry.current(slug))
+        .flatten()
+        .ok_or_else(|| ApiError::not_found(format!("no app {slug:?}")))?;
+    if !app.record.public && !caller.is_admin() {
+        return Err(ApiError::auth_failed(format!(
+            "{slug} is private: send a token that covers it (Authorization: Bearer <token>)"
+        )));
+    }
+    let action = choose_action(&app, action, from_path)?;
+    let inputs = body
+        .inputs
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if !inputs.is_object() {
+        return Err(ApiError::invalid_input(
+            "\"inputs\" must be a JSON object, such as {\"inputs\": {\"text\": \"...\"}}",
+        ));
+    }
+    app.validate(&action, &inputs)
+        .map_err(ApiError::invalid_inputs)?;
+
+    let view_token = random_token()?;
+    let execution = NewExecution {
+        id: format!("exec_{}", uuid::Uuid::now_v7().simple()),
+        app: app.record.slug.clone(),
+        version: app.record.version,
+        action,
+        inputs: inputs.to_string(),
+        view_token_hash: sha256_hex(&view_token),
+        created_at: now_ms(),
+    };
+    state
+        .scheduler
+        .accept(&execution)
+        .await
+        .map_err(|e| match e {
+            SubmitError::QueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
+            SubmitError::Draining => ApiError::unavailable(e.to_string()),
+            SubmitError::Store(e) => ApiError::internal(format!("{e:#}")),
+        })?;
+    // Subscribed before the run can start, so its end cannot be missed.
+    let subscription = wait.then(|| state.live.subscribe(&execution.id)).flatten();
+    let id = execution.id.clone();
+    state.scheduler.enqueue(execution);
+
+    if stream {
+        let events = follow(state.store.clone(), state.live.clone(), id.clone(), 0);
+        let mut response = sse(events).into_response();
+        location(&mut response, &id);
+        // The stream carries no envelope: these let a client resume it after a drop.
+        let headers = response.headers_mut();
+        if let (Ok(id), Ok(token)) = (
+            HeaderValue::from_str(&id),
+            HeaderValue::from_str(&view_token),
+        ) {
+            headers.insert("x-floom-execution-id", id);
+            headers.insert("x-floom-view-token", token);
+        }
+        return Ok(response);
+    }
+    let mut envelope = Envelope::queued(&id);
+    let mut status = StatusCode::ACCEPTED;
+    if wait {
+        match wait_for_end(subscription, state.config.max_wait).await {
+            Waited::Event(event) => {
+                envelope = Envelope::from_terminal(&id, &event)?;
+                status = StatusCode::OK;
+            }
+            Waited::Ended | Waited::TimedOut => {
+                let record = state
+                    .store
+                    .execution(&id)
+                    .await?
+                    .ok_or_else(|| ApiError::internal(format!("execution {id} vanished")))?;
+                if record.status.is_terminal() {
+                    status = StatusCode::OK;
+                }
+                envelope = Envelope::from_record(&record)?;
+            }
+        }
+        if envelope.is_sandbox_unavailable() {
+            return Err(ApiError::sandbox_unavailable(envelope.error_message()));
+        }
+    }
+    envelope.view_token = Some(view_token);
+    let mut response = (status, Json(envelope)).into_response();
+    location(&mut response, &id);
+    Ok(response)
+}
+
+fn location(response: &mut Response, id: &str) {
+    if let Ok(value) = HeaderValue::from_str(&format!("/api/executions/{id}")) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+}

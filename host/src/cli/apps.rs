@@ -1,0 +1,112 @@
+//! `floom apps`: list, show and delete published apps.
+
+use serde_json::Value;
+
+use super::client::{Client, Failure, ServerArgs, check, print_json};
+
+/// List, show or delete apps.
+///
+/// Examples:
+///
+///   floom apps list
+///
+///   floom apps get meeting-action-items
+///
+///   floom apps delete hello
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct AppsArgs {
+    #[command(subcommand)]
+    command: AppsCommand,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// What to do with apps.
+#[derive(Debug, clap::Subcommand)]
+pub enum AppsCommand {
+    /// List the apps you can see (public ones, and private ones your token covers).
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one app: its actions, input schemas and limits.
+    Get {
+        /// The app's slug.
+        slug: String,
+    },
+    /// Delete an app (its executions stay readable). Needs the admin token.
+    Delete {
+        /// The app's slug.
+        slug: String,
+    },
+}
+
+/// Runs `floom apps`.
+pub async fn run(args: AppsArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.server)?;
+    match args.command {
+        AppsCommand::List { json } => {
+            let apps: Value = client
+                .json(client.request(reqwest::Method::GET, "/api/apps"))
+                .await?;
+            if json {
+                print_json(&apps);
+                return Ok(());
+            }
+            let list = apps["data"].as_array().cloned().unwrap_or_default();
+            if list.is_empty() {
+                println!("no apps yet: floom publish DIR");
+            }
+            for app in list {
+                println!(
+                    "{:<28} v{:<4} {:<8} {:<8} {}",
+                    app["slug"].as_str().unwrap_or_default(),
+                    app["version"],
+                    if app["public"].as_bool() == Some(true) {
+                        "public"
+                    } else {
+                        "private"
+                    },
+                    app["kind"].as_str().unwrap_or_default(),
+                    app["description"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        AppsCommand::Get { slug } => {
+            let app: Value = client
+                .json(client.request(
+                    reqwest::Method::GET,
+                    &format!("/api/apps/{}", path_segment(&slug)),
+                ))
+                .await?;
+            print_json(&app);
+        }
+        AppsCommand::Delete { slug } => {
+            let response = client
+                .request(
+                    reqwest::Method::DELETE,
+                    &format!("/api/apps/{}", path_segment(&slug)),
+                )
+                .send()
+                .await?;
+            check(response).await?;
+            println!("deleted {slug}");
+        }
+    }
+    Ok(())
+}
+
+/// Percent-encodes a path segment.
+pub fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,148 @@
+//! `floom executions`: list, show, read the logs of, and cancel executions.
+
+use serde_json::Value;
+
+use super::client::{Client, Failure, ServerArgs, check, print_json};
+
+/// Inspect and cancel executions.
+///
+/// Reading an execution needs a token that covers its app, or its view token.
+///
+/// Examples:
+///
+///   floom executions list --app hello --status failed
+///
+///   floom executions get exec_0192... --view-token 5c3e...
+///
+///   floom executions logs exec_0192...
+///
+///   floom executions cancel exec_0192...
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct ExecutionsArgs {
+    #[command(subcommand)]
+    command: ExecutionsCommand,
+
+    /// The execution's view token, instead of a token that covers its app.
+    #[arg(long, global = true)]
+    pub view_token: Option<String>,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// What to do with executions.
+#[derive(Debug, clap::Subcommand)]
+pub enum ExecutionsCommand {
+    /// List executions, newest first. Needs the admin token.
+    List {
+        /// Only this app's.
+        #[arg(long)]
+        app: Option<String>,
+        /// Only this status (queued, running, succeeded, failed, timed_out, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// How many (1 to 200).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Continue from a previous page's next_cursor.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one execution: status, output, error, timings.
+    Get {
+        /// The execution id.
+        id: String,
+    },
+    /// Print an execution's log lines (JSON lines).
+    Logs {
+        /// The execution id.
+        id: String,
+    },
+    /// Cancel a queued or running execution.
+    Cancel {
+        /// The execution id.
+        id: String,
+    },
+}
+
+/// Runs `floom executions`.
+pub async fn run(args: ExecutionsArgs) -> Result<(), Failure> {
+    let client = Client::new(&args.server)?;
+    let with_view = |request: reqwest::RequestBuilder| match &args.view_token {
+        Some(token) => request.header("x-floom-view-token", token),
+        None => request,
+    };
+    match &args.command {
+        ExecutionsCommand::List {
+            app,
+            status,
+            limit,
+            cursor,
+            json,
+        } => {
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(app.clone().map(|a| ("app", a)));
+            query.extend(status.clone().map(|s| ("status", s)));
+            query.extend(cursor.clone().map(|c| ("cursor", c)));
+            let page: Value = client
+                .json(
+                    client
+                        .request(reqwest::Method::GET, "/api/executions")
+                        .query(&query),
+                )
+                .await?;
+            if *json {
+                print_json(&page);
+                return Ok(());
+            }
+            for execution in page["data"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{}  {:<10} {:<24} {}",
+                    execution["execution_id"].as_str().unwrap_or_default(),
+                    execution["status"].as_str().unwrap_or_default(),
+                    format!(
+                        "{}/{}",
+                        execution["app"].as_str().unwrap_or_default(),
+                        execution["action"].as_str().unwrap_or_default()
+                    ),
+                    execution["created_at"].as_str().unwrap_or_default(),
+                );
+            }
+            if let Some(next) = page["next_cursor"].as_str() {
+                println!("more: --cursor {next}");
+            }
+        }
+        ExecutionsCommand::Get { id } => {
+            let execution: Value = client
+                .json(with_view(client.request(
+                    reqwest::Method::GET,
+                    &format!("/api/executions/{id}"),
+                )))
+                .await?;
+            print_json(&execution);
+        }
+        ExecutionsCommand::Logs { id } => {
+            let response = with_view(
+                client.request(reqwest::Method::GET, &format!("/api/executions/{id}/logs")),
+            )
+            .send()
+            .await?;
+            let text = check(response).await?.text().await?;
+            print!("{text}");
+        }
+        ExecutionsCommand::Cancel { id } => {
+            let envelope: Value = client
+                .json(with_view(client.request(
+                    reqwest::Method::POST,
+                    &format!("/api/executions/{id}/cancel"),
+                )))
+                .await?;
+            println!("{id}: {}", envelope["status"].as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,265 @@
+//! `floom run`: start a run, stream its chunks live, print its output.
+
+use std::io::Write;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+
+use super::apps::path_segment;
+use super::client::{Client, Failure, ServerArgs, check};
+
+/// Run an app and stream its chunks to the terminal as they come.
+///
+/// Inputs are a JSON object, plus any `--input key=value` (a value that parses as JSON is
+/// used as JSON, anything else as a string). Chunks go to stdout as they stream, log
+/// lines to stderr, and the output is printed at the end. If the stream drops, it is
+/// resumed from the last event.
+///
+/// Exit status: 0 succeeded; 1 failed, timed out or cancelled; 2 the server refused the
+/// request (unknown app, invalid inputs, no access, queue full); 3 the server could not
+/// be reached or failed.
+///
+/// Examples:
+///
+///   floom run hello --input name=Ada
+///
+///   floom run meeting-action-items '{"transcript": "Alice: Let us ship by Friday..."}'
+///
+///   floom run webhook-signer/sign --input body='{"a":1}'
+///
+///   floom run word-count --input text=@notes.txt --detach
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct RunArgs {
+    /// The app, optionally with an action: SLUG or SLUG/ACTION.
+    pub target: String,
+
+    /// The inputs as a JSON object.
+    pub inputs: Option<String>,
+
+    /// One input, `key=value`; `key=@file` reads the value from a file. Repeatable.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE")]
+    pub input: Vec<String>,
+
+    /// Start the run and print its id without waiting.
+    #[arg(long)]
+    pub detach: bool,
+
+    /// Print the whole final envelope as JSON instead of just the output.
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn inputs(args: &RunArgs) -> Result<Value, Failure> {
+    let mut inputs = match &args.inputs {
+        None => Map::new(),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return Err(Failure::refused("the inputs must be a JSON object")),
+            Err(e) => return Err(Failure::refused(format!("the inputs are not JSON: {e}"))),
+        },
+    };
+    for pair in &args.input {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Failure::refused(format!("--input {pair:?} is not key=value")))?;
+        let value = match value.strip_prefix('@') {
+            Some(file) => Value::String(
+                std::fs::read_to_string(file)
+                    .map_err(|e| Failure::refused(format!("--input {key}=@{file}: {e}")))?,
+            ),
+            None => serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_owned())),
+        };
+        inputs.insert(key.to_owned(), value);
+    }
+    Ok(Value::Object(inputs))
+}
+
+/// One server-sent event.
+struct SseEvent {
+    id: Option<i64>,
+    kind: String,
+    data: String,
+}
+
+/// Splits an SSE byte stream into events.
+struct SseParser {
+    buffer: String,
+}
+
+impl SseParser {
+    fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        self.buffer.push_str(&String::from_utf8_lossy(bytes));
+        let mut events = Vec::new();
+        while let Some(end) = self.buffer.find("\n\n") {
+            let block: String = self.buffer.drain(..end + 2).collect();
+            let mut event = SseEvent {
+                id: None,
+                kind: "message".into(),
+                data: String::new(),
+            };
+            for line in block.lines() {
+                if let Some(id) = line.strip_prefix("id:") {
+                    event.id = id.trim().parse().ok();
+                } else if let Some(kind) = line.strip_prefix("event:") {
+                    event.kind = kind.trim().to_owned();
+                } else if let Some(data) = line.strip_prefix("data:") {
+                    event.data.push_str(data.strip_prefix(' ').unwrap_or(data));
+                }
+            }
+            if !event.data.is_empty() {
+                events.push(event);
+            }
+        }
+        events
+    }
+}
+
+/// Runs `floom run`.
+pub async fn run(args: RunArgs) -> Result<u8, Failure> {
+    let inputs = inputs(&args)?;
+    let client = Client::new(&args.server)?;
+    let path = match args.target.split_once('/') {
+        Some((slug, action)) => format!(
+            "/api/apps/{}/actions/{}/run",
+            path_segment(slug),
+            path_segment(action)
+        ),
+        None => format!("/api/apps/{}/run", path_segment(&args.target)),
+    };
+    let body = serde_json::json!({ "inputs": inputs });
+
+    if args.detach {
+        let envelope: Value = client
+            .json(client.request(reqwest::Method::POST, &path).json(&body))
+            .await?;
+        println!(
+            "{}\nview token: {}\nfollow it: floom executions get {} --view-token {}",
+            envelope["execution_id"].as_str().unwrap_or_default(),
+            envelope["view_token"].as_str().unwrap_or_default(),
+            envelope["execution_id"].as_str().unwrap_or_default(),
+            envelope["view_token"].as_str().unwrap_or_default(),
+        );
+        return Ok(0);
+    }
+
+    let response = client
+        .request(reqwest::Method::POST, &format!("{path}?stream=true"))
+        .json(&body)
+        .send()
+        .await?;
+    let response = check(response).await?;
+    let id = header(&response, "x-floom-execution-id");
+    let view_token = header(&response, "x-floom-view-token");
+    let mut last_seq = 0;
+    let mut response = Some(response);
+    let mut retries = 0;
+    loop {
+        let current = match response.take() {
+            Some(current) => current,
+            None => {
+                // The stream dropped before the end: resume after the last event seen.
+                let id = id.as_deref().ok_or_else(|| {
+                    Failure::refused("the stream dropped and the server sent no execution id")
+                })?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let mut request = client.request(
+                    reqwest::Method::GET,
+                    &format!("/api/executions/{id}/events?cursor={last_seq}"),
+                );
+                if let Some(token) = &view_token {
+                    request = request.header("x-floom-view-token", token);
+                }
+                check(request.send().await?).await?
+            }
+        };
+        let mut parser = SseParser {
+            buffer: String::new(),
+        };
+        let mut body = current.bytes_stream();
+        while let Some(bytes) = body.next().await {
+            let Ok(bytes) = bytes else { break };
+            for event in parser.push(&bytes) {
+                if let Some(seq) = event.id {
+                    last_seq = seq;
+                }
+                if let Some(code) = show(&event, args.json) {
+                    return Ok(code);
+                }
+            }
+        }
+        retries += 1;
+        if retries > 5 {
+            return Err(Failure {
+                message: "the event stream kept dropping".into(),
+                code: super::client::EXIT_SERVER,
+            });
+        }
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Prints one event; returns the exit status once the run has ended.
+fn show(event: &SseEvent, json: bool) -> Option<u8> {
+    let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+    let mut stdout = std::io::stdout().lock();
+    match event.kind.as_str() {
+        "chunk" => {
+            let _ = match &data["data"] {
+                Value::String(text) => writeln!(stdout, "{text}"),
+                other => writeln!(stdout, "{other}"),
+            };
+            let _ = stdout.flush();
+            None
+        }
+        "log" => {
+            let stream = data["stream"].as_str().unwrap_or("log");
+            eprintln!("[{stream}] {}", data["line"].as_str().unwrap_or_default());
+            None
+        }
+        "end" => {
+            if json {
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&data).unwrap_or_default()
+                );
+            } else {
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&data["output"]).unwrap_or_default()
+                );
+            }
+            Some(0)
+        }
+        "error" => {
+            if json {
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&data).unwrap_or_default()
+                );
+            }
+            eprintln!(
+                "{}: {} ({})",
+                data["status"].as_str().unwrap_or("failed"),
+                data["error"]["message"].as_str().unwrap_or_default(),
+                data["error"]["code"].as_str().unwrap_or_default(),
+            );
+            Some(1)
+        }
+        _ => None,
+    }
+}

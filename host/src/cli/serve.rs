@@ -1,0 +1,93 @@
+//! `floom serve`: run the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::api::ApiConfig;
+use crate::server::{ServerConfig, serve};
+
+/// Serve the HTTP API on an embedded SQLite store.
+///
+/// The admin token is FLOOM_SECRET, or one generated into <data-dir>/admin-token (mode
+/// 0600) at first start. Executions survive restarts: queued ones resume, running ones
+/// are retried once. SIGTERM stops accepting runs and gives running ones the grace
+/// period to finish.
+///
+/// Examples:
+///
+///   floom serve --examples
+///
+///   FLOOM_SECRET=s3cret floom serve --listen 0.0.0.0:8000 --data-dir /var/lib/floom
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Where the database, components and compiled artifacts live.
+    #[arg(long, default_value = "./floom-data", env = "FLOOM_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Publish the bundled example apps (hello, meeting-action-items, word-count,
+    /// webhook-signer) at startup.
+    #[arg(long)]
+    pub examples: bool,
+
+    /// Executions that run at once.
+    #[arg(long, default_value_t = 64)]
+    pub max_concurrent_runs: usize,
+
+    /// Executions that may wait; past it, runs get 429 quota_exceeded.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_queue: usize,
+
+    /// The largest memory limit any app gets, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub max_memory_mb: u64,
+
+    /// The longest any run may take, in seconds (at most 290).
+    #[arg(long, default_value_t = 290, value_parser = clap::value_parser!(u64).range(1..=290))]
+    pub max_timeout_s: u64,
+
+    /// Seconds running executions get to finish on shutdown.
+    #[arg(long, default_value_t = 30)]
+    pub grace_period_s: u64,
+
+    /// Threads that run guests (default: twice the CPU count).
+    #[arg(long)]
+    pub guest_threads: Option<usize>,
+
+    /// Where compiled components are cached (default: <data-dir>/compiled). Safe to
+    /// share between servers of the same build.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// The largest component a publish may upload, in MiB.
+    #[arg(long, default_value_t = 64)]
+    pub max_upload_mb: usize,
+}
+
+/// Runs `floom serve` (it builds its own runtimes).
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    serve(ServerConfig {
+        cache_dir: args
+            .cache_dir
+            .unwrap_or_else(|| args.data_dir.join("compiled")),
+        listen: args.listen,
+        data_dir: args.data_dir,
+        max_concurrent_runs: args.max_concurrent_runs.max(1),
+        max_queue: args.max_queue,
+        max_memory_mb: args.max_memory_mb,
+        max_timeout: Duration::from_secs(args.max_timeout_s),
+        grace_period: Duration::from_secs(args.grace_period_s),
+        guest_threads: args.guest_threads.unwrap_or(cores * 2).max(1),
+        examples: args.examples,
+        api: ApiConfig {
+            max_component: args.max_upload_mb << 20,
+            ..ApiConfig::default()
+        },
+    })
+}

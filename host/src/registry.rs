@@ -1,0 +1,268 @@
+//! Published apps, compiled and ready to run: the current version of every app in
+//! memory, older versions loaded on demand (queued executions run the version they were
+//! accepted for), and the JSON Schema validators of every action.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context as _;
+use floom_runtime::{CompiledApp, ComponentError, Engine, Manifest, ManifestError};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::store::{AppRecord, DynStore, Published, VersionRecord};
+
+/// One compiled app version with its input validators.
+pub struct LoadedApp {
+    /// The version as stored.
+    pub record: VersionRecord,
+    /// The compiled component.
+    pub app: CompiledApp,
+    validators: HashMap<String, jsonschema::Validator>,
+}
+
+/// One way the inputs break the action's schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InputProblem {
+    /// JSON Pointer to the failing value (`""` for the whole input).
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl LoadedApp {
+    fn new(record: VersionRecord, app: CompiledApp) -> Result<Self, ManifestError> {
+        let validators = compile_schemas(app.manifest())?;
+        Ok(LoadedApp {
+            record,
+            app,
+            validators,
+        })
+    }
+
+    /// Checks `inputs` against the action's `input_schema`, listing every problem.
+    pub fn validate(&self, action: &str, inputs: &Value) -> Result<(), Vec<InputProblem>> {
+        let Some(validator) = self.validators.get(action) else {
+            return Ok(());
+        };
+        let problems: Vec<InputProblem> = validator
+            .iter_errors(inputs)
+            .map(|e| InputProblem {
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// Compiles every action's input schema, so a broken schema is refused at publish.
+fn compile_schemas(
+    manifest: &Manifest,
+) -> Result<HashMap<String, jsonschema::Validator>, ManifestError> {
+    let mut validators = HashMap::new();
+    let mut problems = Vec::new();
+    for (name, action) in manifest.actions() {
+        for (key, schema) in [
+            ("input_schema", &action.input_schema),
+            ("output_schema", &action.output_schema),
+        ] {
+            let Some(schema) = schema else { continue };
+            match jsonschema::validator_for(schema) {
+                Ok(validator) if key == "input_schema" => {
+                    validators.insert(name.to_owned(), validator);
+                }
+                Ok(_) => {}
+                Err(e) => problems.push(format!(
+                    "actions.{name}.{key} is not a valid JSON Schema: {e}"
+                )),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(validators)
+    } else {
+        Err(ManifestError::Invalid(problems))
+    }
+}
+
+/// Why a publish was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// The manifest does not parse or breaks a rule.
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    /// The component is not a runnable app.
+    #[error(transparent)]
+    Component(#[from] ComponentError),
+    /// Something went wrong on our side.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The apps the server can run.
+pub struct Registry {
+    engine: Engine,
+    store: DynStore,
+    components: PathBuf,
+    current: RwLock<HashMap<String, Arc<LoadedApp>>>,
+    versions: RwLock<HashMap<(String, i64), Arc<LoadedApp>>>,
+}
+
+impl Registry {
+    /// A registry storing components under `components` (content-addressed).
+    pub fn new(engine: Engine, store: DynStore, components: PathBuf) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&components)
+            .with_context(|| format!("cannot create {}", components.display()))?;
+        Ok(Registry {
+            engine,
+            store,
+            components,
+            current: RwLock::default(),
+            versions: RwLock::default(),
+        })
+    }
+
+    /// Loads the current version of every app (from the compile cache when possible).
+    pub async fn load_all(&self) -> anyhow::Result<usize> {
+        let apps = self.store.apps().await?;
+        let count = apps.len();
+        for app in apps {
+            let slug = app.slug.clone();
+            match self.load_record(app.current).await {
+                Ok(loaded) => {
+                    write(&self.current).insert(slug, loaded);
+                }
+                Err(e) => tracing::error!(app = %slug, "cannot load the app: {e:#}"),
+            }
+        }
+        Ok(count)
+    }
+
+    /// Validates, stores and compiles a new version, and makes it current.
+    pub async fn publish(
+        &self,
+        manifest_text: String,
+        component: bytes::Bytes,
+    ) -> Result<(Published, Arc<LoadedApp>), PublishError> {
+        let manifest = Manifest::parse(&manifest_text)?;
+        manifest.validate()?;
+        compile_schemas(&manifest)?;
+        let engine = self.engine.clone();
+        let bytes = component.clone();
+        let app = tokio::task::spawn_blocking(move || engine.compile(manifest, &bytes))
+            .await
+            .context("the compiler panicked")??;
+        self.save_component(app.sha256(), &component).await?;
+        let published = self
+            .store
+            .publish(crate::store::NewVersion {
+                slug: app.manifest().slug.clone(),
+                sha256: app.sha256().to_owned(),
+                manifest: manifest_text,
+                kind: app.kind().to_string(),
+                public: app.manifest().public,
+            })
+            .await?;
+        let record = published.app.current.clone();
+        let loaded = Arc::new(LoadedApp::new(record.clone(), app)?);
+        write(&self.versions).insert((record.slug.clone(), record.version), loaded.clone());
+        write(&self.current).insert(record.slug.clone(), loaded.clone());
+        Ok((published, loaded))
+    }
+
+    /// The operator's cap on any app's memory, in MiB.
+    pub fn max_memory_mb(&self) -> u64 {
+        self.engine.config().max_memory_mb
+    }
+
+    /// The current version of `slug`.
+    pub fn current(&self, slug: &str) -> Option<Arc<LoadedApp>> {
+        read(&self.current).get(slug).cloned()
+    }
+
+    /// Every current app, by slug.
+    pub fn all(&self) -> Vec<Arc<LoadedApp>> {
+        let mut apps: Vec<_> = read(&self.current).values().cloned().collect();
+        apps.sort_by(|a, b| a.record.slug.cmp(&b.record.slug));
+        apps
+    }
+
+    /// Forgets the app (its versions stay loadable for executions that need them).
+    pub async fn delete(&self, slug: &str) -> anyhow::Result<bool> {
+        let deleted = self.store.delete_app(slug).await?;
+        write(&self.current).remove(slug);
+        Ok(deleted)
+    }
+
+    /// A specific version, compiled on first use.
+    pub async fn version(&self, slug: &str, version: i64) -> anyhow::Result<Arc<LoadedApp>> {
+        if let Some(loaded) = read(&self.versions).get(&(slug.to_owned(), version)) {
+            return Ok(loaded.clone());
+        }
+        let record = self
+            .store
+            .version(slug, version)
+            .await?
+            .with_context(|| format!("{slug} has no version {version}"))?;
+        self.load_record(record).await
+    }
+
+    async fn load_record(&self, record: VersionRecord) -> anyhow::Result<Arc<LoadedApp>> {
+        let path = self.component_path(&record.sha256);
+        let engine = self.engine.clone();
+        let manifest_text = record.manifest.clone();
+        let app = tokio::task::spawn_blocking(move || -> anyhow::Result<CompiledApp> {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let manifest = Manifest::parse(&manifest_text)?;
+            Ok(engine.compile(manifest, &bytes)?)
+        })
+        .await
+        .context("the compiler panicked")??;
+        let loaded = Arc::new(LoadedApp::new(record.clone(), app)?);
+        write(&self.versions).insert((record.slug.clone(), record.version), loaded.clone());
+        Ok(loaded)
+    }
+
+    fn component_path(&self, sha256: &str) -> PathBuf {
+        self.components.join(format!("{sha256}.wasm"))
+    }
+
+    /// Writes the component under its sha256, atomically; an existing file is the same
+    /// bytes by construction.
+    async fn save_component(&self, sha256: &str, bytes: &bytes::Bytes) -> anyhow::Result<()> {
+        let path = self.component_path(sha256);
+        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
+            return Ok(());
+        }
+        let tmp = self
+            .components
+            .join(format!(".{sha256}.{}.tmp", uuid::Uuid::now_v7().simple()));
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(())
+    }
+
+    /// The app record of the current version, for API answers.
+    pub async fn app_record(&self, slug: &str) -> anyhow::Result<Option<AppRecord>> {
+        self.store.app(slug).await
+    }
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,388 @@
+//! The run queue: every accepted execution is written to the store before it is
+//! queued; a bounded number run at once on the guest runtime; events are pumped to the
+//! store as they stream; and on startup, interrupted executions are recovered.
+//!
+//! Guests run on a tokio runtime of their own whose threads have a lower CPU priority
+//! (nice 10) than the HTTP runtime's, so a guest spinning on every core cannot delay
+//! `/healthz` or the handlers of other requests.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use floom_runtime::{ErrorCode, Outcome, RunError, RunRequest, Status};
+use serde_json::value::RawValue;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::events;
+use crate::registry::Registry;
+use crate::store::{DynStore, ExecStatus, Finish, NewExecution, StoredEvent, now_ms};
+
+/// An execution waiting for a slot, with what running it needs.
+#[derive(Debug, Clone)]
+struct Queued {
+    id: String,
+    app: String,
+    version: i64,
+    action: String,
+    inputs: String,
+}
+
+/// Why an execution was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is at its bound.
+    #[error("the run queue is full ({0} executions waiting)")]
+    QueueFull(usize),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    Draining,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+/// The result of a cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// A queued execution was cancelled.
+    Queued,
+    /// A running execution was told to stop.
+    Running,
+    /// It had already ended.
+    AlreadyTerminal,
+    /// No such execution.
+    NotFound,
+}
+
+/// How the scheduler is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerConfig {
+    /// Executions running at once.
+    pub max_concurrent_runs: usize,
+    /// Executions waiting at once; past it, runs are refused with 429.
+    pub max_queue: usize,
+}
+
+/// The run queue and its workers.
+pub struct Scheduler {
+    store: DynStore,
+    registry: Arc<Registry>,
+    config: SchedulerConfig,
+    queue: Mutex<VecDeque<Queued>>,
+    queued: AtomicUsize,
+    notify: Notify,
+    slots: Arc<Semaphore>,
+    running: AtomicUsize,
+    idle: Notify,
+    cancels: Mutex<HashMap<String, CancellationToken>>,
+    draining: AtomicBool,
+    guests: tokio::runtime::Handle,
+}
+
+impl Scheduler {
+    /// A scheduler running guests on `guests`.
+    pub fn new(
+        store: DynStore,
+        registry: Arc<Registry>,
+        config: SchedulerConfig,
+        guests: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        Arc::new(Scheduler {
+            store,
+            registry,
+            queue: Mutex::new(VecDeque::new()),
+            queued: AtomicUsize::new(0),
+            notify: Notify::new(),
+            slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+            cancels: Mutex::new(HashMap::new()),
+            draining: AtomicBool::new(false),
+            config,
+            guests,
+        })
+    }
+
+    /// Recovers interrupted executions, queues everything waiting, and starts the
+    /// dispatcher.
+    pub async fn start(self: &Arc<Self>) -> anyhow::Result<()> {
+        let recovery = self.store.recover(now_ms()).await?;
+        if !recovery.retried.is_empty() || !recovery.failed.is_empty() {
+            tracing::warn!(
+                retried = recovery.retried.len(),
+                failed = recovery.failed.len(),
+                "recovered executions interrupted by a restart"
+            );
+        }
+        for id in recovery.queued {
+            let Some(record) = self.store.execution(&id).await? else {
+                continue;
+            };
+            self.queued.fetch_add(1, Ordering::AcqRel);
+            lock(&self.queue).push_back(Queued {
+                id: record.id,
+                app: record.app,
+                version: record.version,
+                action: record.action,
+                inputs: record.inputs,
+            });
+        }
+        let this = self.clone();
+        self.guests.spawn(async move { this.dispatch().await });
+        self.notify.notify_one();
+        Ok(())
+    }
+
+    /// Executions waiting.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Executions running.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Writes the execution to the store, then queues it. When this returns, the
+    /// execution is durable and its live channel exists (subscribe before the run can
+    /// end by calling [`Scheduler::enqueue`] after subscribing).
+    pub async fn accept(&self, execution: &NewExecution) -> Result<(), SubmitError> {
+        if self.draining.load(Ordering::Acquire) {
+            return Err(SubmitError::Draining);
+        }
+        // Reserve a place first so concurrent requests cannot overshoot the bound.
+        let waiting = self.queued.fetch_add(1, Ordering::AcqRel);
+        if waiting >= self.config.max_queue {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(SubmitError::QueueFull(waiting));
+        }
+        if let Err(e) = self.store.insert_execution(execution.clone()).await {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Hands an accepted execution to the workers.
+    pub fn enqueue(&self, execution: NewExecution) {
+        lock(&self.queue).push_back(Queued {
+            id: execution.id,
+            app: execution.app,
+            version: execution.version,
+            action: execution.action,
+            inputs: execution.inputs,
+        });
+        self.notify.notify_one();
+    }
+
+    /// Cancels a queued or running execution.
+    pub async fn cancel(&self, id: &str) -> anyhow::Result<Cancelled> {
+        if let Some(token) = lock(&self.cancels).get(id) {
+            token.cancel();
+            return Ok(Cancelled::Running);
+        }
+        if self.store.cancel_queued(id, now_ms()).await? {
+            let mut queue = lock(&self.queue);
+            if let Some(pos) = queue.iter().position(|q| q.id == id) {
+                queue.remove(pos);
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Ok(Cancelled::Queued);
+        }
+        // Not queued: it may have just started, or ended.
+        if let Some(token) = lock(&self.cancels).get(id) {
+            token.cancel();
+            return Ok(Cancelled::Running);
+        }
+        Ok(match self.store.execution(id).await? {
+            Some(record) if record.status.is_terminal() => Cancelled::AlreadyTerminal,
+            Some(_) => Cancelled::Running,
+            None => Cancelled::NotFound,
+        })
+    }
+
+    /// Stops starting executions and waits up to `grace` for the running ones. What is
+    /// still queued stays queued for the next start; what is still running is retried
+    /// then, like after a crash.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.draining.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+        let deadline = Instant::now() + grace;
+        loop {
+            let idle = self.idle.notified();
+            let running = self.running();
+            if running == 0 {
+                return 0;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, idle).await.is_err() {
+                return self.running();
+            }
+        }
+    }
+
+    async fn dispatch(self: Arc<Self>) {
+        loop {
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                return;
+            };
+            let next = loop {
+                let notified = self.notify.notified();
+                if self.draining.load(Ordering::Acquire) {
+                    return;
+                }
+                if let Some(next) = lock(&self.queue).pop_front() {
+                    break next;
+                }
+                notified.await;
+            };
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            self.running.fetch_add(1, Ordering::AcqRel);
+            let this = self.clone();
+            tokio::spawn(async move { this.execute(next, permit).await });
+        }
+    }
+
+    async fn execute(self: Arc<Self>, run: Queued, permit: OwnedSemaphorePermit) {
+        let token = CancellationToken::new();
+        lock(&self.cancels).insert(run.id.clone(), token.clone());
+        if let Err(e) = self.run_one(&run, token).await {
+            tracing::error!(execution = %run.id, "the execution could not be recorded: {e:#}");
+        }
+        lock(&self.cancels).remove(&run.id);
+        drop(permit);
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn run_one(&self, run: &Queued, cancel: CancellationToken) -> anyhow::Result<()> {
+        let Some(started) = self.store.start_execution(&run.id, now_ms()).await? else {
+            // Cancelled while it waited.
+            return Ok(());
+        };
+        let begun = Instant::now();
+        let mut seq = started.seq;
+        let result = match self.registry.version(&run.app, run.version).await {
+            Err(e) => Err(RunError::new(
+                ErrorCode::SandboxUnavailable,
+                format!("the app could not be loaded: {e:#}"),
+            )),
+            Ok(loaded) => {
+                let request = RawValue::from_string(run.inputs.clone())
+                    .map_err(|e| e.to_string())
+                    .and_then(|input| {
+                        RunRequest::new(&loaded.app, &run.action, input).map_err(|e| e.to_string())
+                    });
+                match request {
+                    Err(e) => Err(RunError::new(
+                        ErrorCode::SandboxUnavailable,
+                        format!("the run could not be prepared: {e}"),
+                    )),
+                    Ok(request) => {
+                        let (tx, rx) = mpsc::channel(256);
+                        let pump = tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
+                        let outcome = loaded.app.run(request.events(tx).cancel(cancel)).await;
+                        seq = match pump.await {
+                            Ok(last) => last,
+                            Err(e) => {
+                                tracing::error!(execution = %run.id, "the event pump failed: {e}");
+                                seq
+                            }
+                        };
+                        Ok(outcome)
+                    }
+                }
+            }
+        };
+        let finish = finish(&run.id, seq + 1, result, begun.elapsed());
+        self.store.finish_execution(&run.id, finish).await
+    }
+}
+
+/// Numbers the sandbox's events and hands them to the store in batches; returns the last
+/// sequence number used.
+async fn pump(
+    store: DynStore,
+    id: String,
+    mut seq: i64,
+    mut events: mpsc::Receiver<floom_runtime::Event>,
+) -> i64 {
+    let mut batch = Vec::with_capacity(64);
+    while events.recv_many(&mut batch, 64).await > 0 {
+        let stored: Vec<StoredEvent> = batch
+            .drain(..)
+            .map(|event| {
+                seq += 1;
+                events::streamed(&id, seq, &event)
+            })
+            .collect();
+        store.append_events(stored);
+    }
+    seq
+}
+
+/// The terminal record of a run.
+fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>, elapsed: Duration) -> Finish {
+    let finished_at = now_ms();
+    let (outcome, usage) = match result {
+        Ok(outcome) => {
+            let usage = serde_json::to_string(&outcome.usage).ok();
+            (Ok(outcome), usage)
+        }
+        Err(error) => (Err(error), None),
+    };
+    match outcome {
+        Ok(Outcome {
+            status: Status::Succeeded,
+            output,
+            usage: used,
+            ..
+        }) => Finish {
+            status: ExecStatus::Succeeded,
+            event: events::end(
+                id,
+                seq,
+                output.as_deref(),
+                used.duration.as_micros() as f64 / 1000.0,
+            ),
+            output: output.map(|o| o.get().to_owned()),
+            error: None,
+            usage,
+            finished_at,
+        },
+        Ok(Outcome { status, error, .. }) => {
+            let error = error.unwrap_or_else(|| {
+                RunError::new(ErrorCode::Trap, format!("the run ended {status}"))
+            });
+            let status = ExecStatus::from(status);
+            Finish {
+                status,
+                event: events::error(id, seq, status, &error),
+                output: None,
+                error: serde_json::to_string(&error).ok(),
+                usage,
+                finished_at,
+            }
+        }
+        Err(error) => {
+            let status = ExecStatus::from(error.code.status());
+            let _ = elapsed;
+            Finish {
+                status,
+                event: events::error(id, seq, status, &error),
+                output: None,
+                error: serde_json::to_string(&error).ok(),
+                usage,
+                finished_at,
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}

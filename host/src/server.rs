@@ -1,0 +1,221 @@
+//! `floom serve`: wires the store, the registry, the scheduler and the API together,
+//! and shuts down gracefully.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use floom_runtime::{Engine, EngineConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiConfig, Services};
+use crate::live::Live;
+use crate::registry::Registry;
+use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::store::{DynStore, SqliteStore};
+
+/// Everything `floom serve` can be told.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where the database and components live.
+    pub data_dir: PathBuf,
+    /// Where compiled components are cached.
+    pub cache_dir: PathBuf,
+    /// Executions running at once.
+    pub max_concurrent_runs: usize,
+    /// Executions waiting at once.
+    pub max_queue: usize,
+    /// The largest memory limit an app gets, in MiB.
+    pub max_memory_mb: u64,
+    /// The longest a run may take (the 290 s cap, or less).
+    pub max_timeout: Duration,
+    /// How long running executions get to finish on shutdown.
+    pub grace_period: Duration,
+    /// Threads that run guests.
+    pub guest_threads: usize,
+    /// Publish the bundled example apps at startup.
+    pub examples: bool,
+    /// API sizes and timeouts.
+    pub api: ApiConfig,
+}
+
+/// The admin secret: `FLOOM_SECRET`, or one generated into `<data-dir>/admin-token`.
+fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    if let Ok(secret) = std::env::var("FLOOM_SECRET")
+        && !secret.trim().is_empty()
+    {
+        return Ok(secret.trim().to_owned());
+    }
+    let path = data_dir.join("admin-token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_owned());
+    }
+    let token = api::auth::random_token()?;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    eprintln!("generated the admin token into {}", path.display());
+    Ok(token)
+}
+
+/// Lowers the CPU priority of the calling thread (Linux: per thread).
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
+        tracing::debug!("cannot lower the guest thread priority: {e}");
+    }
+}
+
+/// Runs the server until SIGTERM or Ctrl-C.
+pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    let admin_token = admin_token(&config.data_dir)?;
+    // Guests get a runtime of their own at a lower priority: a spinning guest shares its
+    // threads with other guests (it yields every epoch tick) but never starves the
+    // HTTP runtime.
+    let guests = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.guest_threads.max(1))
+        .thread_name("floom-guest")
+        .on_thread_start(lower_priority)
+        .enable_all()
+        .build()
+        .context("cannot start the guest runtime")?;
+    let http = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("floom-http")
+        .enable_all()
+        .build()
+        .context("cannot start the HTTP runtime")?;
+    let result = http.block_on(run(config, admin_token, guests.handle().clone()));
+    guests.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn run(
+    config: ServerConfig,
+    admin_token: String,
+    guests: tokio::runtime::Handle,
+) -> anyhow::Result<()> {
+    let engine = Engine::new(EngineConfig {
+        cache_dir: Some(config.cache_dir.clone()),
+        max_instances: u32::try_from(config.max_concurrent_runs)
+            .unwrap_or(u32::MAX)
+            .max(1),
+        max_memory_mb: config.max_memory_mb,
+        max_timeout: config.max_timeout,
+        ..EngineConfig::default()
+    })?;
+    let live = Arc::new(Live::default());
+    let store: DynStore = Arc::new(SqliteStore::open(
+        &config.data_dir.join("floom.db"),
+        live.clone(),
+    )?);
+    let registry = Arc::new(Registry::new(
+        engine,
+        store.clone(),
+        config.data_dir.join("components"),
+    )?);
+    let loaded = registry.load_all().await?;
+    tracing::info!(apps = loaded, "loaded apps");
+    if config.examples {
+        for example in crate::examples::EXAMPLES {
+            let (published, _) = registry
+                .publish(
+                    example.manifest.to_owned(),
+                    bytes::Bytes::from_static(example.component),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("publishing the example {}: {e}", example.name))?;
+            if published.created {
+                eprintln!(
+                    "published example {} (version {})",
+                    published.app.slug, published.app.current.version
+                );
+            }
+        }
+    }
+    let scheduler = Scheduler::new(
+        store.clone(),
+        registry.clone(),
+        SchedulerConfig {
+            max_concurrent_runs: config.max_concurrent_runs,
+            max_queue: config.max_queue,
+        },
+        guests,
+    );
+    scheduler.start().await?;
+
+    let services = Arc::new(Services {
+        store,
+        registry,
+        scheduler: scheduler.clone(),
+        live,
+        admin_token,
+        config: config.api.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let address = listener.local_addr()?;
+    // Tests and scripts read this line to find the port.
+    println!("floom listening on http://{address}");
+    eprintln!(
+        "data in {}; admin token from {}",
+        config.data_dir.display(),
+        if std::env::var_os("FLOOM_SECRET").is_some() {
+            "FLOOM_SECRET".to_owned()
+        } else {
+            config.data_dir.join("admin-token").display().to_string()
+        }
+    );
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let server = axum::serve(listener, api::router(services))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut server = tokio::spawn(server.into_future());
+    tokio::select! {
+        result = &mut server => {
+            result.context("the server task failed")??;
+            return Ok(());
+        }
+        () = shutdown.cancelled() => {}
+    }
+    eprintln!(
+        "shutting down: no new runs; waiting up to {} s for {} running",
+        config.grace_period.as_secs(),
+        scheduler.running()
+    );
+    let left = scheduler.drain(config.grace_period).await;
+    if left > 0 {
+        eprintln!("{left} executions still running will be retried at the next start");
+    }
+    // Open streams and waits get a moment to finish, then the process ends.
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    Ok(())
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    shutdown.cancel();
+}

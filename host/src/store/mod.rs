@@ -1,0 +1,328 @@
+//! Durable state: apps and their versions, executions and their events.
+//!
+//! [`Store`] is what the API handlers and the scheduler use; [`SqliteStore`] implements it
+//! on an embedded SQLite database. Events are published to live subscribers only after
+//! they are committed, so a subscriber that reads the store and then follows the live
+//! stream never sees a gap.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+/// Unix time in milliseconds.
+pub type Millis = i64;
+
+/// The current time in unix milliseconds.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// An app and its current version.
+#[derive(Debug, Clone)]
+pub struct AppRecord {
+    /// The app's slug.
+    pub slug: String,
+    /// When the app was first published.
+    pub created_at: Millis,
+    /// When its current version changed.
+    pub updated_at: Millis,
+    /// The current version.
+    pub current: VersionRecord,
+}
+
+/// One immutable published version of an app.
+#[derive(Debug, Clone)]
+pub struct VersionRecord {
+    /// The app's slug.
+    pub slug: String,
+    /// 1, 2, ... per app.
+    pub version: i64,
+    /// Hex sha256 of the component.
+    pub sha256: String,
+    /// The manifest text as published.
+    pub manifest: String,
+    /// `sdk` or `command`.
+    pub kind: String,
+    /// Whether anyone may run it.
+    pub public: bool,
+    /// When it was published.
+    pub created_at: Millis,
+}
+
+/// What publishing a version needs.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// The app's slug.
+    pub slug: String,
+    /// Hex sha256 of the component.
+    pub sha256: String,
+    /// The manifest text.
+    pub manifest: String,
+    /// `sdk` or `command`.
+    pub kind: String,
+    /// Whether anyone may run it.
+    pub public: bool,
+}
+
+/// The result of a publish: the app, and whether a new version was made (publishing the
+/// current version again changes nothing).
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The app after the publish.
+    pub app: AppRecord,
+    /// Whether this publish created a version.
+    pub created: bool,
+}
+
+/// The state of an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecStatus {
+    /// Waiting for a sandbox.
+    Queued,
+    /// Running in a sandbox.
+    Running,
+    /// Finished with an output.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Passed its deadline.
+    TimedOut,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl ExecStatus {
+    /// The status as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecStatus::Queued => "queued",
+            ExecStatus::Running => "running",
+            ExecStatus::Succeeded => "succeeded",
+            ExecStatus::Failed => "failed",
+            ExecStatus::TimedOut => "timed_out",
+            ExecStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the execution is over.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, ExecStatus::Queued | ExecStatus::Running)
+    }
+}
+
+impl From<floom_runtime::Status> for ExecStatus {
+    fn from(status: floom_runtime::Status) -> Self {
+        match status {
+            floom_runtime::Status::Succeeded => ExecStatus::Succeeded,
+            floom_runtime::Status::Failed => ExecStatus::Failed,
+            floom_runtime::Status::TimedOut => ExecStatus::TimedOut,
+            floom_runtime::Status::Cancelled => ExecStatus::Cancelled,
+        }
+    }
+}
+
+impl fmt::Display for ExecStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExecStatus {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "queued" => ExecStatus::Queued,
+            "running" => ExecStatus::Running,
+            "succeeded" => ExecStatus::Succeeded,
+            "failed" => ExecStatus::Failed,
+            "timed_out" => ExecStatus::TimedOut,
+            "cancelled" => ExecStatus::Cancelled,
+            other => {
+                return Err(format!(
+                    "unknown status {other:?} (one of queued, running, succeeded, failed, timed_out, cancelled)"
+                ));
+            }
+        })
+    }
+}
+
+/// A new execution, written before its 202 is sent.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// `exec_...`
+    pub id: String,
+    /// The app's slug.
+    pub app: String,
+    /// The app version it runs.
+    pub version: i64,
+    /// The action.
+    pub action: String,
+    /// The inputs, as JSON text.
+    pub inputs: String,
+    /// sha256 of the view token.
+    pub view_token_hash: String,
+    /// When it was accepted.
+    pub created_at: Millis,
+}
+
+/// An execution as stored.
+#[derive(Debug, Clone)]
+pub struct ExecutionRecord {
+    /// Insertion order (the list cursor).
+    pub n: i64,
+    /// `exec_...`
+    pub id: String,
+    /// The app's slug.
+    pub app: String,
+    /// The app version it runs.
+    pub version: i64,
+    /// The action.
+    pub action: String,
+    /// Where it is.
+    pub status: ExecStatus,
+    /// The inputs, as JSON text.
+    pub inputs: String,
+    /// The output, as JSON text.
+    pub output: Option<String>,
+    /// The error, as JSON text.
+    pub error: Option<String>,
+    /// What the run used, as JSON text.
+    pub usage: Option<String>,
+    /// sha256 of the view token.
+    pub view_token_hash: String,
+    /// How many times it was started.
+    pub attempts: i64,
+    /// When it was accepted.
+    pub created_at: Millis,
+    /// When its last attempt started.
+    pub started_at: Option<Millis>,
+    /// When it ended.
+    pub finished_at: Option<Millis>,
+}
+
+/// One persisted event of an execution's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// The execution.
+    pub execution_id: String,
+    /// 1, 2, ... per execution.
+    pub seq: i64,
+    /// `start`, `chunk`, `log`, `end` or `error`.
+    pub kind: String,
+    /// The SSE data: JSON that repeats the kind as `type`.
+    pub data: String,
+}
+
+impl StoredEvent {
+    /// Whether this event ends the stream.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.kind.as_str(), "end" | "error")
+    }
+}
+
+/// How an execution ended, with its terminal event.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// The terminal status.
+    pub status: ExecStatus,
+    /// The output, as JSON text.
+    pub output: Option<String>,
+    /// The error, as JSON text.
+    pub error: Option<String>,
+    /// What the run used, as JSON text.
+    pub usage: Option<String>,
+    /// When it ended.
+    pub finished_at: Millis,
+    /// The `end` or `error` event.
+    pub event: StoredEvent,
+}
+
+/// What starting an execution returned.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// Which attempt this is (1 for the first).
+    pub attempt: i64,
+    /// The sequence number of the `start` event just written.
+    pub seq: i64,
+}
+
+/// Filters and paging for the execution list.
+#[derive(Debug, Clone, Default)]
+pub struct ListExecutions {
+    /// Only this app's.
+    pub app: Option<String>,
+    /// Only this status.
+    pub status: Option<ExecStatus>,
+    /// Only executions inserted before this one (the cursor).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// What recovery did at startup.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// Executions that were running and will be retried.
+    pub retried: Vec<String>,
+    /// Executions that were running on their second attempt and failed `host_restarted`.
+    pub failed: Vec<String>,
+    /// Every execution now queued, oldest first.
+    pub queued: Vec<String>,
+}
+
+/// Durable state, shared by the API handlers and the scheduler.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Adds a version of `slug` and makes it current. Publishing the same component and
+    /// manifest as the current version returns it unchanged.
+    async fn publish(&self, version: NewVersion) -> anyhow::Result<Published>;
+    /// The app and its current version.
+    async fn app(&self, slug: &str) -> anyhow::Result<Option<AppRecord>>;
+    /// Every app, by slug.
+    async fn apps(&self) -> anyhow::Result<Vec<AppRecord>>;
+    /// One version of an app (also of a deleted app).
+    async fn version(&self, slug: &str, version: i64) -> anyhow::Result<Option<VersionRecord>>;
+    /// Removes the app; its versions and executions stay readable. False if unknown.
+    async fn delete_app(&self, slug: &str) -> anyhow::Result<bool>;
+
+    /// Writes a new queued execution.
+    async fn insert_execution(&self, execution: NewExecution) -> anyhow::Result<()>;
+    /// Moves a queued execution to running and writes its `start` event. `None` when it
+    /// is no longer queued (cancelled meanwhile).
+    async fn start_execution(&self, id: &str, at: Millis) -> anyhow::Result<Option<Started>>;
+    /// Appends streamed events. Batched with other writes; not awaited for durability.
+    fn append_events(&self, events: Vec<StoredEvent>);
+    /// Records the end of a running execution and its terminal event.
+    async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()>;
+    /// Cancels a queued execution, writing its terminal event. False when it was not
+    /// queued.
+    async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool>;
+    /// One execution.
+    async fn execution(&self, id: &str) -> anyhow::Result<Option<ExecutionRecord>>;
+    /// Executions, newest first.
+    async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionRecord>>;
+    /// Events of `id` after sequence number `after`, in order, at most `limit`.
+    async fn events_after(
+        &self,
+        id: &str,
+        after: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<StoredEvent>>;
+    /// At startup: requeues executions interrupted on their first attempt, fails those
+    /// interrupted twice with `host_restarted`, and lists every queued execution.
+    async fn recover(&self, at: Millis) -> anyhow::Result<Recovery>;
+}
+
+/// The store as the server holds it.
+pub type DynStore = Arc<dyn Store>;

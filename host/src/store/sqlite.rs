@@ -1,0 +1,639 @@
+//! [`Store`] on an embedded SQLite database in WAL mode.
+//!
+//! All writes go through one writer thread that commits whatever has queued up in one
+//! transaction (group commit: one commit per batch, not per event), each operation in
+//! its own savepoint so one failure does not undo the others. Callers are answered only
+//! after the commit, and committed events are then published to live subscribers. Reads
+//! use a small pool of read-only connections on blocking threads; WAL lets them run
+//! while the writer writes.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use floom_runtime::{ErrorCode, RunError};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
+};
+use tokio::sync::oneshot;
+
+use super::{
+    AppRecord, ExecStatus, ExecutionRecord, Finish, ListExecutions, Millis, NewExecution,
+    NewVersion, Published, Recovery, Started, Store, StoredEvent, VersionRecord,
+};
+use crate::events;
+use crate::live::Live;
+
+/// The schema, one file per step; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+
+/// Most operations committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Read connections kept open.
+const READERS: usize = 4;
+
+/// What a committed batch does next: open live channels and publish events.
+#[derive(Default)]
+struct Effects {
+    open: Vec<String>,
+    publish: Vec<StoredEvent>,
+}
+
+/// One queued write: runs inside the batch transaction, then learns whether the batch
+/// committed.
+trait Job: Send {
+    fn run(&mut self, tx: &Transaction<'_>, effects: &mut Effects);
+    fn complete(self: Box<Self>, commit: Result<(), String>);
+}
+
+type OpFn<R> = Box<dyn FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send>;
+
+/// A write whose caller awaits its result.
+struct Op<R> {
+    f: Option<OpFn<R>>,
+    result: Option<anyhow::Result<R>>,
+    effects: Effects,
+    reply: Option<oneshot::Sender<anyhow::Result<R>>>,
+}
+
+impl<R: Send + 'static> Job for Op<R> {
+    fn run(&mut self, tx: &Transaction<'_>, effects: &mut Effects) {
+        let Some(f) = self.f.take() else { return };
+        // A savepoint per operation: a failure rolls back this one only.
+        let result = (|| {
+            let sp = Savepoint::begin(tx)?;
+            let value = f(&sp, &mut self.effects)?;
+            sp.commit()?;
+            Ok(value)
+        })();
+        if result.is_ok() {
+            effects.open.append(&mut self.effects.open);
+            effects.publish.append(&mut self.effects.publish);
+        }
+        self.result = Some(result);
+    }
+
+    fn complete(mut self: Box<Self>, commit: Result<(), String>) {
+        let result = match (commit, self.result.take()) {
+            (Ok(()), Some(result)) => result,
+            (Err(e), _) => Err(anyhow::anyhow!("the database commit failed: {e}")),
+            (Ok(()), None) => Err(anyhow::anyhow!("the write did not run")),
+        };
+        if let Some(reply) = self.reply.take() {
+            // The caller may have gone away; the write stands either way.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// A nested savepoint inside the batch transaction, released on `commit` and rolled
+/// back on drop.
+struct Savepoint<'a> {
+    conn: &'a Connection,
+    done: bool,
+}
+
+impl<'a> Savepoint<'a> {
+    fn begin(conn: &'a Connection) -> rusqlite::Result<Self> {
+        conn.execute_batch("SAVEPOINT op")?;
+        Ok(Savepoint { conn, done: false })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        self.done = true;
+        self.conn.execute_batch("RELEASE op")
+    }
+}
+
+impl std::ops::Deref for Savepoint<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch("ROLLBACK TO op; RELEASE op");
+        }
+    }
+}
+
+/// The SQLite store.
+pub struct SqliteStore {
+    jobs: Mutex<mpsc::Sender<Box<dyn Job>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: std::path::PathBuf,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // WAL: readers never block the writer. NORMAL: a commit survives a crash of the
+    // process (the WAL is in the OS page cache); only a power loss can lose the last
+    // commits, in exchange for not fsyncing on every commit.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating) the database at `path`. Committed events are
+    /// published to `live`.
+    pub fn open(path: &Path, live: Arc<Live>) -> anyhow::Result<Self> {
+        let mut conn = Connection::open(path)
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        configure(&conn)?;
+        migrate(&mut conn)?;
+
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("floom-store-writer".into())
+            .spawn(move || writer(conn, rx, live))
+            .context("cannot start the database writer")?;
+
+        let mut readers = Vec::new();
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            reader.busy_timeout(std::time::Duration::from_secs(10))?;
+            readers.push(reader);
+        }
+        Ok(SqliteStore {
+            jobs: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(readers)),
+            path: path.to_owned(),
+        })
+    }
+
+    fn submit(&self, job: Box<dyn Job>) {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        // The writer thread only stops when the store is dropped.
+        let _ = jobs.send(job);
+    }
+
+    /// Runs `f` in the next write batch and returns its result once committed.
+    async fn write<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (reply, result) = oneshot::channel();
+        self.submit(Box::new(Op {
+            f: Some(Box::new(f)),
+            result: None,
+            effects: Effects::default(),
+            reply: Some(reply),
+        }));
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("the database writer stopped"))?
+    }
+
+    /// Runs `f` on a read connection on a blocking thread.
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn =
+                        Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+                    conn
+                }
+            };
+            let result = f(&conn);
+            let mut pool = readers.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .context("a database read panicked")?
+    }
+}
+
+fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
+    let done: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(done).unwrap_or(0))
+    {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .with_context(|| format!("migration {} failed", i + 1))?;
+        tx.pragma_update(None, "user_version", i64::try_from(i + 1)?)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The writer thread: one transaction per batch of queued jobs.
+fn writer(mut conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>, live: Arc<Live>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut effects = Effects::default();
+        let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => {
+                for job in &mut batch {
+                    job.run(&tx, &mut effects);
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = &commit {
+            tracing::error!("database commit failed, {} writes lost: {e}", batch.len());
+        } else {
+            for id in effects.open {
+                live.open(&id);
+            }
+            for event in effects.publish {
+                live.publish(event);
+            }
+        }
+        for job in batch {
+            job.complete(commit.clone());
+        }
+    }
+}
+
+fn insert_event(conn: &Connection, event: &StoredEvent) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO events (execution_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        event.execution_id,
+        event.seq,
+        event.kind,
+        event.data
+    ])?;
+    Ok(())
+}
+
+fn next_seq(conn: &Connection, id: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE execution_id = ?1")?
+        .query_row([id], |row| row.get(0))
+}
+
+const VERSION_COLUMNS: &str =
+    "v.slug, v.version, v.sha256, v.manifest, v.kind, v.public, v.created_at";
+
+fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRecord> {
+    Ok(VersionRecord {
+        slug: row.get(0)?,
+        version: row.get(1)?,
+        sha256: row.get(2)?,
+        manifest: row.get(3)?,
+        kind: row.get(4)?,
+        public: row.get(5)?,
+        created_at: row.get(6)?,
+    })
+}
+
+fn app_row(row: &Row<'_>) -> rusqlite::Result<AppRecord> {
+    Ok(AppRecord {
+        slug: row.get(0)?,
+        current: version_row(row)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+fn app_query(conn: &Connection, slug: &str) -> rusqlite::Result<Option<AppRecord>> {
+    conn.prepare_cached(&format!(
+        "SELECT {VERSION_COLUMNS}, a.created_at, a.updated_at FROM apps a \
+         JOIN app_versions v ON v.slug = a.slug AND v.version = a.current_version \
+         WHERE a.slug = ?1"
+    ))?
+    .query_row([slug], app_row)
+    .optional()
+}
+
+const EXECUTION_COLUMNS: &str = "n, id, app, version, action, status, inputs, output, error, usage, \
+                                 view_token_hash, attempts, created_at, started_at, finished_at";
+
+fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+    let status: String = row.get(5)?;
+    Ok(ExecutionRecord {
+        n: row.get(0)?,
+        id: row.get(1)?,
+        app: row.get(2)?,
+        version: row.get(3)?,
+        action: row.get(4)?,
+        status: status.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+        })?,
+        inputs: row.get(6)?,
+        output: row.get(7)?,
+        error: row.get(8)?,
+        usage: row.get(9)?,
+        view_token_hash: row.get(10)?,
+        attempts: row.get(11)?,
+        created_at: row.get(12)?,
+        started_at: row.get(13)?,
+        finished_at: row.get(14)?,
+    })
+}
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        execution_id: row.get(0)?,
+        seq: row.get(1)?,
+        kind: row.get(2)?,
+        data: row.get(3)?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn publish(&self, new: NewVersion) -> anyhow::Result<Published> {
+        self.write(move |tx, _| {
+            let now = super::now_ms();
+            if let Some(current) = app_query(tx, &new.slug)?
+                && current.current.sha256 == new.sha256
+                && current.current.manifest == new.manifest
+            {
+                return Ok(Published {
+                    app: current,
+                    created: false,
+                });
+            }
+            // Versions outlive a deleted app, so numbering continues after a re-publish.
+            let version: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM app_versions WHERE slug = ?1",
+                [&new.slug],
+                |row| row.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO app_versions (slug, version, sha256, manifest, kind, public, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![new.slug, version, new.sha256, new.manifest, new.kind, new.public, now],
+            )?;
+            tx.execute(
+                "INSERT INTO apps (slug, current_version, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
+                 ON CONFLICT (slug) DO UPDATE SET current_version = excluded.current_version, \
+                 updated_at = excluded.updated_at",
+                params![new.slug, version, now],
+            )?;
+            let app = app_query(tx, &new.slug)?.context("the app just written is missing")?;
+            Ok(Published { app, created: true })
+        })
+        .await
+    }
+
+    async fn app(&self, slug: &str) -> anyhow::Result<Option<AppRecord>> {
+        let slug = slug.to_owned();
+        self.read(move |conn| Ok(app_query(conn, &slug)?)).await
+    }
+
+    async fn apps(&self) -> anyhow::Result<Vec<AppRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS}, a.created_at, a.updated_at FROM apps a \
+                 JOIN app_versions v ON v.slug = a.slug AND v.version = a.current_version \
+                 ORDER BY a.slug"
+            ))?;
+            let rows = stmt.query_map([], app_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn version(&self, slug: &str, version: i64) -> anyhow::Result<Option<VersionRecord>> {
+        let slug = slug.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM app_versions v WHERE v.slug = ?1 AND v.version = ?2"
+                ))?
+                .query_row(params![slug, version], version_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_app(&self, slug: &str) -> anyhow::Result<bool> {
+        let slug = slug.to_owned();
+        self.write(move |tx, _| Ok(tx.execute("DELETE FROM apps WHERE slug = ?1", [slug])? > 0))
+            .await
+    }
+
+    async fn insert_execution(&self, e: NewExecution) -> anyhow::Result<()> {
+        self.write(move |tx, effects| {
+            tx.prepare_cached(
+                "INSERT INTO executions (id, app, version, action, status, inputs, view_token_hash, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
+            )?
+            .execute(params![e.id, e.app, e.version, e.action, e.inputs, e.view_token_hash, e.created_at])?;
+            effects.open.push(e.id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn start_execution(&self, id: &str, at: Millis) -> anyhow::Result<Option<Started>> {
+        let id = id.to_owned();
+        self.write(move |tx, effects| {
+            let attempt: Option<i64> = tx
+                .prepare_cached(
+                    "UPDATE executions SET status = 'running', attempts = attempts + 1, started_at = ?2 \
+                     WHERE id = ?1 AND status = 'queued' RETURNING attempts",
+                )?
+                .query_row(params![id, at], |row| row.get(0))
+                .optional()?;
+            let Some(attempt) = attempt else {
+                return Ok(None);
+            };
+            let seq = next_seq(tx, &id)?;
+            let event = events::start(&id, seq, attempt);
+            insert_event(tx, &event)?;
+            effects.publish.push(event);
+            Ok(Some(Started { attempt, seq }))
+        })
+        .await
+    }
+
+    fn append_events(&self, events: Vec<StoredEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        struct Append(Vec<StoredEvent>);
+        impl Job for Append {
+            fn run(&mut self, tx: &Transaction<'_>, effects: &mut Effects) {
+                for event in self.0.drain(..) {
+                    match insert_event(tx, &event) {
+                        Ok(()) => effects.publish.push(event),
+                        Err(e) => tracing::error!(
+                            execution = %event.execution_id,
+                            seq = event.seq,
+                            "cannot store an event: {e}"
+                        ),
+                    }
+                }
+            }
+
+            fn complete(self: Box<Self>, _commit: Result<(), String>) {}
+        }
+        self.submit(Box::new(Append(events)));
+    }
+
+    async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()> {
+        let id = id.to_owned();
+        self.write(move |tx, effects| {
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, usage = ?5, finished_at = ?6 \
+                     WHERE id = ?1 AND status = 'running'",
+                )?
+                .execute(params![
+                    id,
+                    finish.status.as_str(),
+                    finish.output,
+                    finish.error,
+                    finish.usage,
+                    finish.finished_at
+                ])?;
+            anyhow::ensure!(updated == 1, "execution {id} is not running");
+            insert_event(tx, &finish.event)?;
+            effects.publish.push(finish.event);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool> {
+        let id = id.to_owned();
+        self.write(move |tx, effects| {
+            let error = RunError::new(
+                ErrorCode::Cancelled,
+                "the execution was cancelled before it started",
+            );
+            let updated = tx
+                .prepare_cached(
+                    "UPDATE executions SET status = 'cancelled', error = ?2, finished_at = ?3 \
+                     WHERE id = ?1 AND status = 'queued'",
+                )?
+                .execute(params![id, serde_json::to_string(&error)?, at])?;
+            if updated == 0 {
+                return Ok(false);
+            }
+            let event = events::error(&id, next_seq(tx, &id)?, ExecStatus::Cancelled, &error);
+            insert_event(tx, &event)?;
+            effects.publish.push(event);
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn execution(&self, id: &str) -> anyhow::Result<Option<ExecutionRecord>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1"
+                ))?
+                .query_row([id], execution_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionRecord>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions \
+                 WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR n < ?3) \
+                 ORDER BY n DESC LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(
+                params![
+                    filter.app,
+                    filter.status.map(ExecStatus::as_str),
+                    filter.before,
+                    filter.limit
+                ],
+                execution_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn events_after(
+        &self,
+        id: &str,
+        after: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT execution_id, seq, kind, data FROM events \
+                 WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![id, after, limit], event_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn recover(&self, at: Millis) -> anyhow::Result<Recovery> {
+        self.write(move |tx, effects| {
+            let mut recovery = Recovery::default();
+            let running: Vec<(String, i64)> = tx
+                .prepare("SELECT id, attempts FROM executions WHERE status = 'running' ORDER BY n")?
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, attempts) in running {
+                let seq = next_seq(tx, &id)?;
+                if attempts < 2 {
+                    tx.execute("UPDATE executions SET status = 'queued' WHERE id = ?1", [&id])?;
+                    let event = events::host_log(
+                        &id,
+                        seq,
+                        "the server restarted during this run; it will be retried once",
+                    );
+                    insert_event(tx, &event)?;
+                    recovery.retried.push(id);
+                } else {
+                    let error = RunError::new(
+                        ErrorCode::HostRestarted,
+                        "the server restarted during this run, which had already been retried once",
+                    );
+                    tx.execute(
+                        "UPDATE executions SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
+                        params![id, serde_json::to_string(&error)?, at],
+                    )?;
+                    insert_event(tx, &events::error(&id, seq, ExecStatus::Failed, &error))?;
+                    recovery.failed.push(id);
+                }
+            }
+            recovery.queued = tx
+                .prepare("SELECT id FROM executions WHERE status = 'queued' ORDER BY n")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            effects.open.extend(recovery.queued.iter().cloned());
+            Ok(recovery)
+        })
+        .await
+    }
+}
