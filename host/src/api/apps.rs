@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::multipart::{Multipart, MultipartError};
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,20 +15,19 @@ use serde_json::Value;
 use super::auth::Caller;
 use super::error::ApiError;
 use super::extract::PathParams;
-use super::{ApiConfig, AppState, runs, timestamp};
+use super::{AppState, runs, timestamp};
 use crate::registry::PublishError;
 use crate::store::AppRecord;
 
 /// Largest manifest part of a publish.
 const MAX_MANIFEST: usize = 256 << 10;
 
-pub fn router(config: &ApiConfig) -> Router<AppState> {
+pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/api/apps",
-            get(list).post(publish).layer(DefaultBodyLimit::max(
-                config.max_component + MAX_MANIFEST + (64 << 10),
-            )),
+            // The publish handler reads its body with its own limit.
+            get(list).post(publish).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/apps/{slug}", get(detail).delete(delete))
         .route("/api/apps/{slug}/run", post(runs::run_app))
@@ -194,12 +193,15 @@ fn multipart_error(e: MultipartError) -> ApiError {
     }
 }
 
-async fn publish(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
-) -> Result<Response, ApiError> {
-    Caller::from_headers(&headers, &state.admin_token)?.require_admin()?;
+async fn publish(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    Caller::from_headers(request.headers(), &state.admin_token)?.require_admin()?;
+    // The whole upload is needed in memory to compile it anyway; read it with the upload
+    // limit, then parse the parts.
+    let (parts, body) = request.into_parts();
+    let limit = state.config.max_component + MAX_MANIFEST + (64 << 10);
+    let body = super::extract::read_limited(body, limit).await?;
+    let request = Request::from_parts(parts, axum::body::Body::from(body));
+    let multipart = Multipart::from_request(request, &state).await;
     let mut multipart = multipart.map_err(|e| {
         ApiError::invalid_input(format!(
             "publish with multipart/form-data parts `manifest` (floom.toml) and `component` (.wasm): {}",

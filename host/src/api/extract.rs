@@ -1,23 +1,59 @@
 //! Extractors whose rejections are problems: JSON bodies, query strings and path
 //! segments that are malformed, mistyped or too large get a precise 4xx answer.
 
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::error::ApiError;
+
+/// How much of an oversized body is read and thrown away before answering 413. Closing
+/// a connection with unread data makes the client's TCP stack drop our answer (a reset),
+/// so a slightly-too-large body is drained for a clean 413; a huge one is cut off.
+const DRAIN_BYTES: usize = 16 << 20;
+/// How long draining may take.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads a request body of at most `limit` bytes.
+pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut collected = Vec::new();
+    while let Some(frame) = stream.next().await {
+        let frame = frame
+            .map_err(|e| ApiError::invalid_input(format!("the body could not be read: {e}")))?;
+        if collected.len() + frame.len() > limit {
+            let mut seen = collected.len() + frame.len();
+            let started = Instant::now();
+            while seen < DRAIN_BYTES + limit && started.elapsed() < DRAIN_TIME {
+                match tokio::time::timeout(DRAIN_TIME, stream.next()).await {
+                    Ok(Some(Ok(frame))) => seen += frame.len(),
+                    _ => break,
+                }
+            }
+            return Err(ApiError::payload_too_large(format!(
+                "the body is over the {limit} byte limit"
+            )));
+        }
+        collected.extend_from_slice(&frame);
+    }
+    Ok(Bytes::from(collected))
+}
 
 /// A JSON request body. A missing body reads as `{}`; a body with another content type
 /// is refused with 415.
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
             let content_type = content_type.to_str().unwrap_or_default();
             let essence = content_type.split(';').next().unwrap_or_default().trim();
@@ -29,9 +65,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 )));
             }
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(body_rejection)?;
+        let bytes = read_limited(req.into_body(), state.config.max_body).await?;
         let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
             b"{}"
         } else {
@@ -40,18 +74,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         serde_json::from_slice(text).map(JsonBody).map_err(|e| {
             ApiError::invalid_input(format!("the body is not valid JSON for this endpoint: {e}"))
         })
-    }
-}
-
-/// Maps a failure to read the body (too large, broken connection) to a problem.
-pub fn body_rejection(rejection: BytesRejection) -> ApiError {
-    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::payload_too_large(format!("the body is too large: {}", rejection.body_text()))
-    } else {
-        ApiError::invalid_input(format!(
-            "the body could not be read: {}",
-            rejection.body_text()
-        ))
     }
 }
 

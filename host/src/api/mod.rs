@@ -67,7 +67,7 @@ pub type AppState = Arc<Services>;
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body;
     Router::new()
-        .merge(apps::router(&state.config))
+        .merge(apps::router())
         .merge(executions::router())
         .merge(system::router())
         .fallback(unknown_route)

@@ -1,0 +1,231 @@
+//! A real `floom serve` on `127.0.0.1:0` for integration tests, and small helpers to
+//! talk to it.
+
+#![allow(dead_code)] // Each test binary uses a different part.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const TOKEN: &str = "test-admin-secret";
+
+/// A server process with its own data dir; killed and cleaned up on drop.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub http: reqwest::Client,
+    args: Vec<String>,
+    keep_data: bool,
+}
+
+/// A unique, empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("floom-{name}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The compile cache shared by every test server, so each component compiles once.
+fn shared_cache() -> PathBuf {
+    std::env::temp_dir().join("floom-test-compile-cache")
+}
+
+impl Server {
+    /// Starts `floom serve` with `args` on a fresh data dir.
+    pub fn start(args: &[&str]) -> Server {
+        Self::start_in(temp_dir("server"), args)
+    }
+
+    /// Starts `floom serve` with `args` on `data_dir`.
+    pub fn start_in(data_dir: PathBuf, args: &[&str]) -> Server {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        // The server's log stays in its data dir (kept when a test fails).
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("server.log"))
+            .expect("server log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_floom"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--grace-period-s", "2"])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .args(&args)
+            .env("FLOOM_SECRET", TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start floom serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let base = loop {
+            let line = lines
+                .next()
+                .expect("floom serve exited before listening")
+                .expect("read stdout");
+            if let Some(address) = line.strip_prefix("floom listening on ") {
+                break address.to_owned();
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        // reqwest is built without a default TLS crypto provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Server {
+            child,
+            base,
+            data_dir,
+            http: reqwest::Client::new(),
+            args,
+            keep_data: false,
+        }
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and starts it again on the
+    /// same data dir.
+    pub fn kill_and_restart(mut self) -> Server {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+        self.keep_data = true;
+        let data_dir = self.data_dir.clone();
+        let args: Vec<String> = self.args.clone();
+        drop(self);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::start_in(data_dir, &args)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path))
+    }
+
+    pub fn admin_get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.get(path).bearer_auth(TOKEN)
+    }
+
+    /// Publishes `manifest` with the component at `wasm`.
+    pub async fn publish(&self, manifest: &str, wasm: &str) -> reqwest::Response {
+        let form = reqwest::multipart::Form::new()
+            .text("manifest", manifest.to_owned())
+            .part(
+                "component",
+                reqwest::multipart::Part::bytes(std::fs::read(wasm).unwrap()).file_name("app.wasm"),
+            );
+        self.post("/api/apps")
+            .bearer_auth(TOKEN)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes the misbehaving SDK guest as `slug`, with every action and `extra`
+    /// manifest lines.
+    pub async fn publish_misbehave(&self, slug: &str, extra: &str) {
+        let mut manifest = format!("slug = \"{slug}\"\npublic = true\n{extra}\n");
+        for action in [
+            "ok",
+            "spin",
+            "sleep",
+            "emit",
+            "log",
+            "panic",
+            "app-error",
+            "alloc",
+        ] {
+            manifest.push_str(&format!("[actions.{action}]\n"));
+        }
+        let response = self
+            .publish(&manifest, floom_tests::guests::MISBEHAVE)
+            .await;
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// Starts a run and returns its envelope (202).
+    pub async fn start_run(&self, path: &str, inputs: Value) -> Value {
+        let response = self
+            .post(path)
+            .json(&json!({ "inputs": inputs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    /// Polls an execution until it is terminal (or `timeout` passes).
+    pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let execution: Value = self
+                .admin_get(&format!("/api/executions/{id}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let status = execution["status"].as_str().unwrap_or_default();
+            if !matches!(status, "queued" | "running") {
+                return execution;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "{id} still {status} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !self.keep_data && !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// Parses an SSE body into (id, event, data) triples.
+pub fn parse_sse(body: &str) -> Vec<(i64, String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let mut id = None;
+            let mut event = None;
+            let mut data = None;
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.parse().ok();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    event = Some(v.to_owned());
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(v).ok();
+                }
+            }
+            Some((id?, event?, data?))
+        })
+        .collect()
+}
