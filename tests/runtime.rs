@@ -694,3 +694,34 @@ async fn many_runs_at_once_each_get_a_fresh_sandbox() {
         assert_eq!(ran.output(), json!({ "greeting": format!("Hello, n{i}!") }));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_sized_to_the_concurrency_never_runs_out() {
+    let engine = Engine::new(EngineConfig {
+        max_instances: 8,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let app = misbehave(&engine, "");
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let runs: Vec<_> = (0..200)
+        .map(|i| {
+            let app = app.clone();
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let _slot = slots.acquire_owned().await.unwrap();
+                let action = if i % 2 == 0 { "sleep" } else { "ok" };
+                run(&app, action, json!({ "ms": 20 }), None).await
+            })
+        })
+        .collect();
+    for handle in runs {
+        let ran = handle.await.unwrap();
+        assert_eq!(
+            ran.outcome.status,
+            Status::Succeeded,
+            "{:?}",
+            ran.outcome.error
+        );
+    }
+}
