@@ -264,7 +264,6 @@ impl Scheduler {
             // Cancelled while it waited.
             return Ok(());
         };
-        let begun = Instant::now();
         let mut seq = started.seq;
         let result = match self.registry.version(&run.app, run.version).await {
             Err(e) => Err(RunError::new(
@@ -298,7 +297,7 @@ impl Scheduler {
                 }
             }
         };
-        let finish = finish(&run.id, seq + 1, result, begun.elapsed());
+        let finish = finish(&run.id, seq + 1, result);
         self.store.finish_execution(&run.id, finish).await
     }
 }
@@ -326,58 +325,42 @@ async fn pump(
 }
 
 /// The terminal record of a run.
-fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>, elapsed: Duration) -> Finish {
-    let finished_at = now_ms();
-    let (outcome, usage) = match result {
+fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>) -> Finish {
+    let (output, error, usage) = match result {
         Ok(outcome) => {
-            let usage = serde_json::to_string(&outcome.usage).ok();
-            (Ok(outcome), usage)
+            let error = (outcome.status != Status::Succeeded).then(|| {
+                outcome.error.unwrap_or_else(|| {
+                    RunError::new(ErrorCode::Trap, format!("the run ended {}", outcome.status))
+                })
+            });
+            (outcome.output, error, Some(outcome.usage))
         }
-        Err(error) => (Err(error), None),
+        Err(error) => (None, Some(error), None),
     };
-    match outcome {
-        Ok(Outcome {
-            status: Status::Succeeded,
-            output,
-            usage: used,
-            ..
-        }) => Finish {
+    let usage_json = usage.as_ref().and_then(|u| serde_json::to_string(u).ok());
+    match error {
+        None => Finish {
             status: ExecStatus::Succeeded,
             event: events::end(
                 id,
                 seq,
                 output.as_deref(),
-                used.duration.as_micros() as f64 / 1000.0,
+                usage.map_or(0.0, |u| u.duration.as_micros() as f64 / 1000.0),
             ),
             output: output.map(|o| o.get().to_owned()),
             error: None,
-            usage,
-            finished_at,
+            usage: usage_json,
+            finished_at: now_ms(),
         },
-        Ok(Outcome { status, error, .. }) => {
-            let error = error.unwrap_or_else(|| {
-                RunError::new(ErrorCode::Trap, format!("the run ended {status}"))
-            });
-            let status = ExecStatus::from(status);
-            Finish {
-                status,
-                event: events::error(id, seq, status, &error),
-                output: None,
-                error: serde_json::to_string(&error).ok(),
-                usage,
-                finished_at,
-            }
-        }
-        Err(error) => {
+        Some(error) => {
             let status = ExecStatus::from(error.code.status());
-            let _ = elapsed;
             Finish {
                 status,
                 event: events::error(id, seq, status, &error),
                 output: None,
                 error: serde_json::to_string(&error).ok(),
-                usage,
-                finished_at,
+                usage: usage_json,
+                finished_at: now_ms(),
             }
         }
     }

@@ -1,0 +1,209 @@
+//! The client commands (`publish`, `run`, `apps`, `executions`) against a real server.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use floom_tests::guests;
+use serde_json::{Value, json};
+use support::{Server, TOKEN};
+
+fn floom(server: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(args)
+        .env("FLOOM_API_URL", &server.base)
+        .env("FLOOM_TOKEN", TOKEN)
+        .output()
+        .expect("run floom")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn dir(manifest: &str) -> &str {
+    Path::new(manifest).parent().unwrap().to_str().unwrap()
+}
+
+#[tokio::test]
+async fn publish_run_and_inspect_from_the_command_line() {
+    let server = Server::start(&[]);
+
+    let published = floom(
+        &server,
+        &["publish", dir(guests::MEETING_ACTION_ITEMS_MANIFEST)],
+    );
+    assert!(published.status.success(), "{}", stderr(&published));
+    assert!(
+        stdout(&published).starts_with("published meeting-action-items version 1"),
+        "{}",
+        stdout(&published)
+    );
+    let published = floom(&server, &["publish", guests::HELLO_MANIFEST, "--json"]);
+    let app: Value = serde_json::from_str(&stdout(&published)).unwrap();
+    assert_eq!(app["slug"], "hello");
+
+    // Chunks stream to stdout, logs to stderr, then the output.
+    let run = floom(
+        &server,
+        &[
+            "run",
+            "meeting-action-items",
+            r#"{"transcript": "Alice: Let us ship by Friday. Bob: I will test it."}"#,
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let out = stdout(&run);
+    let mut lines = out.lines();
+    assert_eq!(
+        serde_json::from_str::<Value>(lines.next().unwrap()).unwrap(),
+        json!({ "owner": "team", "task": "Ship", "due": "Friday" })
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(lines.next().unwrap()).unwrap(),
+        json!({ "owner": "Bob", "task": "Test it", "due": null })
+    );
+    let output: Value = serde_json::from_str(&lines.collect::<Vec<_>>().join("\n")).unwrap();
+    assert_eq!(output["items"].as_array().unwrap().len(), 2);
+    assert!(stderr(&run).contains("[app] found 2 action items in 2 turns"));
+
+    let run = floom(&server, &["run", "hello", "--input", "name=Ada"]);
+    let output: Value = serde_json::from_str(&stdout(&run)).unwrap();
+    assert_eq!(output, json!({ "greeting": "Hello, Ada!" }));
+
+    // A failed run exits 1; a refused one 2.
+    let failed = floom(&server, &["run", "hello", "--input", "name= "]);
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(
+        stderr(&failed).contains("name must not be blank (app_error)"),
+        "{}",
+        stderr(&failed)
+    );
+    let refused = floom(&server, &["run", "meeting-action-items"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("400 invalid_input"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        stderr(&refused).contains("\"transcript\" is a required property"),
+        "{}",
+        stderr(&refused)
+    );
+    let unknown = floom(&server, &["run", "nope/run"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("404 not_found"));
+
+    // Apps.
+    let list = floom(&server, &["apps", "list"]);
+    let text = stdout(&list);
+    assert!(
+        text.contains("hello") && text.contains("meeting-action-items"),
+        "{text}"
+    );
+    let get = floom(&server, &["apps", "get", "hello"]);
+    let app: Value = serde_json::from_str(&stdout(&get)).unwrap();
+    assert_eq!(
+        app["actions"]["run"]["run_url"],
+        "/api/apps/hello/actions/run/run"
+    );
+
+    // Executions: detached run, get with its view token, logs, list.
+    let detached = floom(
+        &server,
+        &[
+            "run",
+            "meeting-action-items",
+            "--detach",
+            "-i",
+            "transcript=Eve: I will fix it.",
+        ],
+    );
+    assert!(detached.status.success(), "{}", stderr(&detached));
+    let text = stdout(&detached);
+    let id = text.lines().next().unwrap().to_owned();
+    let view_token = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .strip_prefix("view token: ")
+        .unwrap()
+        .to_owned();
+    server
+        .wait_terminal(&id, std::time::Duration::from_secs(20))
+        .await;
+    let get = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args([
+            "executions",
+            "get",
+            &id,
+            "--view-token",
+            &view_token,
+            "--server",
+            &server.base,
+        ])
+        .env_remove("FLOOM_TOKEN")
+        .env("FLOOM_DATA_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(get.status.success(), "{}", stderr(&get));
+    let execution: Value = serde_json::from_str(&stdout(&get)).unwrap();
+    assert_eq!(execution["status"], "succeeded");
+    let logs = floom(&server, &["executions", "logs", &id]);
+    let line: Value = serde_json::from_str(stdout(&logs).lines().next().unwrap()).unwrap();
+    assert_eq!(line["line"], "found 1 action items in 1 turns");
+    let list = floom(
+        &server,
+        &["executions", "list", "--app", "meeting-action-items"],
+    );
+    assert_eq!(stdout(&list).lines().count(), 2, "{}", stdout(&list));
+    let cancel = floom(&server, &["executions", "cancel", &id]);
+    assert_eq!(cancel.status.code(), Some(2));
+    assert!(stderr(&cancel).contains("409 conflict"));
+
+    let deleted = floom(&server, &["apps", "delete", "hello"]);
+    assert!(deleted.status.success());
+}
+
+#[tokio::test]
+async fn an_unreachable_server_exits_3() {
+    let output = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(["apps", "list", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("cannot talk to the server"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn publishing_without_the_admin_token_is_refused() {
+    let server = Server::start(&[]);
+    let output = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args([
+            "publish",
+            dir(guests::HELLO_MANIFEST),
+            "--server",
+            &server.base,
+            "--data-dir",
+            "/nonexistent",
+        ])
+        .env_remove("FLOOM_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("401 auth_failed"),
+        "{}",
+        stderr(&output)
+    );
+}
