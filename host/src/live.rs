@@ -10,8 +10,9 @@ use tokio::sync::broadcast;
 use crate::store::StoredEvent;
 
 /// Events buffered per execution for subscribers that fall behind; a subscriber that
-/// lags further re-reads the store.
-const CHANNEL_CAPACITY: usize = 256;
+/// lags further re-reads the store. Every queued execution has a channel, so this is
+/// kept small (the ring is allocated up front).
+const CHANNEL_CAPACITY: usize = 64;
 
 /// The broadcast channels of unfinished executions.
 #[derive(Default)]

@@ -17,8 +17,15 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::events;
+use crate::live::Live;
 use crate::registry::Registry;
 use crate::store::{DynStore, ExecStatus, Finish, NewExecution, StoredEvent, now_ms};
+
+/// Inputs up to this size stay in memory while queued.
+const INLINE_INPUTS: usize = 16 << 10;
+
+/// A live subscription to an execution's events.
+pub type Subscription = tokio::sync::broadcast::Receiver<Arc<StoredEvent>>;
 
 /// An execution waiting for a slot, with what running it needs.
 #[derive(Debug, Clone)]
@@ -27,7 +34,8 @@ struct Queued {
     app: String,
     version: i64,
     action: String,
-    inputs: String,
+    /// `None` when too large to keep in memory: read from the store at start.
+    inputs: Option<String>,
 }
 
 /// Why an execution was not accepted.
@@ -70,6 +78,7 @@ pub struct SchedulerConfig {
 pub struct Scheduler {
     store: DynStore,
     registry: Arc<Registry>,
+    live: Arc<Live>,
     config: SchedulerConfig,
     queue: Mutex<VecDeque<Queued>>,
     queued: AtomicUsize,
@@ -87,12 +96,14 @@ impl Scheduler {
     pub fn new(
         store: DynStore,
         registry: Arc<Registry>,
+        live: Arc<Live>,
         config: SchedulerConfig,
         guests: tokio::runtime::Handle,
     ) -> Arc<Self> {
         Arc::new(Scheduler {
             store,
             registry,
+            live,
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             notify: Notify::new(),
@@ -127,7 +138,7 @@ impl Scheduler {
                 app: record.app,
                 version: record.version,
                 action: record.action,
-                inputs: record.inputs,
+                inputs: Some(record.inputs).filter(|i| i.len() <= INLINE_INPUTS),
             });
         }
         let this = self.clone();
@@ -146,10 +157,17 @@ impl Scheduler {
         self.running.load(Ordering::Acquire)
     }
 
-    /// Writes the execution to the store, then queues it. When this returns, the
-    /// execution is durable and its live channel exists (subscribe before the run can
-    /// end by calling [`Scheduler::enqueue`] after subscribing).
-    pub async fn accept(&self, execution: &NewExecution) -> Result<(), SubmitError> {
+    /// Writes the execution to the store, then queues it. When this returns `Ok`, the
+    /// execution is durable and queued. With `watch`, the returned subscription was taken
+    /// before the run could start, so its end cannot be missed.
+    ///
+    /// The work runs in a task of its own: a client that disconnects mid-request cannot
+    /// leave an execution stored but never queued.
+    pub async fn submit(
+        self: &Arc<Self>,
+        execution: NewExecution,
+        watch: bool,
+    ) -> Result<Option<Subscription>, SubmitError> {
         if self.draining.load(Ordering::Acquire) {
             return Err(SubmitError::Draining);
         }
@@ -159,23 +177,28 @@ impl Scheduler {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(SubmitError::QueueFull(waiting));
         }
-        if let Err(e) = self.store.insert_execution(execution.clone()).await {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(e.into());
-        }
-        Ok(())
-    }
-
-    /// Hands an accepted execution to the workers.
-    pub fn enqueue(&self, execution: NewExecution) {
-        lock(&self.queue).push_back(Queued {
-            id: execution.id,
-            app: execution.app,
-            version: execution.version,
-            action: execution.action,
-            inputs: execution.inputs,
-        });
-        self.notify.notify_one();
+        let this = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = this.store.insert_execution(execution.clone()).await {
+                this.queued.fetch_sub(1, Ordering::AcqRel);
+                return Err(SubmitError::Store(e));
+            }
+            let subscription = watch.then(|| this.live.subscribe(&execution.id)).flatten();
+            // Small inputs ride along; large ones are read back when the run starts, so
+            // a long queue does not hold every request body in memory.
+            let inputs = (execution.inputs.len() <= INLINE_INPUTS).then_some(execution.inputs);
+            lock(&this.queue).push_back(Queued {
+                id: execution.id,
+                app: execution.app,
+                version: execution.version,
+                action: execution.action,
+                inputs,
+            });
+            this.notify.notify_one();
+            Ok(subscription)
+        })
+        .await
+        .map_err(|e| SubmitError::Store(anyhow::anyhow!("the submit task failed: {e}")))?
     }
 
     /// Cancels a queued or running execution.
@@ -271,11 +294,19 @@ impl Scheduler {
                 format!("the app could not be loaded: {e:#}"),
             )),
             Ok(loaded) => {
-                let request = RawValue::from_string(run.inputs.clone())
-                    .map_err(|e| e.to_string())
-                    .and_then(|input| {
-                        RunRequest::new(&loaded.app, &run.action, input).map_err(|e| e.to_string())
-                    });
+                let inputs = match &run.inputs {
+                    Some(inputs) => Ok(inputs.clone()),
+                    None => self
+                        .store
+                        .execution(&run.id)
+                        .await
+                        .map_err(|e| format!("{e:#}"))
+                        .and_then(|r| r.map(|r| r.inputs).ok_or_else(|| "it vanished".into())),
+                };
+                let request = inputs.and_then(|inputs| {
+                    let input = RawValue::from_string(inputs).map_err(|e| e.to_string())?;
+                    RunRequest::new(&loaded.app, &run.action, input).map_err(|e| e.to_string())
+                });
                 match request {
                     Err(e) => Err(RunError::new(
                         ErrorCode::SandboxUnavailable,

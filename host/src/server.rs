@@ -147,6 +147,7 @@ async fn run(
     let scheduler = Scheduler::new(
         store.clone(),
         registry.clone(),
+        live.clone(),
         SchedulerConfig {
             max_concurrent_runs: config.max_concurrent_runs,
             max_queue: config.max_queue,

@@ -148,6 +148,19 @@ async fn sync_runs_return_the_outcome() {
         .await
         .unwrap();
     assert_eq!(envelope["output"]["words"], 3);
+
+    // Large inputs are not kept in memory while queued; they are read back at start.
+    let text = "lorem ipsum ".repeat(10_000);
+    let envelope: Value = server
+        .post("/api/apps/word-count/run?wait=true")
+        .json(&json!({ "inputs": { "text": text } }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(envelope["output"]["words"], 20_000);
 }
 
 #[tokio::test]

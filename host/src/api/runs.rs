@@ -146,19 +146,16 @@ async fn start(
         view_token_hash: sha256_hex(&view_token),
         created_at: now_ms(),
     };
-    state
+    let id = execution.id.clone();
+    let subscription = state
         .scheduler
-        .accept(&execution)
+        .submit(execution, wait)
         .await
         .map_err(|e| match e {
             SubmitError::QueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
             SubmitError::Draining => ApiError::unavailable(e.to_string()),
             SubmitError::Store(e) => ApiError::internal(format!("{e:#}")),
         })?;
-    // Subscribed before the run can start, so its end cannot be missed.
-    let subscription = wait.then(|| state.live.subscribe(&execution.id)).flatten();
-    let id = execution.id.clone();
-    state.scheduler.enqueue(execution);
 
     if stream {
         let events = follow(state.store.clone(), state.live.clone(), id.clone(), 0);
