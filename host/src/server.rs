@@ -185,12 +185,16 @@ async fn run(
     let server = axum::serve(listener, api::router(services))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(server.into_future());
-    tokio::select! {
-        result = &mut server => {
-            result.context("the server task failed")??;
-            return Ok(());
-        }
-        () = shutdown.cancelled() => {}
+    let stopped = tokio::select! {
+        result = &mut server => Some(result),
+        () = shutdown.cancelled() => None,
+    };
+    // The server only stops on its own after a shutdown signal (graceful shutdown ends it
+    // at once when no connection is open); anything else is an error to report.
+    if !shutdown.is_cancelled() {
+        let result = stopped.context("the server stopped")?;
+        result.context("the server task failed")??;
+        anyhow::bail!("the server stopped without a shutdown signal");
     }
     eprintln!(
         "shutting down: no new runs; waiting up to {} s for {} running",
@@ -202,7 +206,9 @@ async fn run(
         eprintln!("{left} executions still running will be retried at the next start");
     }
     // Open streams and waits get a moment to finish, then the process ends.
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    if stopped.is_none() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    }
     Ok(())
 }
 

@@ -5,7 +5,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -160,7 +161,28 @@ struct ViewQuery {
     cursor: Option<String>,
 }
 
-/// Finds an execution the caller may read: the admin, or whoever holds its view token.
+/// The execution named in the path, when the caller may read it: the admin, or whoever
+/// holds its view token (`?view_token=` or `x-floom-view-token`).
+struct Readable {
+    record: ExecutionRecord,
+    /// `?cursor=`, for the event stream.
+    cursor: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Readable {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let PathParams(id) = PathParams::<String>::from_request_parts(parts, state).await?;
+        let QueryParams(query) = QueryParams::<ViewQuery>::from_request_parts(parts, state).await?;
+        let record = readable(state, &parts.headers, &id, query.view_token.as_deref()).await?;
+        Ok(Readable {
+            record,
+            cursor: query.cursor,
+        })
+    }
+}
+
 async fn readable(
     state: &AppState,
     headers: &HeaderMap,
@@ -191,13 +213,7 @@ async fn readable(
     }
 }
 
-async fn detail(
-    State(state): State<AppState>,
-    PathParams(id): PathParams<String>,
-    QueryParams(query): QueryParams<ViewQuery>,
-    headers: HeaderMap,
-) -> Result<Json<Detail>, ApiError> {
-    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
+async fn detail(Readable { record, .. }: Readable) -> Result<Json<Detail>, ApiError> {
     Ok(Json(detail_view(&record)?))
 }
 
@@ -235,23 +251,21 @@ fn cursor(query: Option<&str>, headers: &HeaderMap) -> Result<i64, ApiError> {
 
 async fn events(
     State(state): State<AppState>,
-    PathParams(id): PathParams<String>,
-    QueryParams(query): QueryParams<ViewQuery>,
     headers: HeaderMap,
+    Readable {
+        record,
+        cursor: query,
+    }: Readable,
 ) -> Result<Response, ApiError> {
-    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
-    let after = cursor(query.cursor.as_deref(), &headers)?;
+    let after = cursor(query.as_deref(), &headers)?;
     let events = follow(state.store.clone(), state.live.clone(), record.id, after);
     Ok(sse(events).into_response())
 }
 
 async fn logs(
     State(state): State<AppState>,
-    PathParams(id): PathParams<String>,
-    QueryParams(query): QueryParams<ViewQuery>,
-    headers: HeaderMap,
+    Readable { record, .. }: Readable,
 ) -> Result<Response, ApiError> {
-    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
     let store = state.store.clone();
     // Page through the stored events, writing each log line as one JSON line.
     let lines = futures_util::stream::unfold(Some(0i64), move |after| {
@@ -284,11 +298,9 @@ async fn logs(
 
 async fn cancel(
     State(state): State<AppState>,
-    PathParams(id): PathParams<String>,
-    QueryParams(query): QueryParams<ViewQuery>,
-    headers: HeaderMap,
+    Readable { record, .. }: Readable,
 ) -> Result<Response, ApiError> {
-    let record = readable(&state, &headers, &id, query.view_token.as_deref()).await?;
+    let id = record.id.clone();
     if record.status.is_terminal() {
         return Err(ApiError::conflict(format!(
             "{id} has already ended ({})",

@@ -27,17 +27,20 @@ pub struct AppsArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum AppsCommand {
     /// List the apps you can see (public ones, and private ones your token covers).
+    #[command(after_help = "Example:\n  floom apps list --json | jq '.data[].slug'")]
     List {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
     /// Show one app: its actions, input schemas and limits.
+    #[command(after_help = "Example:\n  floom apps get meeting-action-items | jq .actions")]
     Get {
         /// The app's slug.
         slug: String,
     },
     /// Delete an app (its executions stay readable). Needs the admin token.
+    #[command(after_help = "Example:\n  floom apps delete hello --server http://127.0.0.1:8000")]
     Delete {
         /// The app's slug.
         slug: String,

@@ -35,6 +35,9 @@ pub struct ExecutionsArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ExecutionsCommand {
     /// List executions, newest first. Needs the admin token.
+    #[command(
+        after_help = "Example:\n  floom executions list --app hello --status failed --limit 50"
+    )]
     List {
         /// Only this app's.
         #[arg(long)]
@@ -53,16 +56,19 @@ pub enum ExecutionsCommand {
         json: bool,
     },
     /// Show one execution: status, output, error, timings.
+    #[command(after_help = "Example:\n  floom executions get exec_0192... --view-token 5c3e...")]
     Get {
         /// The execution id.
         id: String,
     },
     /// Print an execution's log lines (JSON lines).
+    #[command(after_help = "Example:\n  floom executions logs exec_0192... | jq -r .line")]
     Logs {
         /// The execution id.
         id: String,
     },
     /// Cancel a queued or running execution.
+    #[command(after_help = "Example:\n  floom executions cancel exec_0192...")]
     Cancel {
         /// The execution id.
         id: String,

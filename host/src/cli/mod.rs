@@ -14,7 +14,7 @@ pub mod serve;
 
 /// Floom runtime: publish WebAssembly apps and run them safely.
 #[derive(Debug, Parser)]
-#[command(name = "floom", version, about, long_about = None)]
+#[command(name = "floom", version)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
