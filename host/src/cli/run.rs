@@ -26,7 +26,7 @@ use super::client::{Client, Failure, ServerArgs, check};
 ///
 ///   floom run meeting-action-items '{"transcript": "Alice: Let us ship by Friday..."}'
 ///
-///   floom run webhook-signer/sign --input body='{"a":1}'
+///   floom run webhook-signer/sign --input body='"{\"a\":1}"'
 ///
 ///   floom run word-count --input text=@notes.txt --detach
 #[derive(Debug, clap::Args)]
