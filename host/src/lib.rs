@@ -9,11 +9,14 @@
 
 pub mod api;
 pub mod cli;
+pub mod crypto;
 pub mod events;
 pub mod examples;
 pub mod follow;
 pub mod live;
+pub mod ratelimit;
 pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod tokens;

@@ -200,6 +200,26 @@ impl Registry {
         Ok(deleted)
     }
 
+    /// Makes an earlier (or later) version current; `None` when it does not exist.
+    pub async fn make_current(
+        &self,
+        slug: &str,
+        version: i64,
+    ) -> anyhow::Result<Option<AppRecord>> {
+        // Load (compile or fetch from the cache) before switching, so a version that can
+        // no longer be loaded is never made current.
+        let loaded = match self.version(slug, version).await {
+            Ok(loaded) => loaded,
+            Err(_) if self.store.version(slug, version).await?.is_none() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(app) = self.store.set_current(slug, version).await? else {
+            return Ok(None);
+        };
+        write(&self.current).insert(slug.to_owned(), loaded);
+        Ok(Some(app))
+    }
+
     /// A specific version, compiled on first use.
     pub async fn version(&self, slug: &str, version: i64) -> anyhow::Result<Arc<LoadedApp>> {
         if let Some(loaded) = read(&self.versions).get(&(slug.to_owned(), version)) {

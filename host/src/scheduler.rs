@@ -16,10 +16,13 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::crypto::Sealer;
 use crate::events;
 use crate::live::Live;
 use crate::registry::Registry;
-use crate::store::{DynStore, ExecStatus, Finish, NewExecution, StoredEvent, now_ms};
+use crate::store::{
+    DynStore, ExecStatus, Finish, IdempotencyKey, Inserted, NewExecution, StoredEvent, now_ms,
+};
 
 /// Inputs up to this size stay in memory while queued.
 const INLINE_INPUTS: usize = 16 << 10;
@@ -52,6 +55,22 @@ pub enum SubmitError {
     Store(#[from] anyhow::Error),
 }
 
+/// What a submit did.
+#[derive(Debug)]
+pub enum Submitted {
+    /// A new execution was stored and queued (with the subscription asked for).
+    New(Option<Subscription>),
+    /// The idempotency key was used before: nothing new was made.
+    Existing {
+        /// The earlier execution.
+        execution_id: String,
+        /// sha256 of the earlier request.
+        request_hash: String,
+        /// Its view token, sealed.
+        view_token: Vec<u8>,
+    },
+}
+
 /// The result of a cancel request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancelled {
@@ -79,6 +98,7 @@ pub struct Scheduler {
     store: DynStore,
     registry: Arc<Registry>,
     live: Arc<Live>,
+    sealer: Arc<Sealer>,
     config: SchedulerConfig,
     queue: Mutex<VecDeque<Queued>>,
     queued: AtomicUsize,
@@ -97,6 +117,7 @@ impl Scheduler {
         store: DynStore,
         registry: Arc<Registry>,
         live: Arc<Live>,
+        sealer: Arc<Sealer>,
         config: SchedulerConfig,
         guests: tokio::runtime::Handle,
     ) -> Arc<Self> {
@@ -104,6 +125,7 @@ impl Scheduler {
             store,
             registry,
             live,
+            sealer,
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             notify: Notify::new(),
@@ -166,8 +188,9 @@ impl Scheduler {
     pub async fn submit(
         self: &Arc<Self>,
         execution: NewExecution,
+        idempotency: Option<IdempotencyKey>,
         watch: bool,
-    ) -> Result<Option<Subscription>, SubmitError> {
+    ) -> Result<Submitted, SubmitError> {
         if self.draining.load(Ordering::Acquire) {
             return Err(SubmitError::Draining);
         }
@@ -179,9 +202,29 @@ impl Scheduler {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = this.store.insert_execution(execution.clone()).await {
+            let inserted = this
+                .store
+                .insert_execution(execution.clone(), idempotency)
+                .await;
+            let inserted = match inserted {
+                Ok(inserted) => inserted,
+                Err(e) => {
+                    this.queued.fetch_sub(1, Ordering::AcqRel);
+                    return Err(SubmitError::Store(e));
+                }
+            };
+            if let Inserted::Existing {
+                execution_id,
+                request_hash,
+                view_token,
+            } = inserted
+            {
                 this.queued.fetch_sub(1, Ordering::AcqRel);
-                return Err(SubmitError::Store(e));
+                return Ok(Submitted::Existing {
+                    execution_id,
+                    request_hash,
+                    view_token,
+                });
             }
             let subscription = watch.then(|| this.live.subscribe(&execution.id)).flatten();
             // Small inputs ride along; large ones are read back when the run starts, so
@@ -195,7 +238,7 @@ impl Scheduler {
                 inputs,
             });
             this.notify.notify_one();
-            Ok(subscription)
+            Ok(Submitted::New(subscription))
         })
         .await
         .map_err(|e| SubmitError::Store(anyhow::anyhow!("the submit task failed: {e}")))?
@@ -313,6 +356,8 @@ impl Scheduler {
                         format!("the run could not be prepared: {e}"),
                     )),
                     Ok(request) => {
+                        let secrets = self.secrets(&run.app, &loaded.app.manifest().secrets).await;
+                        let request = request.secrets(secrets);
                         let (tx, rx) = mpsc::channel(256);
                         let pump = tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
                         let outcome = loaded.app.run(request.events(tx).cancel(cancel)).await;
@@ -330,6 +375,37 @@ impl Scheduler {
         };
         let finish = finish(&run.id, seq + 1, result);
         self.store.finish_execution(&run.id, finish).await
+    }
+}
+
+impl Scheduler {
+    /// The values of the secrets `declared` by an app's manifest. A secret that cannot be
+    /// read is left out (and logged by name only): the app then sees it as unset.
+    async fn secrets(&self, app: &str, declared: &[String]) -> HashMap<String, String> {
+        if declared.is_empty() {
+            return HashMap::new();
+        }
+        let stored = match self.store.secrets(app).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::error!(app, "cannot read the app's secrets: {e:#}");
+                return HashMap::new();
+            }
+        };
+        stored
+            .into_iter()
+            .filter(|s| declared.contains(&s.name))
+            .filter_map(|s| {
+                let owner = crate::crypto::secret_owner(app, &s.name);
+                match self.sealer.open(&owner, &s.sealed).map(String::from_utf8) {
+                    Ok(Ok(value)) => Some((s.name, value)),
+                    _ => {
+                        tracing::error!(app, secret = %s.name, "cannot decrypt the secret");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 }
 

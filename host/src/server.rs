@@ -11,10 +11,13 @@ use floom_runtime::{Engine, EngineConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiConfig, Services};
+use crate::crypto::Sealer;
 use crate::live::Live;
+use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{DynStore, SqliteStore};
+use crate::tokens::Tokens;
 
 /// Everything `floom serve` can be told.
 #[derive(Debug, Clone)]
@@ -55,15 +58,7 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
         return Ok(token.trim().to_owned());
     }
     let token = api::auth::random_token()?;
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    writeln!(file, "{token}")?;
+    crate::crypto::write_private(&path, &token)?;
     eprintln!("generated the admin token into {}", path.display());
     Ok(token)
 }
@@ -144,10 +139,13 @@ async fn run(
             }
         }
     }
+    let sealer = Arc::new(Sealer::load(&config.data_dir)?);
+    let tokens = Arc::new(Tokens::load(store.clone()).await?);
     let scheduler = Scheduler::new(
         store.clone(),
         registry.clone(),
         live.clone(),
+        sealer.clone(),
         SchedulerConfig {
             max_concurrent_runs: config.max_concurrent_runs,
             max_queue: config.max_queue,
@@ -162,6 +160,9 @@ async fn run(
         scheduler: scheduler.clone(),
         live,
         admin_token,
+        tokens,
+        sealer,
+        limiter: RateLimiter::new(config.api.runs_per_minute),
         config: config.api.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -182,8 +183,9 @@ async fn run(
 
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let server = axum::serve(listener, api::router(services))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let app = api::router(services).into_make_service_with_connect_info::<SocketAddr>();
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let mut server = tokio::spawn(server.into_future());
     let stopped = tokio::select! {
         result = &mut server => Some(result),

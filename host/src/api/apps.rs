@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::multipart::{Multipart, MultipartError};
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,12 +12,13 @@ use floom_runtime::{Manifest, is_slug};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::auth::Caller;
+use super::auth::{Caller, Need};
 use super::error::ApiError;
 use super::extract::PathParams;
 use super::{AppState, runs, timestamp};
 use crate::registry::PublishError;
-use crate::store::AppRecord;
+use crate::store::{AppRecord, ExecStatus};
+use crate::tokens::Role;
 
 /// Largest manifest part of a publish.
 const MAX_MANIFEST: usize = 256 << 10;
@@ -30,6 +31,9 @@ pub fn router() -> Router<AppState> {
             get(list).post(publish).layer(DefaultBodyLimit::disable()),
         )
         .route("/api/apps/{slug}", get(detail).delete(delete))
+        .route("/api/apps/{slug}/versions", get(versions))
+        .route("/api/apps/{slug}/rollback/{version}", post(rollback))
+        .route("/api/apps/{slug}/stats", get(stats))
         .route("/api/apps/{slug}/run", post(runs::run_app))
         .route(
             "/api/apps/{slug}/actions/{action}/run",
@@ -127,55 +131,51 @@ struct AppList {
     data: Vec<AppView>,
 }
 
-async fn list(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<AppList>, ApiError> {
-    let caller = Caller::from_headers(&headers, &state.admin_token)?;
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AppList>, ApiError> {
     let max_memory = state.registry.max_memory_mb();
     let data = state
         .store
         .apps()
         .await?
         .iter()
-        .filter(|app| app.current.public || caller.is_admin())
+        .filter(|app| app.current.public || caller.covers(&app.slug))
         .map(|app| app_view(app, max_memory))
         .collect::<Result<_, _>>()?;
     Ok(Json(AppList { data }))
 }
 
-/// Looks up an app the caller may see: private apps need credentials.
-async fn visible_app(state: &AppState, caller: Caller, slug: &str) -> Result<AppRecord, ApiError> {
+/// Looks up an app the caller may `need`.
+pub async fn authorized_app(
+    state: &AppState,
+    caller: &Caller,
+    slug: &str,
+    need: Need,
+) -> Result<AppRecord, ApiError> {
     let missing = || ApiError::not_found(format!("no app {slug:?}"));
     if !is_slug(slug) {
         return Err(missing());
     }
     let app = state.store.app(slug).await?.ok_or_else(missing)?;
-    if !app.current.public && !caller.is_admin() {
-        return Err(ApiError::auth_failed(format!(
-            "{slug} is private: send a token that covers it"
-        )));
-    }
+    caller.authorize(slug, app.current.public, need)?;
     Ok(app)
 }
 
 async fn detail(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<AppView>, ApiError> {
-    let caller = Caller::from_headers(&headers, &state.admin_token)?;
-    let app = visible_app(&state, caller, &slug).await?;
+    let app = authorized_app(&state, &caller, &slug, Need::Run).await?;
     Ok(Json(app_view(&app, state.registry.max_memory_mb())?))
 }
 
 async fn delete(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<StatusCode, ApiError> {
-    Caller::from_headers(&headers, &state.admin_token)?.require_admin()?;
-    if is_slug(&slug) && state.registry.delete(&slug).await? {
+    authorized_app(&state, &caller, &slug, Need::Administer).await?;
+    if state.registry.delete(&slug).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no app {slug:?}")))
@@ -193,8 +193,25 @@ fn multipart_error(e: MultipartError) -> ApiError {
     }
 }
 
-async fn publish(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
-    Caller::from_headers(request.headers(), &state.admin_token)?.require_admin()?;
+async fn publish(
+    State(state): State<AppState>,
+    caller: Caller,
+    request: Request,
+) -> Result<Response, ApiError> {
+    // Only admins publish; which apps a scoped admin token may publish is known once the
+    // manifest is read.
+    if matches!(caller, Caller::Anonymous(_)) {
+        return Err(ApiError::auth_failed(
+            "publishing needs an admin token (Authorization: Bearer <token>)",
+        ));
+    }
+    if let Caller::Agent(token) = &caller
+        && token.role != Role::Admin
+    {
+        return Err(ApiError::forbidden(
+            "publishing needs a token with the admin role",
+        ));
+    }
     // The whole upload is needed in memory to compile it anyway; read it with the upload
     // limit, then parse the parts.
     let (parts, body) = request.into_parts();
@@ -248,6 +265,14 @@ async fn publish(State(state): State<AppState>, request: Request) -> Result<Resp
             "both parts are needed: `manifest` (floom.toml text) and `component` (the .wasm bytes)",
         ));
     };
+    let slug = Manifest::parse(&manifest)
+        .map_err(|e| ApiError::invalid_manifest(e.to_string()))?
+        .slug;
+    if !caller.covers(&slug) {
+        return Err(ApiError::forbidden(format!(
+            "the token does not cover {slug:?}"
+        )));
+    }
     let (published, _) =
         state
             .registry
@@ -265,4 +290,135 @@ async fn publish(State(state): State<AppState>, request: Request) -> Result<Resp
     };
     let view = app_view(&published.app, state.registry.max_memory_mb())?;
     Ok((status, Json(view)).into_response())
+}
+
+/// One version in the history.
+#[derive(Serialize)]
+struct VersionView {
+    version: i64,
+    sha256: String,
+    kind: String,
+    public: bool,
+    current: bool,
+    created_at: String,
+}
+
+#[derive(Serialize)]
+struct VersionList {
+    data: Vec<VersionView>,
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    PathParams(slug): PathParams<String>,
+    caller: Caller,
+) -> Result<Json<VersionList>, ApiError> {
+    let app = authorized_app(&state, &caller, &slug, Need::Run).await?;
+    let data = state
+        .store
+        .versions(&slug)
+        .await?
+        .into_iter()
+        .map(|v| VersionView {
+            current: v.version == app.current.version,
+            version: v.version,
+            sha256: v.sha256,
+            kind: v.kind,
+            public: v.public,
+            created_at: timestamp(v.created_at),
+        })
+        .collect();
+    Ok(Json(VersionList { data }))
+}
+
+async fn rollback(
+    State(state): State<AppState>,
+    PathParams((slug, version)): PathParams<(String, String)>,
+    caller: Caller,
+) -> Result<Json<AppView>, ApiError> {
+    authorized_app(&state, &caller, &slug, Need::Administer).await?;
+    let version: i64 = version
+        .parse()
+        .map_err(|_| ApiError::invalid_input(format!("version {version:?} is not a number")))?;
+    let app = state
+        .registry
+        .make_current(&slug, version)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("{slug} has no version {version}")))?;
+    Ok(Json(app_view(&app, state.registry.max_memory_mb())?))
+}
+
+/// Execution figures of an app.
+#[derive(Serialize)]
+struct StatsView {
+    total: i64,
+    by_status: BTreeMap<&'static str, i64>,
+    /// Share of finished runs that failed or timed out.
+    error_rate: Option<f64>,
+    /// Over the most recent 10,000 finished runs.
+    duration_ms: Percentiles,
+}
+
+#[derive(Serialize)]
+struct Percentiles {
+    p50: Option<i64>,
+    p95: Option<i64>,
+}
+
+fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len() - 1))
+        .copied()
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    PathParams(slug): PathParams<String>,
+    caller: Caller,
+) -> Result<Json<StatsView>, ApiError> {
+    if !caller.has_credentials() {
+        return Err(ApiError::auth_failed(
+            "stats need a token that covers the app",
+        ));
+    }
+    authorized_app(&state, &caller, &slug, Need::Run).await?;
+    if !caller.covers(&slug) {
+        return Err(ApiError::not_found(format!("no app {slug:?}")));
+    }
+    let mut stats = state.store.stats(&slug).await?;
+    stats.durations_ms.sort_unstable();
+    let mut by_status: BTreeMap<&'static str, i64> = [
+        ExecStatus::Queued,
+        ExecStatus::Running,
+        ExecStatus::Succeeded,
+        ExecStatus::Failed,
+        ExecStatus::TimedOut,
+        ExecStatus::Cancelled,
+    ]
+    .into_iter()
+    .map(|s| (s.as_str(), 0))
+    .collect();
+    for (status, count) in &stats.counts {
+        by_status.insert(status.as_str(), *count);
+    }
+    let finished: i64 = stats
+        .counts
+        .iter()
+        .filter(|(s, _)| s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
+    let errors = by_status["failed"] + by_status["timed_out"];
+    Ok(Json(StatsView {
+        total: stats.counts.iter().map(|(_, n)| n).sum(),
+        error_rate: (finished > 0).then(|| errors as f64 / finished as f64),
+        duration_ms: Percentiles {
+            p50: percentile(&stats.durations_ms, 50.0),
+            p95: percentile(&stats.durations_ms, 95.0),
+        },
+        by_status,
+    }))
 }

@@ -175,7 +175,15 @@ impl FromRequestParts<AppState> for Readable {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let PathParams(id) = PathParams::<String>::from_request_parts(parts, state).await?;
         let QueryParams(query) = QueryParams::<ViewQuery>::from_request_parts(parts, state).await?;
-        let record = readable(state, &parts.headers, &id, query.view_token.as_deref()).await?;
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let record = readable(
+            state,
+            &caller,
+            &parts.headers,
+            &id,
+            query.view_token.as_deref(),
+        )
+        .await?;
         Ok(Readable {
             record,
             cursor: query.cursor,
@@ -185,11 +193,11 @@ impl FromRequestParts<AppState> for Readable {
 
 async fn readable(
     state: &AppState,
+    caller: &Caller,
     headers: &HeaderMap,
     id: &str,
     view_token: Option<&str>,
 ) -> Result<ExecutionRecord, ApiError> {
-    let caller = Caller::from_headers(headers, &state.admin_token)?;
     let missing = || ApiError::not_found(format!("no execution {id:?}"));
     if !id.starts_with("exec_") || id.len() > 64 {
         return Err(missing());
@@ -199,13 +207,13 @@ async fn readable(
         .get("x-floom-view-token")
         .and_then(|v| v.to_str().ok());
     let presented = view_token.or(header_token);
-    if caller.is_admin()
+    if caller.covers(&record.app)
         || presented.is_some_and(|t| view_token_matches(t, &record.view_token_hash))
     {
         return Ok(record);
     }
     match (caller, presented) {
-        (Caller::Anonymous, None) => Err(ApiError::auth_failed(
+        (Caller::Anonymous(_), None) => Err(ApiError::auth_failed(
             "send the execution's view_token (?view_token= or x-floom-view-token) or a token that covers its app",
         )),
         // Credentials that do not cover it: answer as if it did not exist.
@@ -351,9 +359,18 @@ struct Page {
 async fn list(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListQuery>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<Page>, ApiError> {
-    Caller::from_headers(&headers, &state.admin_token)?.require_admin()?;
+    // A scoped token sees the executions of the apps it covers.
+    let apps = match &caller {
+        Caller::Anonymous(_) => {
+            return Err(ApiError::auth_failed(
+                "listing executions needs a token (Authorization: Bearer <token>)",
+            ));
+        }
+        Caller::Admin => None,
+        Caller::Agent(token) => token.apps.clone(),
+    };
     let limit = match query.limit.as_deref() {
         None => 50,
         Some(text) => text
@@ -383,6 +400,7 @@ async fn list(
         .store
         .executions(ListExecutions {
             app: query.app,
+            apps,
             status,
             before,
             limit,

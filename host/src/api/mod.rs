@@ -8,10 +8,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 
+use crate::crypto::Sealer;
 use crate::live::Live;
+use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
 use crate::store::DynStore;
+use crate::tokens::Tokens;
 
 mod apps;
 pub mod auth;
@@ -19,7 +22,9 @@ pub mod error;
 mod executions;
 pub mod extract;
 mod runs;
+mod secrets;
 mod system;
+mod tokens;
 
 pub use error::ApiError;
 
@@ -32,6 +37,8 @@ pub struct ApiConfig {
     pub max_component: usize,
     /// How long `?wait=true` holds a request (250 s).
     pub max_wait: Duration,
+    /// Runs one caller may start per minute (0: no limit); the admin is exempt.
+    pub runs_per_minute: u32,
 }
 
 impl Default for ApiConfig {
@@ -40,6 +47,7 @@ impl Default for ApiConfig {
             max_body: 1 << 20,
             max_component: 64 << 20,
             max_wait: Duration::from_secs(250),
+            runs_per_minute: 600,
         }
     }
 }
@@ -56,6 +64,12 @@ pub struct Services {
     pub live: Arc<Live>,
     /// The admin secret.
     pub admin_token: String,
+    /// Agent tokens.
+    pub tokens: Arc<Tokens>,
+    /// Encryption of secrets at rest.
+    pub sealer: Arc<Sealer>,
+    /// Per-caller run limits.
+    pub limiter: RateLimiter,
     /// Sizes and timeouts.
     pub config: ApiConfig,
 }
@@ -70,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         .merge(apps::router())
         .merge(executions::router())
         .merge(system::router())
+        .merge(tokens::router())
+        .merge(secrets::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

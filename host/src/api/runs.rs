@@ -11,14 +11,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::AppState;
-use super::auth::{Caller, random_token, sha256_hex};
+use super::auth::{Caller, Need, random_token, sha256_hex};
 use super::error::ApiError;
 use super::executions::{Envelope, sse};
 use super::extract::{JsonBody, PathParams, QueryParams, flag};
 use crate::follow::{Waited, follow, wait_for_end};
 use crate::registry::LoadedApp;
-use crate::scheduler::SubmitError;
-use crate::store::{NewExecution, now_ms};
+use crate::scheduler::{SubmitError, Submitted};
+use crate::store::{IdempotencyKey, NewExecution, now_ms};
 
 /// The run request body.
 #[derive(Debug, Default, Deserialize)]
@@ -43,17 +43,19 @@ pub async fn run_app(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
     QueryParams(query): QueryParams<RunQuery>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<RunBody>,
 ) -> Result<Response, ApiError> {
     let action = body.action.clone();
-    start(&state, &headers, &slug, action, false, body, query).await
+    start(&state, caller, &headers, &slug, action, false, body, query).await
 }
 
 pub async fn run_action(
     State(state): State<AppState>,
     PathParams((slug, action)): PathParams<(String, String)>,
     QueryParams(query): QueryParams<RunQuery>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(body): JsonBody<RunBody>,
 ) -> Result<Response, ApiError> {
@@ -63,7 +65,17 @@ pub async fn run_action(
             body.action.unwrap_or_default()
         )));
     }
-    start(&state, &headers, &slug, Some(action), true, body, query).await
+    start(
+        &state,
+        caller,
+        &headers,
+        &slug,
+        Some(action),
+        true,
+        body,
+        query,
+    )
+    .await
 }
 
 /// Picks the action: the one named, else `run`, else the app's only action.
@@ -98,8 +110,34 @@ fn choose_action(
     }
 }
 
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim();
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::invalid_input(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// The associated data a replayable view token is sealed with.
+fn idempotency_owner(id: &str) -> Vec<u8> {
+    format!("view-token\0{id}").into_bytes()
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn start(
     state: &AppState,
+    caller: Caller,
     headers: &HeaderMap,
     slug: &str,
     action: Option<String>,
@@ -107,22 +145,34 @@ async fn start(
     body: RunBody,
     query: RunQuery,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(headers, &state.admin_token)?;
     let wait = flag(query.wait.as_deref(), "wait")?;
     let stream = flag(query.stream.as_deref(), "stream")?
         || headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"));
+    let idempotency = idempotency_key(headers)?;
 
-    let app = is_slug(slug)
+    let app = match is_slug(slug)
         .then(|| state.registry.current(slug))
         .flatten()
-        .ok_or_else(|| ApiError::not_found(format!("no app {slug:?}")))?;
-    if !app.record.public && !caller.is_admin() {
-        return Err(ApiError::auth_failed(format!(
-            "{slug} is private: send a token that covers it (Authorization: Bearer <token>)"
-        )));
+    {
+        Some(app) => {
+            caller.authorize(slug, app.record.public, Need::Run)?;
+            app
+        }
+        None => return Err(ApiError::not_found(format!("no app {slug:?}"))),
+    };
+    if !matches!(caller, Caller::Admin)
+        && let Err(wait) = state.limiter.check(&caller.identity())
+    {
+        return Err(ApiError::quota_exceeded(
+            format!(
+                "too many runs: the limit is {} a minute",
+                state.config.runs_per_minute
+            ),
+            wait.as_secs().max(1),
+        ));
     }
     let action = choose_action(&app, action, from_path)?;
     let inputs = body
@@ -136,26 +186,63 @@ async fn start(
     app.validate(&action, &inputs)
         .map_err(ApiError::invalid_inputs)?;
 
-    let view_token = random_token()?;
+    let mut view_token = random_token()?;
     let execution = NewExecution {
         id: format!("exec_{}", uuid::Uuid::now_v7().simple()),
         app: app.record.slug.clone(),
         version: app.record.version,
-        action,
         inputs: inputs.to_string(),
         view_token_hash: sha256_hex(&view_token),
         created_at: now_ms(),
+        action,
     };
-    let id = execution.id.clone();
-    let subscription = state
+    let key = match idempotency {
+        None => None,
+        Some(key) => Some(IdempotencyKey {
+            caller: caller.identity(),
+            request_hash: sha256_hex(&format!(
+                "{}\n{}\n{}",
+                execution.app, execution.action, execution.inputs
+            )),
+            view_token: state
+                .sealer
+                .seal(&idempotency_owner(&execution.id), view_token.as_bytes())?,
+            key,
+        }),
+    };
+    let request_hash = key.as_ref().map(|k| k.request_hash.clone());
+    let mut id = execution.id.clone();
+    let submitted = state
         .scheduler
-        .submit(execution, wait)
+        .submit(execution, key, wait)
         .await
         .map_err(|e| match e {
             SubmitError::QueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
             SubmitError::Draining => ApiError::unavailable(e.to_string()),
             SubmitError::Store(e) => ApiError::internal(format!("{e:#}")),
         })?;
+    let subscription = match submitted {
+        Submitted::New(subscription) => subscription,
+        Submitted::Existing {
+            execution_id,
+            request_hash: earlier,
+            view_token: sealed,
+        } => {
+            if Some(&earlier) != request_hash.as_ref() {
+                return Err(ApiError::idempotency_mismatch(
+                    "this Idempotency-Key was used in the last 24 h with a different request",
+                ));
+            }
+            let token = state
+                .sealer
+                .open(&idempotency_owner(&execution_id), &sealed)?;
+            view_token = String::from_utf8(token)
+                .map_err(|_| ApiError::internal("a stored view token is not text"))?;
+            id = execution_id;
+            // Subscribe now; if it has already ended, the store has the answer.
+            wait.then(|| state.live.subscribe(&id)).flatten()
+        }
+    };
 
     if stream {
         let events = follow(state.store.clone(), state.live.clone(), id.clone(), 0);
@@ -174,27 +261,42 @@ async fn start(
     }
     let mut envelope = Envelope::queued(&id);
     let mut status = StatusCode::ACCEPTED;
-    if wait {
-        match wait_for_end(subscription, state.config.max_wait).await {
-            Waited::Event(event) => {
-                envelope = Envelope::from_terminal(&id, &event)?;
+    let waited = if wait {
+        wait_for_end(subscription, state.config.max_wait).await
+    } else if request_hash.is_some() {
+        // A replay answers with the execution as it stands now.
+        Waited::Ended
+    } else {
+        Waited::TimedOut
+    };
+    match waited {
+        Waited::Event(event) => {
+            envelope = Envelope::from_terminal(&id, &event)?;
+            status = StatusCode::OK;
+        }
+        Waited::Ended => {
+            let record = state
+                .store
+                .execution(&id)
+                .await?
+                .ok_or_else(|| ApiError::internal(format!("execution {id} vanished")))?;
+            if record.status.is_terminal() {
                 status = StatusCode::OK;
             }
-            Waited::Ended | Waited::TimedOut => {
-                let record = state
-                    .store
-                    .execution(&id)
-                    .await?
-                    .ok_or_else(|| ApiError::internal(format!("execution {id} vanished")))?;
-                if record.status.is_terminal() {
-                    status = StatusCode::OK;
-                }
-                envelope = Envelope::from_record(&record)?;
-            }
+            envelope = Envelope::from_record(&record)?;
         }
-        if envelope.is_sandbox_unavailable() {
-            return Err(ApiError::sandbox_unavailable(envelope.error_message()));
+        Waited::TimedOut if wait => {
+            let record = state
+                .store
+                .execution(&id)
+                .await?
+                .ok_or_else(|| ApiError::internal(format!("execution {id} vanished")))?;
+            envelope = Envelope::from_record(&record)?;
         }
+        Waited::TimedOut => {}
+    }
+    if wait && envelope.is_sandbox_unavailable() {
+        return Err(ApiError::sandbox_unavailable(envelope.error_message()));
     }
     envelope.view_token = Some(view_token);
     let mut response = (status, Json(envelope)).into_response();

@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// The largest component a publish may upload, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_upload_mb: usize,
+
+    /// Runs one caller (an agent token, or a client address when anonymous) may start
+    /// per minute; 0 for no limit. The admin secret is exempt.
+    #[arg(long, default_value_t = 600)]
+    pub runs_per_minute: u32,
 }
 
 /// Runs `floom serve` (it builds its own runtimes).
@@ -87,6 +92,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         examples: args.examples,
         api: ApiConfig {
             max_component: args.max_upload_mb << 20,
+            runs_per_minute: args.runs_per_minute,
             ..ApiConfig::default()
         },
     })

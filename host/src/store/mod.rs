@@ -262,6 +262,8 @@ pub struct Started {
 pub struct ListExecutions {
     /// Only this app's.
     pub app: Option<String>,
+    /// Only these apps' (the apps a scoped token covers); `None` for every app.
+    pub apps: Option<Vec<String>>,
     /// Only this status.
     pub status: Option<ExecStatus>,
     /// Only executions inserted before this one (the cursor).
@@ -296,8 +298,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the app; its versions and executions stay readable. False if unknown.
     async fn delete_app(&self, slug: &str) -> anyhow::Result<bool>;
 
-    /// Writes a new queued execution.
-    async fn insert_execution(&self, execution: NewExecution) -> anyhow::Result<()>;
+    /// Writes a new queued execution, unless `idempotency` names a key this caller used
+    /// within 24 h: then nothing is written and the earlier execution is returned.
+    async fn insert_execution(
+        &self,
+        execution: NewExecution,
+        idempotency: Option<IdempotencyKey>,
+    ) -> anyhow::Result<Inserted>;
     /// Moves a queued execution to running and writes its `start` event. `None` when it
     /// is no longer queued (cancelled meanwhile).
     async fn start_execution(&self, id: &str, at: Millis) -> anyhow::Result<Option<Started>>;
@@ -319,9 +326,103 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> anyhow::Result<Vec<StoredEvent>>;
+    /// Every version of an app, oldest first.
+    async fn versions(&self, slug: &str) -> anyhow::Result<Vec<VersionRecord>>;
+    /// Makes an existing version current; `None` when the app or version is unknown.
+    async fn set_current(&self, slug: &str, version: i64) -> anyhow::Result<Option<AppRecord>>;
+    /// Execution counts and recent durations of an app.
+    async fn stats(&self, slug: &str) -> anyhow::Result<AppStats>;
+
+    /// Adds an agent token.
+    async fn insert_token(&self, token: TokenRecord) -> anyhow::Result<()>;
+    /// Every agent token.
+    async fn tokens(&self) -> anyhow::Result<Vec<TokenRecord>>;
+    /// Revokes a token; false when unknown or already revoked.
+    async fn revoke_token(&self, id: &str, at: Millis) -> anyhow::Result<bool>;
+
+    /// Sets an app's secret.
+    async fn put_secret(&self, app: &str, secret: SecretRecord) -> anyhow::Result<()>;
+    /// Removes an app's secret; false when unknown.
+    async fn delete_secret(&self, app: &str, name: &str) -> anyhow::Result<bool>;
+    /// An app's secrets, by name.
+    async fn secrets(&self, app: &str) -> anyhow::Result<Vec<SecretRecord>>;
+
     /// At startup: requeues executions interrupted on their first attempt, fails those
     /// interrupted twice with `host_restarted`, and lists every queued execution.
     async fn recover(&self, at: Millis) -> anyhow::Result<Recovery>;
+}
+
+/// An agent token as stored (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// `tok_...`
+    pub id: String,
+    /// A label for people.
+    pub name: String,
+    /// sha256 of the token.
+    pub secret_hash: String,
+    /// `run` or `admin`.
+    pub role: String,
+    /// The apps it covers; `None` for all.
+    pub apps: Option<Vec<String>>,
+    /// When it was made.
+    pub created_at: Millis,
+    /// When it stops working.
+    pub expires_at: Option<Millis>,
+    /// When it was revoked.
+    pub revoked_at: Option<Millis>,
+}
+
+/// An encrypted secret value.
+#[derive(Debug, Clone)]
+pub struct SecretRecord {
+    /// The secret's name.
+    pub name: String,
+    /// The encrypted value (nonce, then ciphertext).
+    pub sealed: Vec<u8>,
+    /// When it was last set.
+    pub updated_at: Millis,
+}
+
+/// An `Idempotency-Key` to record with a new execution.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    /// Who sent it (keys are scoped to the caller).
+    pub caller: String,
+    /// The key.
+    pub key: String,
+    /// sha256 of the route and body.
+    pub request_hash: String,
+    /// The execution's view token, encrypted.
+    pub view_token: Vec<u8>,
+}
+
+/// What inserting an execution did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// The execution was written.
+    New,
+    /// The idempotency key was used before (within 24 h): nothing was written.
+    Existing {
+        /// The execution made the first time.
+        execution_id: String,
+        /// sha256 of the first request.
+        request_hash: String,
+        /// Its view token, encrypted.
+        view_token: Vec<u8>,
+    },
+}
+
+/// How long an idempotency key holds.
+pub const IDEMPOTENCY_WINDOW_MS: Millis = 24 * 60 * 60 * 1000;
+
+/// Per-app execution figures.
+#[derive(Debug, Clone, Default)]
+pub struct AppStats {
+    /// Executions per status.
+    pub counts: Vec<(ExecStatus, i64)>,
+    /// Run durations of the most recent finished executions, in milliseconds.
+    pub durations_ms: Vec<i64>,
 }
 
 /// The store as the server holds it.

@@ -19,14 +19,18 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use super::{
-    AppRecord, ExecStatus, ExecutionRecord, Finish, ListExecutions, Millis, NewExecution,
-    NewVersion, Published, Recovery, Started, Store, StoredEvent, VersionRecord,
+    AppRecord, AppStats, ExecStatus, ExecutionRecord, Finish, IDEMPOTENCY_WINDOW_MS,
+    IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution, NewVersion, Published,
+    Recovery, SecretRecord, Started, Store, StoredEvent, TokenRecord, VersionRecord,
 };
 use crate::events;
 use crate::live::Live;
 
 /// The schema, one file per step; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_init.sql"),
+    include_str!("migrations/0002_access.sql"),
+];
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -437,15 +441,56 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_execution(&self, e: NewExecution) -> anyhow::Result<()> {
+    async fn insert_execution(
+        &self,
+        e: NewExecution,
+        idempotency: Option<IdempotencyKey>,
+    ) -> anyhow::Result<Inserted> {
         self.write(move |tx, effects| {
+            if let Some(key) = &idempotency {
+                let earlier = tx
+                    .prepare_cached(
+                        "SELECT execution_id, request_hash, view_token FROM idempotency \
+                         WHERE caller = ?1 AND key = ?2 AND created_at > ?3",
+                    )?
+                    .query_row(
+                        params![key.caller, key.key, e.created_at - IDEMPOTENCY_WINDOW_MS],
+                        |row| {
+                            Ok(Inserted::Existing {
+                                execution_id: row.get(0)?,
+                                request_hash: row.get(1)?,
+                                view_token: row.get(2)?,
+                            })
+                        },
+                    )
+                    .optional()?;
+                if let Some(earlier) = earlier {
+                    return Ok(earlier);
+                }
+                // An expired key is free again; old keys are swept as we go.
+                tx.prepare_cached("DELETE FROM idempotency WHERE created_at <= ?1")?
+                    .execute([e.created_at - IDEMPOTENCY_WINDOW_MS])?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO idempotency \
+                     (caller, key, request_hash, execution_id, view_token, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    key.caller,
+                    key.key,
+                    key.request_hash,
+                    e.id,
+                    key.view_token,
+                    e.created_at
+                ])?;
+            }
             tx.prepare_cached(
                 "INSERT INTO executions (id, app, version, action, status, inputs, view_token_hash, created_at) \
                  VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
             )?
             .execute(params![e.id, e.app, e.version, e.action, e.inputs, e.view_token_hash, e.created_at])?;
             effects.open.push(e.id);
-            Ok(())
+            Ok(Inserted::New)
         })
         .await
     }
@@ -562,14 +607,17 @@ impl Store for SqliteStore {
             let mut stmt = conn.prepare_cached(&format!(
                 "SELECT {EXECUTION_COLUMNS} FROM executions \
                  WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR n < ?3) \
+                 AND (?5 IS NULL OR app IN (SELECT value FROM json_each(?5))) \
                  ORDER BY n DESC LIMIT ?4"
             ))?;
+            let apps = filter.apps.map(|apps| serde_json::to_string(&apps)).transpose()?;
             let rows = stmt.query_map(
                 params![
                     filter.app,
                     filter.status.map(ExecStatus::as_str),
                     filter.before,
-                    filter.limit
+                    filter.limit,
+                    apps
                 ],
                 execution_row,
             )?;
@@ -591,6 +639,176 @@ impl Store for SqliteStore {
                  WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![id, after, limit], event_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn versions(&self, slug: &str) -> anyhow::Result<Vec<VersionRecord>> {
+        let slug = slug.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM app_versions v WHERE v.slug = ?1 ORDER BY v.version"
+            ))?;
+            let rows = stmt.query_map([slug], version_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn set_current(&self, slug: &str, version: i64) -> anyhow::Result<Option<AppRecord>> {
+        let slug = slug.to_owned();
+        self.write(move |tx, _| {
+            let updated = tx.execute(
+                "UPDATE apps SET current_version = ?2, updated_at = ?3 WHERE slug = ?1 \
+                 AND EXISTS (SELECT 1 FROM app_versions WHERE slug = ?1 AND version = ?2)",
+                params![slug, version, super::now_ms()],
+            )?;
+            if updated == 0 {
+                return Ok(None);
+            }
+            Ok(app_query(tx, &slug)?)
+        })
+        .await
+    }
+
+    async fn stats(&self, slug: &str) -> anyhow::Result<AppStats> {
+        let slug = slug.to_owned();
+        self.read(move |conn| {
+            let counts = conn
+                .prepare_cached(
+                    "SELECT status, COUNT(*) FROM executions WHERE app = ?1 GROUP BY status",
+                )?
+                .query_map([&slug], |row| {
+                    let status: String = row.get(0)?;
+                    Ok((status, row.get::<_, i64>(1)?))
+                })?
+                .filter_map(|row| match row {
+                    Ok((status, n)) => status.parse().ok().map(|s| Ok((s, n))),
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<rusqlite::Result<_>>()?;
+            // The most recent 10,000 finished runs are plenty for percentiles.
+            let durations_ms = conn
+                .prepare_cached(
+                    "SELECT finished_at - started_at FROM executions INDEXED BY executions_by_app \
+                     WHERE app = ?1 AND finished_at IS NOT NULL AND started_at IS NOT NULL \
+                     ORDER BY n DESC LIMIT 10000",
+                )?
+                .query_map([&slug], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            Ok(AppStats {
+                counts,
+                durations_ms,
+            })
+        })
+        .await
+    }
+
+    async fn insert_token(&self, token: TokenRecord) -> anyhow::Result<()> {
+        self.write(move |tx, _| {
+            let apps = token.apps.as_ref().map(serde_json::to_string).transpose()?;
+            tx.execute(
+                "INSERT INTO tokens (id, name, secret_hash, role, apps, created_at, expires_at, revoked_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    token.id,
+                    token.name,
+                    token.secret_hash,
+                    token.role,
+                    apps,
+                    token.created_at,
+                    token.expires_at,
+                    token.revoked_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> anyhow::Result<Vec<TokenRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, secret_hash, role, apps, created_at, expires_at, revoked_at \
+                 FROM tokens ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                let apps: Option<String> = row.get(4)?;
+                Ok((
+                    TokenRecord {
+                        id: row.get(0)?,
+                        name: row.get(1)?,
+                        secret_hash: row.get(2)?,
+                        role: row.get(3)?,
+                        apps: None,
+                        created_at: row.get(5)?,
+                        expires_at: row.get(6)?,
+                        revoked_at: row.get(7)?,
+                    },
+                    apps,
+                ))
+            })?;
+            let mut tokens = Vec::new();
+            for row in rows {
+                let (mut token, apps) = row?;
+                token.apps = apps.map(|a| serde_json::from_str(&a)).transpose()?;
+                tokens.push(token);
+            }
+            Ok(tokens)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at: Millis) -> anyhow::Result<bool> {
+        let id = id.to_owned();
+        self.write(move |tx, _| {
+            Ok(tx.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn put_secret(&self, app: &str, secret: SecretRecord) -> anyhow::Result<()> {
+        let app = app.to_owned();
+        self.write(move |tx, _| {
+            tx.execute(
+                "INSERT INTO secrets (app, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (app, name) DO UPDATE SET sealed = excluded.sealed, \
+                 updated_at = excluded.updated_at",
+                params![app, secret.name, secret.sealed, secret.updated_at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_secret(&self, app: &str, name: &str) -> anyhow::Result<bool> {
+        let (app, name) = (app.to_owned(), name.to_owned());
+        self.write(move |tx, _| {
+            Ok(tx.execute(
+                "DELETE FROM secrets WHERE app = ?1 AND name = ?2",
+                params![app, name],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn secrets(&self, app: &str) -> anyhow::Result<Vec<SecretRecord>> {
+        let app = app.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, sealed, updated_at FROM secrets WHERE app = ?1 ORDER BY name",
+            )?;
+            let rows = stmt.query_map([app], |row| {
+                Ok(SecretRecord {
+                    name: row.get(0)?,
+                    sealed: row.get(1)?,
+                    updated_at: row.get(2)?,
+                })
+            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
