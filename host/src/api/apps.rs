@@ -200,17 +200,18 @@ async fn publish(
 ) -> Result<Response, ApiError> {
     // Only admins publish; which apps a scoped admin token may publish is known once the
     // manifest is read.
-    if matches!(caller, Caller::Anonymous(_)) {
-        return Err(ApiError::auth_failed(
+    let refusal = match &caller {
+        Caller::Anonymous(_) => Some(ApiError::auth_failed(
             "publishing needs an admin token (Authorization: Bearer <token>)",
-        ));
-    }
-    if let Caller::Agent(token) = &caller
-        && token.role != Role::Admin
-    {
-        return Err(ApiError::forbidden(
+        )),
+        Caller::Agent(token) if token.role != Role::Admin => Some(ApiError::forbidden(
             "publishing needs a token with the admin role",
-        ));
+        )),
+        _ => None,
+    };
+    if let Some(refusal) = refusal {
+        super::extract::drain(request.into_body()).await;
+        return Err(refusal);
     }
     // The whole upload is needed in memory to compile it anyway; read it with the upload
     // limit, then parse the parts.

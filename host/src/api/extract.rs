@@ -21,6 +21,20 @@ const DRAIN_BYTES: usize = 16 << 20;
 /// How long draining may take.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
+/// Reads and throws away what the client still sends, within the drain bounds, so a
+/// refusal made before reading the body reaches the client instead of a reset.
+pub async fn drain(body: Body) {
+    let mut stream = body.into_data_stream();
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < DRAIN_BYTES && started.elapsed() < DRAIN_TIME {
+        match tokio::time::timeout(DRAIN_TIME, stream.next()).await {
+            Ok(Some(Ok(frame))) => seen += frame.len(),
+            _ => break,
+        }
+    }
+}
+
 /// Reads a request body of at most `limit` bytes.
 pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();
@@ -29,14 +43,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let frame = frame
             .map_err(|e| ApiError::invalid_input(format!("the body could not be read: {e}")))?;
         if collected.len() + frame.len() > limit {
-            let mut seen = collected.len() + frame.len();
-            let started = Instant::now();
-            while seen < DRAIN_BYTES + limit && started.elapsed() < DRAIN_TIME {
-                match tokio::time::timeout(DRAIN_TIME, stream.next()).await {
-                    Ok(Some(Ok(frame))) => seen += frame.len(),
-                    _ => break,
-                }
-            }
+            drain(Body::from_stream(stream)).await;
             return Err(ApiError::payload_too_large(format!(
                 "the body is over the {limit} byte limit"
             )));

@@ -149,6 +149,7 @@ impl Server {
             "panic",
             "app-error",
             "alloc",
+            "secret",
         ] {
             manifest.push_str(&format!("[actions.{action}]\n"));
         }
