@@ -207,3 +207,101 @@ async fn publishing_without_the_admin_token_is_refused() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn tokens_secrets_and_versions_from_the_command_line() {
+    let server = Server::start(&["--examples"]);
+    // A token printed once on stdout, usable at once.
+    let created = floom(&server, &["tokens", "create", "ci", "--app", "hello"]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let token = stdout(&created).trim().to_owned();
+    assert!(token.starts_with("floom_"));
+    let run = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args([
+            "run",
+            "hello",
+            "--input",
+            "name=ci",
+            "--server",
+            &server.base,
+            "--token",
+            &token,
+        ])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    let list = floom(&server, &["tokens", "list"]);
+    let tokens: Value = serde_json::from_str(&stdout(&list)).unwrap();
+    let id = tokens[0]["id"].as_str().unwrap().to_owned();
+    assert!(!stdout(&list).contains(&token));
+    assert!(floom(&server, &["tokens", "revoke", &id]).status.success());
+
+    // A secret from stdin, used by the app, listed by name only.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args([
+            "secrets",
+            "set",
+            "webhook-signer",
+            "SIGNING_KEY",
+            "--value-stdin",
+        ])
+        .env("FLOOM_API_URL", &server.base)
+        .env("FLOOM_TOKEN", TOKEN)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"cli-secret\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let signed = floom(
+        &server,
+        &[
+            "run",
+            "webhook-signer/sign",
+            r#"{"body": "{}", "timestamp": 1}"#,
+        ],
+    );
+    assert!(signed.status.success(), "{}", stderr(&signed));
+    assert!(stdout(&signed).contains("t=1,v1="));
+    let listed = floom(&server, &["secrets", "list", "webhook-signer"]);
+    assert!(stdout(&listed).contains("SIGNING_KEY") && !stdout(&listed).contains("cli-secret"));
+
+    // Versions and rollback.
+    let changed = std::fs::read_to_string(guests::HELLO_MANIFEST)
+        .unwrap()
+        .replace("Greets you by name", "v2");
+    let dir = support::temp_dir("cli-v2");
+    std::fs::write(
+        dir.join("floom.toml"),
+        changed.replace(
+            "../../target",
+            &format!("{}/../../target", dir_of_manifest()),
+        ),
+    )
+    .unwrap();
+    let published = floom(&server, &["publish", dir.to_str().unwrap()]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    let versions = floom(&server, &["apps", "versions", "hello"]);
+    assert_eq!(
+        stdout(&versions).lines().count(),
+        2,
+        "{}",
+        stdout(&versions)
+    );
+    let rolled = floom(&server, &["apps", "rollback", "hello", "1"]);
+    assert_eq!(stdout(&rolled).trim(), "hello is at version 1");
+    let stats = floom(&server, &["apps", "stats", "hello"]);
+    let stats: Value = serde_json::from_str(&stdout(&stats)).unwrap();
+    assert_eq!(stats["by_status"]["succeeded"], 1);
+}
+
+/// The directory of the example manifests, for rewriting relative component paths.
+fn dir_of_manifest() -> String {
+    dir(guests::HELLO_MANIFEST).to_owned()
+}

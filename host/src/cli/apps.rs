@@ -4,13 +4,15 @@ use serde_json::Value;
 
 use super::client::{Client, Failure, ServerArgs, check, print_json};
 
-/// List, show or delete apps.
+/// List, show, delete and roll back apps.
 ///
 /// Examples:
 ///
 ///   floom apps list
 ///
 ///   floom apps get meeting-action-items
+///
+///   floom apps versions hello && floom apps rollback hello 1
 ///
 ///   floom apps delete hello
 #[derive(Debug, clap::Args)]
@@ -36,6 +38,26 @@ pub enum AppsCommand {
     /// Show one app: its actions, input schemas and limits.
     #[command(after_help = "Example:\n  floom apps get meeting-action-items | jq .actions")]
     Get {
+        /// The app's slug.
+        slug: String,
+    },
+    /// Show an app's version history.
+    #[command(after_help = "Example:\n  floom apps versions hello")]
+    Versions {
+        /// The app's slug.
+        slug: String,
+    },
+    /// Make an earlier version current again. Needs an admin token.
+    #[command(after_help = "Example:\n  floom apps rollback hello 3")]
+    Rollback {
+        /// The app's slug.
+        slug: String,
+        /// The version to make current.
+        version: u64,
+    },
+    /// Show an app's execution counts, error rate and p50/p95 durations.
+    #[command(after_help = "Example:\n  floom apps stats hello")]
+    Stats {
         /// The app's slug.
         slug: String,
     },
@@ -86,6 +108,49 @@ pub async fn run(args: AppsArgs) -> Result<(), Failure> {
                 ))
                 .await?;
             print_json(&app);
+        }
+        AppsCommand::Versions { slug } => {
+            let versions: Value = client
+                .json(client.request(
+                    reqwest::Method::GET,
+                    &format!("/api/apps/{}/versions", path_segment(&slug)),
+                ))
+                .await?;
+            for version in versions["data"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "v{:<4} {} {}  {}",
+                    version["version"],
+                    if version["current"].as_bool() == Some(true) {
+                        "*"
+                    } else {
+                        " "
+                    },
+                    version["sha256"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .get(..12)
+                        .unwrap_or_default(),
+                    version["created_at"].as_str().unwrap_or_default(),
+                );
+            }
+        }
+        AppsCommand::Rollback { slug, version } => {
+            let app: Value = client
+                .json(client.request(
+                    reqwest::Method::POST,
+                    &format!("/api/apps/{}/rollback/{version}", path_segment(&slug)),
+                ))
+                .await?;
+            println!("{slug} is at version {}", app["version"]);
+        }
+        AppsCommand::Stats { slug } => {
+            let stats: Value = client
+                .json(client.request(
+                    reqwest::Method::GET,
+                    &format!("/api/apps/{}/stats", path_segment(&slug)),
+                ))
+                .await?;
+            print_json(&stats);
         }
         AppsCommand::Delete { slug } => {
             let response = client

@@ -10,7 +10,9 @@ pub mod exec;
 pub mod executions;
 pub mod publish;
 pub mod run;
+pub mod secrets;
 pub mod serve;
+pub mod tokens;
 
 /// Floom runtime: publish WebAssembly apps and run them safely.
 #[derive(Debug, Parser)]
@@ -30,6 +32,8 @@ pub enum Command {
     Run(run::RunArgs),
     Apps(apps::AppsArgs),
     Executions(executions::ExecutionsArgs),
+    Tokens(tokens::TokensArgs),
+    Secrets(secrets::SecretsArgs),
     Exec(exec::ExecArgs),
 }
 
@@ -72,6 +76,8 @@ pub fn main() -> ExitCode {
             Command::Publish(args) => done(publish::run(args).await),
             Command::Apps(args) => done(apps::run(args).await),
             Command::Executions(args) => done(executions::run(args).await),
+            Command::Tokens(args) => done(tokens::run(args).await),
+            Command::Secrets(args) => done(secrets::run(args).await),
             Command::Run(args) => match run::run(args).await {
                 Ok(code) => ExitCode::from(code),
                 Err(failure) => failure.report(),
