@@ -14,6 +14,7 @@ pub mod events;
 pub mod examples;
 pub mod follow;
 pub mod live;
+pub mod metrics;
 pub mod ratelimit;
 pub mod registry;
 pub mod scheduler;

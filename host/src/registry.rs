@@ -11,6 +11,7 @@ use floom_runtime::{CompiledApp, ComponentError, Engine, Manifest, ManifestError
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::metrics::Metrics;
 use crate::store::{AppRecord, DynStore, Published, VersionRecord};
 
 /// One compiled app version with its input validators.
@@ -23,7 +24,7 @@ pub struct LoadedApp {
 }
 
 /// One way the inputs break the action's schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct InputProblem {
     /// JSON Pointer to the failing value (`""` for the whole input).
     pub path: String,
@@ -108,6 +109,7 @@ pub enum PublishError {
 /// The apps the server can run.
 pub struct Registry {
     engine: Engine,
+    metrics: Arc<Metrics>,
     store: DynStore,
     components: PathBuf,
     current: RwLock<HashMap<String, Arc<LoadedApp>>>,
@@ -116,11 +118,17 @@ pub struct Registry {
 
 impl Registry {
     /// A registry storing components under `components` (content-addressed).
-    pub fn new(engine: Engine, store: DynStore, components: PathBuf) -> anyhow::Result<Self> {
+    pub fn new(
+        engine: Engine,
+        store: DynStore,
+        components: PathBuf,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&components)
             .with_context(|| format!("cannot create {}", components.display()))?;
         Ok(Registry {
             engine,
+            metrics,
             store,
             components,
             current: RwLock::default(),
@@ -158,6 +166,7 @@ impl Registry {
         let app = tokio::task::spawn_blocking(move || engine.compile(manifest, &bytes))
             .await
             .context("the compiler panicked")??;
+        self.metrics.compiled(app.compile_info().from_cache);
         self.save_component(app.sha256(), &component).await?;
         let published = self
             .store
@@ -245,6 +254,7 @@ impl Registry {
         })
         .await
         .context("the compiler panicked")??;
+        self.metrics.compiled(app.compile_info().from_cache);
         let loaded = Arc::new(LoadedApp::new(record.clone(), app)?);
         write(&self.versions).insert((record.slug.clone(), record.version), loaded.clone());
         Ok(loaded)

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::crypto::Sealer;
 use crate::events;
 use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{
     DynStore, ExecStatus, Finish, IdempotencyKey, Inserted, NewExecution, StoredEvent, now_ms,
@@ -99,6 +100,7 @@ pub struct Scheduler {
     registry: Arc<Registry>,
     live: Arc<Live>,
     sealer: Arc<Sealer>,
+    metrics: Arc<Metrics>,
     config: SchedulerConfig,
     queue: Mutex<VecDeque<Queued>>,
     queued: AtomicUsize,
@@ -118,6 +120,7 @@ impl Scheduler {
         registry: Arc<Registry>,
         live: Arc<Live>,
         sealer: Arc<Sealer>,
+        metrics: Arc<Metrics>,
         config: SchedulerConfig,
         guests: tokio::runtime::Handle,
     ) -> Arc<Self> {
@@ -126,6 +129,7 @@ impl Scheduler {
             registry,
             live,
             sealer,
+            metrics,
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             notify: Notify::new(),
@@ -330,6 +334,7 @@ impl Scheduler {
             // Cancelled while it waited.
             return Ok(());
         };
+        let begun = Instant::now();
         let mut seq = started.seq;
         let result = match self.registry.version(&run.app, run.version).await {
             Err(e) => Err(RunError::new(
@@ -374,6 +379,8 @@ impl Scheduler {
             }
         };
         let finish = finish(&run.id, seq + 1, result);
+        self.metrics
+            .run_finished(finish.status.as_str(), begun.elapsed().as_secs_f64());
         self.store.finish_execution(&run.id, finish).await
     }
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiConfig, Services};
 use crate::crypto::Sealer;
 use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::scheduler::{Scheduler, SchedulerConfig};
@@ -115,10 +116,12 @@ async fn run(
         &config.data_dir.join("floom.db"),
         live.clone(),
     )?);
+    let metrics = Arc::new(Metrics::default());
     let registry = Arc::new(Registry::new(
         engine,
         store.clone(),
         config.data_dir.join("components"),
+        metrics.clone(),
     )?);
     let loaded = registry.load_all().await?;
     tracing::info!(apps = loaded, "loaded apps");
@@ -146,6 +149,7 @@ async fn run(
         registry.clone(),
         live.clone(),
         sealer.clone(),
+        metrics.clone(),
         SchedulerConfig {
             max_concurrent_runs: config.max_concurrent_runs,
             max_queue: config.max_queue,
@@ -163,6 +167,7 @@ async fn run(
         tokens,
         sealer,
         limiter: RateLimiter::new(config.api.runs_per_minute),
+        metrics: metrics.clone(),
         config: config.api.clone(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)

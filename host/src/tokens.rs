@@ -13,7 +13,7 @@ use crate::store::{DynStore, Millis, TokenRecord, now_ms};
 pub const PREFIX: &str = "floom_";
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Run the apps it covers and read their executions.

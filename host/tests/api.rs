@@ -405,7 +405,7 @@ async fn malformed_requests_get_precise_problems() {
         (
             server.http.put(server.url("/api/apps/hello/run")),
             405,
-            "not_found",
+            "invalid_input",
         ),
         (
             server
@@ -916,4 +916,104 @@ curl -s https://floom.dev/api/executions/exec_abc123 \
         serde_json::from_str(stdout.split_once("Status: succeeded\n").unwrap().1).unwrap();
     assert_eq!(result["words"], 6);
     assert_eq!(result["top_words"][0], json!({ "word": "be", "count": 2 }));
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let server = examples();
+    let doc: Value = server
+        .get("/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut documented: Vec<String> = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            // Every operation says what it answers, problems included.
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(
+                responses.values().all(|r| r["description"].is_string()),
+                "{method} {path}"
+            );
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<&str> = vec![
+        "GET /healthz",
+        "GET /metrics",
+        "GET /openapi.json",
+        "GET /api/apps",
+        "POST /api/apps",
+        "GET /api/apps/{slug}",
+        "DELETE /api/apps/{slug}",
+        "GET /api/apps/{slug}/versions",
+        "POST /api/apps/{slug}/rollback/{version}",
+        "GET /api/apps/{slug}/stats",
+        "POST /api/apps/{slug}/run",
+        "POST /api/apps/{slug}/actions/{action}/run",
+        "GET /api/apps/{slug}/secrets",
+        "PUT /api/apps/{slug}/secrets/{name}",
+        "DELETE /api/apps/{slug}/secrets/{name}",
+        "GET /api/executions",
+        "GET /api/executions/{id}",
+        "GET /api/executions/{id}/events",
+        "GET /api/executions/{id}/logs",
+        "POST /api/executions/{id}/cancel",
+        "GET /api/tokens",
+        "POST /api/tokens",
+        "DELETE /api/tokens/{id}",
+    ];
+    expected.sort();
+    assert_eq!(documented, expected);
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    let docs = server.get("/docs").send().await.unwrap();
+    assert!(
+        docs.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let page = docs.text().await.unwrap();
+    assert!(page.contains("/api/apps/{slug}/run") && page.contains("Start a run"));
+}
+
+#[tokio::test]
+async fn metrics_count_runs_queue_and_compiles() {
+    let server = examples();
+    for name in ["a", " "] {
+        server
+            .post("/api/apps/hello/run?wait=true")
+            .json(&json!({ "inputs": { "name": name } }))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = server
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "floom_runs_total{status=\"succeeded\"} 1",
+        "floom_runs_total{status=\"failed\"} 1",
+        "floom_run_duration_seconds_count 2",
+        "floom_queue_depth 0",
+        "floom_active_sandboxes 0",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(text.contains("floom_compiles_total{result="), "{text}");
 }

@@ -11,9 +11,10 @@ use axum::{Json, Router};
 use floom_runtime::{Manifest, is_slug};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::auth::{Caller, Need};
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::extract::PathParams;
 use super::{AppState, runs, timestamp};
 use crate::registry::PublishError;
@@ -22,6 +23,17 @@ use crate::tokens::Role;
 
 /// Largest manifest part of a publish.
 const MAX_MANIFEST: usize = 256 << 10;
+
+/// The parts of a publish upload.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the parts are read as they stream in.
+pub struct PublishForm {
+    /// The floom.toml text.
+    manifest: String,
+    /// The component's bytes.
+    #[schema(value_type = String, format = Binary)]
+    component: Vec<u8>,
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,7 +54,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An app as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AppView {
     slug: String,
     name: Option<String>,
@@ -60,23 +72,25 @@ pub struct AppView {
     actions: BTreeMap<String, ActionView>,
 }
 
-#[derive(Debug, Serialize)]
-struct LimitsView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LimitsView {
     timeout_s: u64,
     memory_mb: u64,
     fuel: Option<u64>,
 }
 
-#[derive(Debug, Serialize)]
-struct NetworkView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NetworkView {
     allowed_hosts: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
-struct ActionView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActionView {
     description: Option<String>,
     streaming: bool,
+    #[schema(value_type = Option<Value>)]
     input_schema: Option<Value>,
+    #[schema(value_type = Option<Value>)]
     output_schema: Option<Value>,
     run_url: String,
 }
@@ -126,11 +140,15 @@ pub fn app_view(record: &AppRecord, max_memory_mb: u64) -> Result<AppView, ApiEr
     })
 }
 
-#[derive(Serialize)]
-struct AppList {
+#[derive(Serialize, ToSchema)]
+pub struct AppList {
     data: Vec<AppView>,
 }
 
+#[utoipa::path(get, path = "/api/apps", tag = "apps",
+    summary = "List apps: public ones, and private ones the token covers",
+    responses((status = 200, body = AppList, description = "OK"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials")),
+    security((), ("bearer" = [])))]
 async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<AppList>, ApiError> {
     let max_memory = state.registry.max_memory_mb();
     let data = state
@@ -152,6 +170,10 @@ pub async fn authorized_app(
     need: Need,
 ) -> Result<AppRecord, ApiError> {
     let missing = || ApiError::not_found(format!("no app {slug:?}"));
+    // Administering needs credentials whatever the app: check that before looking.
+    if need == Need::Administer && !caller.has_credentials() {
+        caller.authorize(slug, false, need)?;
+    }
     if !is_slug(slug) {
         return Err(missing());
     }
@@ -160,6 +182,11 @@ pub async fn authorized_app(
     Ok(app)
 }
 
+#[utoipa::path(get, path = "/api/apps/{slug}", tag = "apps",
+    summary = "One app with its actions, schemas and limits",
+    params(("slug" = String, Path, description = "The app's slug")),
+    responses((status = 200, body = AppView, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security((), ("bearer" = [])))]
 async fn detail(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
@@ -169,6 +196,11 @@ async fn detail(
     Ok(Json(app_view(&app, state.registry.max_memory_mb())?))
 }
 
+#[utoipa::path(delete, path = "/api/apps/{slug}", tag = "apps",
+    summary = "Delete an app; its executions stay readable",
+    params(("slug" = String, Path, description = "The app's slug")),
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security(("bearer" = [])))]
 async fn delete(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
@@ -193,6 +225,16 @@ fn multipart_error(e: MultipartError) -> ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/api/apps", tag = "apps",
+    summary = "Publish an app: its manifest and component",
+    request_body(content = PublishForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, body = AppView, description = "A new version, now current"),
+        (status = 200, body = AppView, description = "The same as the current version: nothing changed"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed upload, invalid manifest or component"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The upload is too large")),
+    security(("bearer" = [])))]
 async fn publish(
     State(state): State<AppState>,
     caller: Caller,
@@ -294,8 +336,8 @@ async fn publish(
 }
 
 /// One version in the history.
-#[derive(Serialize)]
-struct VersionView {
+#[derive(Serialize, ToSchema)]
+pub struct VersionView {
     version: i64,
     sha256: String,
     kind: String,
@@ -304,11 +346,16 @@ struct VersionView {
     created_at: String,
 }
 
-#[derive(Serialize)]
-struct VersionList {
+#[derive(Serialize, ToSchema)]
+pub struct VersionList {
     data: Vec<VersionView>,
 }
 
+#[utoipa::path(get, path = "/api/apps/{slug}/versions", tag = "apps",
+    summary = "An app's version history",
+    params(("slug" = String, Path, description = "The app's slug")),
+    responses((status = 200, body = VersionList, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security((), ("bearer" = [])))]
 async fn versions(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
@@ -332,6 +379,12 @@ async fn versions(
     Ok(Json(VersionList { data }))
 }
 
+#[utoipa::path(post, path = "/api/apps/{slug}/rollback/{version}", tag = "apps",
+    summary = "Make an earlier version current",
+    params(("slug" = String, Path, description = "The app's slug"),
+        ("version" = i64, Path, description = "The version to make current")),
+    responses((status = 200, body = AppView, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security(("bearer" = [])))]
 async fn rollback(
     State(state): State<AppState>,
     PathParams((slug, version)): PathParams<(String, String)>,
@@ -350,8 +403,8 @@ async fn rollback(
 }
 
 /// Execution figures of an app.
-#[derive(Serialize)]
-struct StatsView {
+#[derive(Serialize, ToSchema)]
+pub struct StatsView {
     total: i64,
     by_status: BTreeMap<&'static str, i64>,
     /// Share of finished runs that failed or timed out.
@@ -360,8 +413,8 @@ struct StatsView {
     duration_ms: Percentiles,
 }
 
-#[derive(Serialize)]
-struct Percentiles {
+#[derive(Serialize, ToSchema)]
+pub struct Percentiles {
     p50: Option<i64>,
     p95: Option<i64>,
 }
@@ -376,6 +429,11 @@ fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
         .copied()
 }
 
+#[utoipa::path(get, path = "/api/apps/{slug}/stats", tag = "apps",
+    summary = "Execution counts, error rate and durations of an app",
+    params(("slug" = String, Path, description = "The app's slug")),
+    responses((status = 200, body = StatsView, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security(("bearer" = [])))]
 async fn stats(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,

@@ -4,6 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::registry::InputProblem;
 
@@ -17,16 +18,54 @@ pub struct ApiError {
     retry_after: Option<u64>,
 }
 
-/// The problem document.
-#[derive(Serialize)]
-struct Problem<'a> {
-    r#type: String,
-    title: &'a str,
+/// An RFC 9457 problem document: every error the API answers.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    title: String,
+    /// The HTTP status.
     status: u16,
-    detail: &'a str,
-    code: &'a str,
-    #[serde(skip_serializing_if = "<[InputProblem]>::is_empty")]
-    errors: &'a [InputProblem],
+    /// What went wrong, for people.
+    detail: String,
+    /// What went wrong, for programs.
+    #[schema(value_type = ProblemCode)]
+    code: &'static str,
+    /// For `invalid_input`: every input that breaks the schema.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    errors: Vec<InputProblem>,
+}
+
+/// The error codes (SPEC section 4).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Only its schema is used: the codes are written as strings.
+pub enum ProblemCode {
+    /// The request is malformed or its inputs break the schema.
+    InvalidInput,
+    /// The manifest does not parse or breaks a rule.
+    InvalidManifest,
+    /// The component is not a runnable app.
+    InvalidComponent,
+    /// No such resource, or not visible to the caller.
+    NotFound,
+    /// Missing or wrong credentials.
+    AuthFailed,
+    /// The credentials do not allow this.
+    Forbidden,
+    /// The resource's state does not allow this.
+    Conflict,
+    /// The body or upload is too large.
+    PayloadTooLarge,
+    /// A rate limit or the run queue is full.
+    QuotaExceeded,
+    /// The sandbox could not start.
+    SandboxUnavailable,
+    /// The server failed.
+    Internal,
 }
 
 impl ApiError {
@@ -78,7 +117,7 @@ impl ApiError {
 
     /// 405.
     pub fn method_not_allowed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "not_found", detail)
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "invalid_input", detail)
     }
 
     /// 401: missing or wrong credentials.
@@ -151,12 +190,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let title = self.status.canonical_reason().unwrap_or("Error");
         let problem = Problem {
-            r#type: format!("https://floom.dev/docs/errors#{}", self.code),
-            title,
+            kind: format!("https://floom.dev/docs/errors#{}", self.code),
+            title: title.to_owned(),
             status: self.status.as_u16(),
-            detail: &self.detail,
+            detail: self.detail,
             code: self.code,
-            errors: &self.errors,
+            errors: self.errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();

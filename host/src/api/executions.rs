@@ -16,9 +16,10 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, view_token_matches};
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::extract::{PathParams, QueryParams};
 use super::{AppState, timestamp};
 use crate::follow::{Waited, follow, wait_for_end};
@@ -35,15 +36,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The execution envelope (SPEC section 4).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Envelope {
     /// `exec_...`
     pub execution_id: String,
     /// Where it is.
     pub status: ExecStatus,
-    /// The output, once succeeded.
+    /// The output, once succeeded: any JSON value.
+    #[schema(value_type = Value)]
     pub output: Option<Box<RawValue>>,
     /// The error, once failed.
+    #[schema(value_type = Option<RunErrorDoc>)]
     pub error: Option<Box<RawValue>>,
     /// Shown once, when the execution is created.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -118,20 +121,58 @@ impl Envelope {
     }
 }
 
+/// One server-sent event: `id` is the sequence number, `event` the type (start, chunk,
+/// log, end, error), `data` JSON that repeats the type.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: events are written by `sse`.
+pub struct SseEvent {
+    /// The per-execution sequence number.
+    id: String,
+    /// start, chunk, log, end or error.
+    event: String,
+    /// JSON text.
+    data: String,
+}
+
+/// Why an execution did not succeed.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: errors are stored as JSON text.
+pub struct RunErrorDoc {
+    /// app_error, exit_code, trap, memory_limit, fuel_exhausted, timeout, cancelled,
+    /// output_too_large, sandbox_unavailable or host_restarted.
+    code: String,
+    /// What went wrong.
+    message: String,
+    /// For app_error: the app's own code.
+    app_code: Option<String>,
+}
+
 /// An execution with its detail.
-#[derive(Serialize)]
-struct Detail {
+#[derive(Serialize, ToSchema)]
+pub struct Detail {
     #[serde(flatten)]
     envelope: Envelope,
+    /// The app's slug.
     app: String,
+    /// The app version it runs.
     version: i64,
+    /// The action.
     action: String,
+    /// The inputs.
+    #[schema(value_type = Object)]
     inputs: Box<RawValue>,
+    /// How many times it was started.
     attempts: i64,
+    /// When it was accepted (RFC 3339).
     created_at: String,
+    /// When its last attempt started.
     started_at: Option<String>,
+    /// When it ended.
     finished_at: Option<String>,
+    /// From start to end.
     duration_ms: Option<i64>,
+    /// What the run used.
+    #[schema(value_type = Option<Object>)]
     usage: Option<Box<RawValue>>,
 }
 
@@ -221,6 +262,11 @@ async fn readable(
     }
 }
 
+/// One execution: the envelope plus app, version, action, inputs, timings and usage.
+#[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "exec_..."), ("view_token" = Option<String>, Query, description = "The execution's view token"), ("x-floom-view-token" = Option<String>, Header, description = "The execution's view token, as a header")),
+    responses((status = 200, body = Detail, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security((), ("bearer" = [])))]
 async fn detail(Readable { record, .. }: Readable) -> Result<Json<Detail>, ApiError> {
     Ok(Json(detail_view(&record)?))
 }
@@ -257,6 +303,15 @@ fn cursor(query: Option<&str>, headers: &HeaderMap) -> Result<i64, ApiError> {
     }
 }
 
+/// The execution's events as SSE: replays what came after the cursor, then follows live
+/// until the terminal event.
+#[utoipa::path(get, path = "/api/executions/{id}/events", tag = "executions",
+    params(("id" = String, Path, description = "exec_..."), ("view_token" = Option<String>, Query, description = "The execution's view token"), ("x-floom-view-token" = Option<String>, Header, description = "The execution's view token, as a header"),
+        ("cursor" = Option<i64>, Query, description = "Replay the events after this sequence number", minimum = 0),
+        ("Last-Event-ID" = Option<i64>, Header, description = "Like `cursor`, as browsers send it")),
+    responses((status = 200, description = "The SSE stream", content_type = "text/event-stream", body = SseEvent),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security((), ("bearer" = [])))]
 async fn events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -270,6 +325,12 @@ async fn events(
     Ok(sse(events).into_response())
 }
 
+/// The execution's log lines as NDJSON.
+#[utoipa::path(get, path = "/api/executions/{id}/logs", tag = "executions",
+    params(("id" = String, Path, description = "exec_..."), ("view_token" = Option<String>, Query, description = "The execution's view token"), ("x-floom-view-token" = Option<String>, Header, description = "The execution's view token, as a header")),
+    responses((status = 200, description = "One JSON object per line", content_type = "application/x-ndjson", body = String),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security((), ("bearer" = [])))]
 async fn logs(
     State(state): State<AppState>,
     Readable { record, .. }: Readable,
@@ -304,6 +365,14 @@ async fn logs(
         .into_response())
 }
 
+/// Cancel a queued or running execution.
+#[utoipa::path(post, path = "/api/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "exec_..."), ("view_token" = Option<String>, Query, description = "The execution's view token"), ("x-floom-view-token" = Option<String>, Header, description = "The execution's view token, as a header")),
+    responses((status = 200, body = Envelope, description = "Cancelled"),
+        (status = 202, body = Envelope, description = "Told to stop; not yet recorded"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "It has already ended")),
+    security((), ("bearer" = [])))]
 async fn cancel(
     State(state): State<AppState>,
     Readable { record, .. }: Readable,
@@ -342,20 +411,35 @@ async fn cancel(
     Ok((status, Json(Envelope::from_record(&record)?)).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this app's.
     app: Option<String>,
+    /// Only this status.
+    #[param(value_type = Option<ExecStatus>)]
     status: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Page {
+/// A page of executions.
+#[derive(Serialize, ToSchema)]
+pub struct Page {
+    /// Newest first.
     data: Vec<Detail>,
+    /// Pass as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
 }
 
+/// Executions, newest first, with cursor pagination. A scoped token sees its apps'.
+#[utoipa::path(get, path = "/api/executions", tag = "executions",
+    params(ListQuery),
+    responses((status = 200, body = Page, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials")),
+    security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<ListQuery>,
@@ -371,7 +455,7 @@ async fn list(
         Caller::Admin => None,
         Caller::Agent(token) => token.apps.clone(),
     };
-    let limit = match query.limit.as_deref() {
+    let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {
         None => 50,
         Some(text) => text
             .parse::<u32>()
@@ -381,14 +465,15 @@ async fn list(
                 ApiError::invalid_input(format!("limit {text:?} must be a number from 1 to 200"))
             })?,
     };
+    // An empty parameter (`?app=&cursor=`) means no filter.
+    let nonempty = |value: Option<String>| value.filter(|v| !v.is_empty());
     let status = query
         .status
         .as_deref()
         .map(str::parse::<ExecStatus>)
         .transpose()
         .map_err(ApiError::invalid_input)?;
-    let before = query
-        .cursor
+    let before = nonempty(query.cursor)
         .as_deref()
         .map(|c| {
             c.parse::<i64>().map_err(|_| {
@@ -399,7 +484,7 @@ async fn list(
     let records = state
         .store
         .executions(ListExecutions {
-            app: query.app,
+            app: nonempty(query.app),
             apps,
             status,
             before,

@@ -10,6 +10,7 @@ use axum::http::{Method, Uri};
 
 use crate::crypto::Sealer;
 use crate::live::Live;
+use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
@@ -21,6 +22,7 @@ pub mod auth;
 pub mod error;
 mod executions;
 pub mod extract;
+pub mod openapi;
 mod runs;
 mod secrets;
 mod system;
@@ -70,6 +72,8 @@ pub struct Services {
     pub sealer: Arc<Sealer>,
     /// Per-caller run limits.
     pub limiter: RateLimiter,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// Sizes and timeouts.
     pub config: ApiConfig,
 }
@@ -86,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(system::router())
         .merge(tokens::router())
         .merge(secrets::router())
+        .merge(openapi::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -9,11 +9,12 @@ use axum::response::{IntoResponse, Response};
 use floom_runtime::{DEFAULT_ACTION, is_slug};
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::auth::{Caller, Need, random_token, sha256_hex};
-use super::error::ApiError;
-use super::executions::{Envelope, sse};
+use super::error::{ApiError, Problem};
+use super::executions::{Envelope, SseEvent, sse};
 use super::extract::{JsonBody, PathParams, QueryParams, flag};
 use crate::follow::{Waited, follow, wait_for_end};
 use crate::registry::LoadedApp;
@@ -21,11 +22,12 @@ use crate::scheduler::{SubmitError, Submitted};
 use crate::store::{IdempotencyKey, NewExecution, now_ms};
 
 /// The run request body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
-    /// The inputs: a JSON object (default `{}`).
+    /// The inputs: a JSON object (default `{}`), checked against the action's input_schema.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     inputs: Option<Value>,
     /// The action (first form only; default `run` or the app's only action).
     #[serde(default)]
@@ -33,12 +35,35 @@ pub struct RunBody {
 }
 
 /// `?wait=` and `?stream=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RunQuery {
+    /// Hold the request up to 250 s for the outcome.
+    #[param(value_type = Option<bool>)]
     wait: Option<String>,
+    /// Answer with the execution's SSE stream (also `Accept: text/event-stream`).
+    #[param(value_type = Option<bool>)]
     stream: Option<String>,
 }
 
+/// Start a run of an app's default action (or the one named in the body).
+#[utoipa::path(post, path = "/api/apps/{slug}/run", tag = "runs",
+    params(("slug" = String, Path, description = "The app's slug"), RunQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution", pattern = "^[!-~]{1,255}$")),
+    request_body(content = RunBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
+            content((Envelope = "application/json"), (SseEvent = "text/event-stream"))),
+        (status = 202, body = Envelope, description = "Accepted and queued; poll `Location`"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large"),
+        (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not JSON"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The Idempotency-Key was used with a different request"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit or queue full; see Retry-After"),
+        (status = 502, body = Problem, content_type = "application/problem+json", description = "`?wait=true`: the sandbox could not start"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down")),
+    security((), ("bearer" = [])))]
 pub async fn run_app(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
@@ -51,6 +76,25 @@ pub async fn run_app(
     start(&state, caller, &headers, &slug, action, false, body, query).await
 }
 
+/// Start a run of a named action.
+#[utoipa::path(post, path = "/api/apps/{slug}/actions/{action}/run", tag = "runs",
+    params(("slug" = String, Path, description = "The app's slug"),
+        ("action" = String, Path, description = "The action"), RunQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution", pattern = "^[!-~]{1,255}$")),
+    request_body(content = RunBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
+            content((Envelope = "application/json"), (SseEvent = "text/event-stream"))),
+        (status = 202, body = Envelope, description = "Accepted and queued; poll `Location`"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema"),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large"),
+        (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not JSON"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "The Idempotency-Key was used with a different request"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit or queue full; see Retry-After"),
+        (status = 502, body = Problem, content_type = "application/problem+json", description = "`?wait=true`: the sandbox could not start"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down")),
+    security((), ("bearer" = [])))]
 pub async fn run_action(
     State(state): State<AppState>,
     PathParams((slug, action)): PathParams<(String, String)>,

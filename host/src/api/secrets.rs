@@ -7,10 +7,11 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use floom_runtime::{Manifest, is_secret_name};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::apps::authorized_app;
 use super::auth::{Caller, Need};
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::extract::{JsonBody, PathParams};
 use super::{AppState, timestamp};
 use crate::crypto::secret_owner;
@@ -25,9 +26,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/apps/{slug}/secrets/{name}", put(set).delete(remove))
 }
 
-#[derive(Deserialize)]
+/// A secret's value.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SecretValue {
+pub struct SecretValue {
+    /// The value, at most 64 KiB.
     value: String,
 }
 
@@ -41,6 +44,15 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Set a secret's value (encrypted at rest; never shown again).
+#[utoipa::path(put, path = "/api/apps/{slug}/secrets/{name}", tag = "secrets",
+    params(("slug" = String, Path, description = "The app's slug"),
+        ("name" = String, Path, description = "The secret's name", pattern = "^[A-Z_][A-Z0-9_]{0,63}$")),
+    request_body(content = SecretValue, content_type = "application/json"),
+    responses((status = 204, description = "Set"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The value is too large"),
+        (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not JSON")),
+    security(("bearer" = [])))]
 async fn set(
     State(state): State<AppState>,
     PathParams((slug, name)): PathParams<(String, String)>,
@@ -71,19 +83,29 @@ async fn set(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
-struct SecretView {
+/// A secret, without its value.
+#[derive(Serialize, ToSchema)]
+pub struct SecretView {
+    /// The name.
     name: String,
     /// Whether the current manifest declares it (only declared secrets reach runs).
     declared: bool,
+    /// When it was last set.
     updated_at: String,
 }
 
-#[derive(Serialize)]
-struct SecretList {
+/// An app's secrets.
+#[derive(Serialize, ToSchema)]
+pub struct SecretList {
+    /// By name.
     data: Vec<SecretView>,
 }
 
+/// An app's secret names (never values).
+#[utoipa::path(get, path = "/api/apps/{slug}/secrets", tag = "secrets",
+    params(("slug" = String, Path, description = "The app's slug")),
+    responses((status = 200, body = SecretList, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security(("bearer" = [])))]
 async fn list(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
@@ -107,6 +129,12 @@ async fn list(
     Ok(Json(SecretList { data }))
 }
 
+/// Delete a secret.
+#[utoipa::path(delete, path = "/api/apps/{slug}/secrets/{name}", tag = "secrets",
+    params(("slug" = String, Path, description = "The app's slug"),
+        ("name" = String, Path, description = "The secret's name")),
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security(("bearer" = [])))]
 async fn remove(
     State(state): State<AppState>,
     PathParams((slug, name)): PathParams<(String, String)>,

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
 
@@ -12,13 +13,20 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/healthz", get(healthz))
 }
 
-#[derive(Serialize)]
-struct Health {
+/// Server health.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
     status: &'static str,
+    /// Executions waiting.
     queued: usize,
+    /// Executions running.
     running: usize,
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    summary = "Health, answered from memory",
+    responses((status = 200, body = Health, description = "OK")))]
 async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
