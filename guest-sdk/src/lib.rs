@@ -44,11 +44,14 @@
 //! ```
 //!
 //! An app with several actions reads [`Context::action`] and usually takes
-//! `serde_json::Value` (or an untagged enum) as its input.
+//! `serde_json::Value` (or an untagged enum) as its input. Apps that call other services
+//! use [`http`], for the hosts their manifest lists.
 
 use std::fmt;
 
 use serde::Serialize;
+
+pub mod http;
 use serde::de::DeserializeOwned;
 
 #[doc(hidden)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use floom_runtime::{Engine, EngineConfig};
+use floom_runtime::{Caps, Engine, EngineConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiConfig, Services};
@@ -43,6 +43,12 @@ pub struct ServerConfig {
     pub guest_threads: usize,
     /// Publish the bundled example apps at startup.
     pub examples: bool,
+    /// Whether apps may reach private addresses.
+    pub allow_private_network: bool,
+    /// Outbound HTTP requests per run.
+    pub max_outbound_requests: u32,
+    /// Outbound HTTP response bytes per run.
+    pub max_outbound_response_bytes: u64,
     /// API sizes and timeouts.
     pub api: ApiConfig,
 }
@@ -109,6 +115,12 @@ async fn run(
             .max(1),
         max_memory_mb: config.max_memory_mb,
         max_timeout: config.max_timeout,
+        allow_private_network: config.allow_private_network,
+        caps: Caps {
+            http_requests: config.max_outbound_requests,
+            http_response_bytes: config.max_outbound_response_bytes,
+            ..Caps::default()
+        },
         ..EngineConfig::default()
     })?;
     let live = Arc::new(Live::default());

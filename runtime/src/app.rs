@@ -104,6 +104,8 @@ pub struct CompiledApp {
 pub(crate) struct AppInner {
     pub engine: Engine,
     pub manifest: Manifest,
+    /// `[network] allowed_hosts`, lowercased once.
+    pub allowed_hosts: Arc<[String]>,
     pub limits: Limits,
     pub sha256: String,
     pub kind: AppKind,
@@ -135,9 +137,16 @@ impl CompiledApp {
             (AppKind::Command, Pre::Command(pre))
         };
         let limits = manifest.limits(engine.config().max_memory_mb);
+        let allowed_hosts = manifest
+            .network
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
         Ok(CompiledApp {
             inner: Arc::new(AppInner {
                 engine,
+                allowed_hosts,
                 manifest,
                 limits,
                 sha256,

@@ -34,6 +34,10 @@ pub struct Caps {
     pub host_calls: u64,
     /// Live WASI resources (streams, pollables, ...) per execution.
     pub resources: usize,
+    /// Outbound HTTP requests per execution.
+    pub http_requests: u32,
+    /// Outbound HTTP response body bytes per execution, over all requests.
+    pub http_response_bytes: u64,
 }
 
 impl Default for Caps {
@@ -46,6 +50,8 @@ impl Default for Caps {
             stderr_bytes: 1 << 20,
             host_calls: 100_000,
             resources: 4096,
+            http_requests: 100,
+            http_response_bytes: 16 << 20,
         }
     }
 }
@@ -68,6 +74,9 @@ pub struct EngineConfig {
     pub epoch_tick: Duration,
     /// Per-execution output caps.
     pub caps: Caps,
+    /// Whether apps may reach private, loopback and link-local addresses (for tests and
+    /// self-hosting next to internal services). Off: only public addresses.
+    pub allow_private_network: bool,
 }
 
 impl Default for EngineConfig {
@@ -79,6 +88,7 @@ impl Default for EngineConfig {
             max_timeout: MAX_TIMEOUT,
             epoch_tick: Duration::from_millis(1),
             caps: Caps::default(),
+            allow_private_network: false,
         }
     }
 }
@@ -226,6 +236,9 @@ impl Flavor {
         // instantiate; what they may do is decided per run by the WasiCtx (no preopens,
         // no sockets, no name lookup, no host environment).
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Outbound HTTP is linked for every app; each request is checked against the
+        // app's allowlist by `Outbound`, so an app without one simply gets refusals.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         sdk_host::floom::app::host::add_to_linker::<RunState, HasSelf<RunState>>(
             &mut linker,
             |state| state,

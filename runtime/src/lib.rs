@@ -43,6 +43,7 @@ mod cache;
 mod engine;
 mod event;
 mod manifest;
+mod outbound;
 mod outcome;
 mod output;
 mod sandbox;

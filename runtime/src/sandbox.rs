@@ -8,9 +8,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
 use crate::event::{LogStream, json_string};
+use crate::outbound::{NetworkPolicy, Outbound};
 use crate::outcome::{
     ErrorCode, MemoryLimitExceeded, Outcome, Phase, RunError, Usage, classify_error,
 };
@@ -23,6 +25,8 @@ const MAX_RANDOM_BYTES: u64 = 1 << 20;
 /// Everything a store holds for one run.
 pub(crate) struct RunState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    outbound: Outbound,
     table: ResourceTable,
     limiter: MemoryLimiter,
     pub(crate) host: HostState,
@@ -33,6 +37,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.outbound,
         }
     }
 }
@@ -146,7 +160,7 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
         sink.clone(),
     );
 
-    let mut store = new_store(app, &request, &stdout, &stderr, &sink);
+    let mut store = new_store(app, &request, &stdout, &stderr, &sink, started + timeout);
     let ending = {
         let guest = call_guest(&app.pre, &mut store, &request.action, request.input.get());
         tokio::select! {
@@ -185,8 +199,10 @@ fn new_store(
     stdout: &OutputPipe,
     stderr: &OutputPipe,
     sink: &EventSink,
+    deadline: Instant,
 ) -> Store<RunState> {
-    let caps = app.engine.config().caps;
+    let config = app.engine.config();
+    let caps = config.caps;
     // Declared secrets only, whatever the caller passed.
     let secrets: Vec<(String, String)> = app
         .manifest
@@ -219,6 +235,17 @@ fn new_store(
         &flavor.engine,
         RunState {
             wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            outbound: Outbound::new(
+                NetworkPolicy {
+                    allowed_hosts: app.allowed_hosts.clone(),
+                    allow_private: config.allow_private_network,
+                    max_requests: caps.http_requests,
+                    max_response_bytes: caps.http_response_bytes,
+                },
+                sink.clone(),
+                deadline,
+            ),
             table,
             limiter: MemoryLimiter {
                 limit: app.limits.memory_bytes,

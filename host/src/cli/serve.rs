@@ -68,6 +68,19 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_upload_mb: usize,
 
+    /// Let apps reach private, loopback and link-local addresses (for tests, and for
+    /// self-hosting next to internal services). Off: apps reach public addresses only.
+    #[arg(long)]
+    pub allow_private_network: bool,
+
+    /// Outbound HTTP requests one run may make.
+    #[arg(long, default_value_t = 100)]
+    pub max_outbound_requests: u32,
+
+    /// Outbound HTTP response bytes one run may read, in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub max_outbound_response_mb: u64,
+
     /// Runs one caller (an agent token, or a client address when anonymous) may start
     /// per minute; 0 for no limit. The admin secret is exempt.
     #[arg(long, default_value_t = 600)]
@@ -90,6 +103,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         grace_period: Duration::from_secs(args.grace_period_s),
         guest_threads: args.guest_threads.unwrap_or(cores * 2).max(1),
         examples: args.examples,
+        allow_private_network: args.allow_private_network,
+        max_outbound_requests: args.max_outbound_requests,
+        max_outbound_response_bytes: args.max_outbound_response_mb << 20,
         api: ApiConfig {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,

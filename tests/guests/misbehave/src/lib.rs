@@ -82,12 +82,43 @@ impl App for Misbehave {
                     .collect();
                 Ok(Value::Object(found))
             }
+            "fetch" => fetch(&input),
             other => Err(Error::new("unknown_action", other.to_owned())),
         }
     }
 }
 
 floom_sdk::export!(Misbehave);
+
+/// Fetches `url` `times` times (default 1) with the SDK's client and reports the last
+/// response; a refusal fails the run with the SDK's error code.
+fn fetch(input: &Value) -> Result<Value, Error> {
+    let url = input["url"].as_str().unwrap_or_default();
+    let times = input["times"].as_u64().unwrap_or(1);
+    let mut last = Value::Null;
+    for _ in 0..times {
+        let mut request =
+            floom_sdk::http::Request::new(input["method"].as_str().unwrap_or("GET"), url);
+        for pair in input["headers"].as_array().into_iter().flatten() {
+            request = request.header(
+                pair[0].as_str().unwrap_or(""),
+                pair[1].as_str().unwrap_or(""),
+            );
+        }
+        if let Some(body) = input["body"].as_str() {
+            request = request.body(body.as_bytes());
+        }
+        let response = request.send()?;
+        let status = response.status();
+        let body = response.bytes()?;
+        last = json!({
+            "status": status,
+            "length": body.len(),
+            "body": String::from_utf8_lossy(&body[..body.len().min(1000)]),
+        });
+    }
+    Ok(last)
+}
 
 fn spin() -> ! {
     let mut n: u64 = 0;
