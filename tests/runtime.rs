@@ -606,6 +606,14 @@ async fn a_guest_reaches_no_socket() {
         listener.accept().is_err(),
         "the guest must not have connected"
     );
+
+    // An allowlist opens outbound HTTP only: raw sockets and name lookup stay shut.
+    let app = misbehave(&engine, "[network]\nallowed_hosts = [\"localhost\"]");
+    let ran = run(&app, "network", json!({ "port": port }), None).await;
+    let output = ran.output();
+    for attempt in ["tcp", "udp", "dns"] {
+        assert!(output[attempt].get("err").is_some(), "{attempt}: {output}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

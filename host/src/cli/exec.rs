@@ -58,6 +58,11 @@ pub struct ExecArgs {
     #[arg(long = "secret", value_name = "NAME")]
     pub secrets: Vec<String>,
 
+    /// Let the app reach private and loopback addresses (hosts in its allowed_hosts that
+    /// resolve to your own machine or network), for trying it against local services.
+    #[arg(long)]
+    pub allow_private_network: bool,
+
     /// Compile every time instead of using the compile cache in
     /// `$XDG_CACHE_HOME/floom` (or `~/.cache/floom`).
     #[arg(long)]
@@ -143,6 +148,7 @@ fn prepare(args: &ExecArgs) -> anyhow::Result<(CompiledApp, RunRequest)> {
         cache_dir: (!args.no_cache).then(cache_dir).flatten(),
         // One run at a time: a small pool reserves little address space.
         max_instances: 4,
+        allow_private_network: args.allow_private_network,
         ..EngineConfig::default()
     })?;
     let app = engine
