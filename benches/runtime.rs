@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use floom_benches::BareApp;
+use floom_runtime::baseline::Baseline;
 use floom_runtime::{Engine, EngineConfig, Manifest, RunRequest, Status};
 use floom_tests::guests;
 
@@ -29,14 +29,13 @@ fn instantiate_call(c: &mut Criterion) {
     let bytes = std::fs::read(guests::HELLO).expect("hello.wasm");
     let engine = Engine::new(EngineConfig::default()).expect("engine");
     let app = engine.compile(hello_manifest(), &bytes).expect("compile");
-    let bare = BareApp::new(guests::HELLO).expect("bare app");
+    let bare = Baseline::new(&bytes).expect("bare app");
     let input = serde_json::value::RawValue::from_string(INPUT.to_owned()).expect("json");
 
     let mut group = c.benchmark_group("instantiate_call/hello");
     group.bench_function("bare_wasmtime", |b| {
         b.to_async(&rt).iter(|| async {
-            let output = bare.run("run", INPUT).await.expect("bare run");
-            assert_eq!(output, r#"{"greeting":"Hello, Ada!"}"#);
+            bare.run("run", INPUT).await.expect("bare run");
         });
     });
     group.bench_function("floom_runtime", |b| {
@@ -45,6 +44,17 @@ fn instantiate_call(c: &mut Criterion) {
             let outcome = app.run(request).await;
             assert_eq!(outcome.status, Status::Succeeded);
         });
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("instantiate/hello");
+    group.bench_function("bare_wasmtime", |b| {
+        b.to_async(&rt)
+            .iter(|| async { bare.instantiate().await.expect("bare instantiate") });
+    });
+    group.bench_function("floom_runtime", |b| {
+        b.to_async(&rt)
+            .iter(|| async { app.probe().await.expect("probe") });
     });
     group.finish();
 }

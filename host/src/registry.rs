@@ -167,6 +167,11 @@ impl Registry {
             .await
             .context("the compiler panicked")??;
         self.metrics.compiled(app.compile_info().from_cache);
+        // Refuse what would fail every run: a start function that traps, an initial memory
+        // over the limit, more memories or tables than a sandbox holds.
+        app.probe()
+            .await
+            .map_err(|e| ComponentError::DoesNotStart(e.message))?;
         self.save_component(app.sha256(), &component).await?;
         let published = self
             .store

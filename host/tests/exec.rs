@@ -194,3 +194,58 @@ fn an_unknown_action_is_refused() {
         stderr(&output)
     );
 }
+
+#[test]
+fn bench_reports_both_sides_for_both_kinds_of_app() {
+    for (path, input) in [
+        (guests::HELLO, "{}"),
+        (guests::WORD_COUNT, r#"{"text": "a b"}"#),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_floom"))
+            .args([
+                "bench",
+                path,
+                "--runs",
+                "20",
+                "--concurrency",
+                "2",
+                "--json",
+                "--input",
+                input,
+            ])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+        for side in ["floom", "bare_wasmtime"] {
+            for figure in ["instantiate", "run"] {
+                let p50 = report[side][figure]["p50_us"].as_f64().unwrap();
+                let p99 = report[side][figure]["p99_us"].as_f64().unwrap();
+                assert!(p50 > 0.0 && p99 >= p50, "{side} {figure}: {report}");
+            }
+            assert!(report[side]["runs_per_second"].as_f64().unwrap() > 0.0);
+        }
+        assert!(report["ratio"]["run_p50"].as_f64().unwrap() > 0.0);
+        assert!(
+            report["compile_ms"].as_f64().unwrap() > report["load_from_cache_ms"].as_f64().unwrap()
+        );
+    }
+    // A failing app is not benchmarked.
+    let output = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args([
+            "bench",
+            guests::HELLO,
+            "--runs",
+            "10",
+            "--input",
+            r#"{"name": " "}"#,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("the run did not succeed"),
+        "{}",
+        stderr(&output)
+    );
+}

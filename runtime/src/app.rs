@@ -45,6 +45,9 @@ pub enum ComponentError {
     /// The component imports an interface the host does not provide.
     #[error("the component imports {0}, which Floom does not provide")]
     UnsupportedImport(String),
+    /// The component compiles but cannot be started in a sandbox.
+    #[error("the component does not start in a sandbox: {0}")]
+    DoesNotStart(String),
 }
 
 /// Checks the preamble: WebAssembly magic, then the component (not core module) layer.
@@ -188,6 +191,12 @@ impl CompiledApp {
         self.inner.compile
     }
 
+    /// Starts the app in a fresh sandbox, exactly as a run would, without calling it:
+    /// checks at publish time that it instantiates (and measures how fast).
+    pub async fn probe(&self) -> Result<(), crate::RunError> {
+        sandbox::probe(&self.inner).await
+    }
+
     /// Runs the app once in a fresh sandbox. Events stream to the request's channel while
     /// the guest runs; every way the run can end comes back as an [`Outcome`].
     pub async fn run(&self, request: RunRequest) -> Outcome {
@@ -256,6 +265,23 @@ impl RunRequest {
             cancel: CancellationToken::new(),
             timeout: None,
         })
+    }
+
+    /// A request for the app's default action on `{}`, used to set up a probe's store.
+    pub(crate) fn probe(manifest: &Manifest) -> Self {
+        let action = manifest
+            .actions()
+            .next()
+            .map_or(crate::DEFAULT_ACTION, |(name, _)| name)
+            .to_owned();
+        RunRequest {
+            action,
+            input: RawValue::from_string("{}".to_owned()).expect("{} is JSON"),
+            secrets: HashMap::new(),
+            events: None,
+            cancel: CancellationToken::new(),
+            timeout: None,
+        }
     }
 
     /// Streams the run's events to `events` while it runs. A full channel slows the

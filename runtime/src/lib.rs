@@ -39,6 +39,7 @@
 //! ```
 
 mod app;
+pub mod baseline;
 mod cache;
 mod engine;
 mod event;

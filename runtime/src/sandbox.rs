@@ -193,6 +193,28 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
     outcome
 }
 
+/// Instantiates the app in a store set up as for a run, without calling it.
+pub(crate) async fn probe(app: &AppInner) -> Result<(), RunError> {
+    let caps = app.engine.config().caps;
+    let sink = EventSink::new(None, caps.events);
+    let pipe_caps = PipeCaps {
+        capture: caps.stdout_bytes,
+        chunk: caps.chunk_bytes,
+        output: caps.output_bytes,
+    };
+    let stdout = OutputPipe::new(LineRole::Logs(LogStream::Stdout), pipe_caps, sink.clone());
+    let stderr = OutputPipe::new(LineRole::Logs(LogStream::Stderr), pipe_caps, sink.clone());
+    let request = RunRequest::probe(&app.manifest);
+    let deadline = Instant::now() + app.limits.timeout;
+    let mut store = new_store(app, &request, &stdout, &stderr, &sink, deadline);
+    let result = match &app.pre {
+        Pre::Sdk(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+        Pre::Command(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+    };
+    let refused = store.data().limiter.refused.clone();
+    result.map_err(|e| classify_error(&e, Phase::Instantiate, refused.as_ref(), None))
+}
+
 fn new_store(
     app: &AppInner,
     request: &RunRequest,

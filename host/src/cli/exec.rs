@@ -175,21 +175,29 @@ fn prepare(args: &ExecArgs) -> anyhow::Result<(CompiledApp, RunRequest)> {
 
 /// The manifest and the component's path, from the arguments.
 fn locate(args: &ExecArgs) -> anyhow::Result<(Manifest, PathBuf)> {
-    let path = &args.path;
-    let manifest_path = match &args.manifest {
-        Some(manifest) => Some(manifest.clone()),
+    locate_app(&args.path, args.manifest.as_deref(), args.action.as_deref())
+}
+
+/// The manifest and component for `path`: a component (with `manifest`, or defaults and
+/// `action`), an app directory, or a floom.toml.
+pub fn locate_app(
+    path: &Path,
+    manifest: Option<&Path>,
+    action: Option<&str>,
+) -> anyhow::Result<(Manifest, PathBuf)> {
+    let path = &path.to_path_buf();
+    let manifest_path = match manifest {
+        Some(manifest) => Some(manifest.to_path_buf()),
         None if path.is_dir() => Some(path.join("floom.toml")),
         None if path.extension().is_some_and(|e| e == "toml") => Some(path.clone()),
         None => None,
     };
     let Some(manifest_path) = manifest_path else {
-        return Ok((
-            default_manifest(path, args.action.as_deref())?,
-            path.clone(),
-        ));
+        return Ok((default_manifest(path, action)?, path.clone()));
     };
+    let given = manifest.is_some();
     let manifest = Manifest::from_file(&manifest_path)?;
-    let component = if args.manifest.is_some() {
+    let component = if given {
         path.clone()
     } else {
         manifest.component_path(&manifest_path).with_context(|| {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod apps;
+pub mod bench;
 pub mod client;
 pub mod exec;
 pub mod executions;
@@ -35,6 +36,7 @@ pub enum Command {
     Tokens(tokens::TokensArgs),
     Secrets(secrets::SecretsArgs),
     Exec(exec::ExecArgs),
+    Bench(bench::BenchArgs),
 }
 
 /// Exit status for a command that could not even start: bad arguments, an invalid
@@ -73,6 +75,7 @@ pub fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Exec(args) => exec::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
             Command::Publish(args) => done(publish::run(args).await),
             Command::Apps(args) => done(apps::run(args).await),
             Command::Executions(args) => done(executions::run(args).await),

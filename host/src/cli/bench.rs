@@ -1,0 +1,320 @@
+//! `floom bench`: sandbox cold starts of a component, beside bare wasmtime in the same run.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use floom_runtime::baseline::Baseline;
+use floom_runtime::{CompiledApp, Engine, EngineConfig, RunRequest, Status};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use super::EXIT_INVALID;
+
+/// Measure a component's sandbox cold starts through the runtime and on bare wasmtime.
+///
+/// Both sides run the same component in the same process, one after the other, so the
+/// ratios hold on a noisy machine even when the absolute figures move. Bare wasmtime is
+/// a pooling engine with wasmtime's defaults, an InstancePre and a fresh store per run:
+/// the floor. The runtime adds its limits, deadline, output capture and outcome
+/// classification on top.
+///
+/// How to read it:
+///   compile          compiling the component (what a publish pays once)
+///   load from cache  loading the compiled artifact (what a restart pays per app)
+///   instantiate      a fresh sandbox, without calling it (p50 and p99)
+///   run              a fresh sandbox plus the call (p50 and p99): the cold start
+///   throughput       runs per second with --concurrency runs at once
+///   ratio            runtime / bare: 1.00 means the runtime adds nothing
+///
+/// Examples:
+///
+///   floom bench target/wasm32-wasip2/guest/hello.wasm
+///
+///   floom bench examples/word-count --input '{"text": "a b c"}' --runs 5000 --json
+#[derive(Debug, clap::Args)]
+#[command(verbatim_doc_comment)]
+pub struct BenchArgs {
+    /// The component (`.wasm`), or an app directory or `floom.toml`.
+    path: PathBuf,
+
+    /// The manifest, when PATH is a bare component.
+    #[arg(long, value_name = "FLOOM.TOML")]
+    manifest: Option<PathBuf>,
+
+    /// The action to run.
+    #[arg(long)]
+    action: Option<String>,
+
+    /// The inputs of every run, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    input: String,
+
+    /// Runs per measurement.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(10..))]
+    runs: u32,
+
+    /// Runs at once for the throughput figure (default: the CPU count).
+    #[arg(long)]
+    concurrency: Option<usize>,
+
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Median and 99th percentile, in microseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Latency {
+    p50_us: f64,
+    p99_us: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Side {
+    instantiate: Latency,
+    run: Latency,
+    runs_per_second: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    component: String,
+    kind: String,
+    runs: u32,
+    concurrency: usize,
+    compile_ms: f64,
+    load_from_cache_ms: f64,
+    floom: Side,
+    bare_wasmtime: Side,
+    ratio: Ratios,
+}
+
+#[derive(Debug, Serialize)]
+struct Ratios {
+    instantiate_p50: f64,
+    run_p50: f64,
+    run_p99: f64,
+    throughput: f64,
+}
+
+fn latency(mut samples: Vec<Duration>) -> Latency {
+    samples.sort_unstable();
+    let at = |p: f64| {
+        let index = ((samples.len() as f64 * p).ceil() as usize).saturating_sub(1);
+        samples[index.min(samples.len() - 1)].as_secs_f64() * 1e6
+    };
+    Latency {
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+    }
+}
+
+/// Times `f` `runs` times, after a warm-up.
+async fn sample<F, Fut>(runs: u32, mut f: F) -> anyhow::Result<Vec<Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    for _ in 0..runs.min(200) {
+        f().await?;
+    }
+    let mut samples = Vec::with_capacity(runs as usize);
+    for _ in 0..runs {
+        let started = Instant::now();
+        f().await?;
+        samples.push(started.elapsed());
+    }
+    Ok(samples)
+}
+
+/// Runs `f` `runs` times, `concurrency` at a time; returns runs per second.
+async fn throughput<F, Fut>(runs: u32, concurrency: usize, f: F) -> anyhow::Result<f64>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send,
+{
+    let f = Arc::new(f);
+    let left = Arc::new(AtomicUsize::new(runs as usize));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (f, left) = (f.clone(), left.clone());
+            tokio::spawn(async move {
+                while left
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    f().await?;
+                }
+                anyhow::Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(f64::from(runs) / started.elapsed().as_secs_f64())
+}
+
+/// Runs `floom bench`.
+pub async fn run(args: BenchArgs) -> std::process::ExitCode {
+    match bench(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(EXIT_INVALID)
+        }
+    }
+}
+
+async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let (manifest, component) =
+        super::exec::locate_app(&args.path, args.manifest.as_deref(), args.action.as_deref())?;
+    let bytes = std::fs::read(&component)
+        .with_context(|| format!("cannot read {}", component.display()))?;
+    let input: serde_json::Value =
+        serde_json::from_str(&args.input).context("--input is not JSON")?;
+    let input = serde_json::to_string(&input)?;
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+        .max(1);
+    let config = EngineConfig {
+        max_instances: u32::try_from(concurrency * 2).unwrap_or(u32::MAX).max(16),
+        ..EngineConfig::default()
+    };
+
+    // Compile (no cache), three times.
+    let mut compiles = Vec::new();
+    let engine = Engine::new(config.clone())?;
+    let mut app = None;
+    for _ in 0..3 {
+        let started = Instant::now();
+        app = Some(engine.compile(manifest.clone(), &bytes)?);
+        compiles.push(started.elapsed());
+    }
+    let app: CompiledApp = app.context("compiled")?;
+    // Load from the on-disk cache, five times.
+    let cache = std::env::temp_dir().join(format!("floom-bench-{}", std::process::id()));
+    let cached = Engine::new(EngineConfig {
+        cache_dir: Some(cache.clone()),
+        ..config.clone()
+    })?;
+    cached.compile(manifest.clone(), &bytes)?;
+    let mut loads = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let loaded = cached.compile(manifest.clone(), &bytes)?;
+        loads.push(started.elapsed());
+        if !loaded.compile_info().from_cache {
+            bail!("the compile cache did not serve the component");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&cache);
+    compiles.sort_unstable();
+    loads.sort_unstable();
+
+    let action = args.action.clone().unwrap_or_else(|| {
+        app.manifest()
+            .actions()
+            .next()
+            .map_or("run", |(n, _)| n)
+            .to_owned()
+    });
+    let raw = RawValue::from_string(input.clone())?;
+    RunRequest::new(&app, &action, raw.clone())?;
+    let run_once = {
+        let (app, action, raw) = (app.clone(), action.clone(), raw.clone());
+        move || {
+            let (app, action, raw) = (app.clone(), action.clone(), raw.clone());
+            async move {
+                let outcome = app.run(RunRequest::new(&app, &action, raw)?).await;
+                if outcome.status != Status::Succeeded {
+                    bail!("the run did not succeed: {:?}", outcome.error);
+                }
+                anyhow::Ok(())
+            }
+        }
+    };
+    let floom = Side {
+        instantiate: latency(
+            sample(args.runs, || async {
+                app.probe().await.map_err(|e| anyhow::anyhow!(e.message))
+            })
+            .await?,
+        ),
+        run: latency(sample(args.runs, &run_once).await?),
+        runs_per_second: throughput(args.runs, concurrency, run_once.clone()).await?,
+    };
+
+    let bare = Arc::new(Baseline::new(&bytes)?);
+    let bare_once = {
+        let (bare, action, input) = (bare.clone(), action.clone(), input.clone());
+        move || {
+            let (bare, action, input) = (bare.clone(), action.clone(), input.clone());
+            async move { bare.run(&action, &input).await }
+        }
+    };
+    let bare_side = Side {
+        instantiate: latency(sample(args.runs, || bare.instantiate()).await?),
+        run: latency(sample(args.runs, &bare_once).await?),
+        runs_per_second: throughput(args.runs, concurrency, bare_once.clone()).await?,
+    };
+
+    let report = Report {
+        component: component.display().to_string(),
+        kind: app.kind().to_string(),
+        runs: args.runs,
+        concurrency,
+        compile_ms: compiles[1].as_secs_f64() * 1e3,
+        load_from_cache_ms: loads[2].as_secs_f64() * 1e3,
+        ratio: Ratios {
+            instantiate_p50: floom.instantiate.p50_us / bare_side.instantiate.p50_us,
+            run_p50: floom.run.p50_us / bare_side.run.p50_us,
+            run_p99: floom.run.p99_us / bare_side.run.p99_us,
+            throughput: floom.runs_per_second / bare_side.runs_per_second,
+        },
+        floom,
+        bare_wasmtime: bare_side,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    println!(
+        "{} ({} app), {} runs per figure, concurrency {}",
+        r.component, r.kind, r.runs, r.concurrency
+    );
+    println!("compile          {:>10.1} ms", r.compile_ms);
+    println!("load from cache  {:>10.2} ms", r.load_from_cache_ms);
+    println!();
+    println!("                      floom    bare wasmtime    ratio");
+    println!(
+        "instantiate p50  {:>8.1} µs  {:>10.1} µs  {:>8.2}",
+        r.floom.instantiate.p50_us, r.bare_wasmtime.instantiate.p50_us, r.ratio.instantiate_p50
+    );
+    println!(
+        "instantiate p99  {:>8.1} µs  {:>10.1} µs",
+        r.floom.instantiate.p99_us, r.bare_wasmtime.instantiate.p99_us
+    );
+    println!(
+        "run p50          {:>8.1} µs  {:>10.1} µs  {:>8.2}",
+        r.floom.run.p50_us, r.bare_wasmtime.run.p50_us, r.ratio.run_p50
+    );
+    println!(
+        "run p99          {:>8.1} µs  {:>10.1} µs  {:>8.2}",
+        r.floom.run.p99_us, r.bare_wasmtime.run.p99_us, r.ratio.run_p99
+    );
+    println!(
+        "throughput       {:>8.0} /s  {:>10.0} /s  {:>8.2}",
+        r.floom.runs_per_second, r.bare_wasmtime.runs_per_second, r.ratio.throughput
+    );
+}
