@@ -144,6 +144,7 @@ impl Server {
             "ok",
             "spin",
             "sleep",
+            "hold",
             "emit",
             "log",
             "panic",

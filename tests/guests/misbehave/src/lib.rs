@@ -2,7 +2,7 @@
 //! runtime and check that each ends in the right status and error code, and that the
 //! host stays unharmed.
 //!
-//! Inputs are optional numbers: `bytes`, `ms`, `count`, `port`; and `names` for
+//! Inputs are optional numbers: `bytes`, `ms`, `count`, `port`, `mib`; and `names` for
 //! `secret`.
 
 use std::hint::black_box;
@@ -61,6 +61,12 @@ impl App for Misbehave {
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_millis(num("ms", 1000)));
                 Ok(json!({ "slept_ms": num("ms", 1000) }))
+            }
+            "hold" => {
+                // Holds `mib` MiB of touched memory while it sleeps: density measurements.
+                let held = vec![1u8; (num("mib", 0) << 20) as usize];
+                std::thread::sleep(std::time::Duration::from_millis(num("ms", 1000)));
+                Ok(json!({ "held_bytes": black_box(held).len() }))
             }
             "files" => Ok(files()),
             "env" => Ok(json!({

@@ -1,0 +1,137 @@
+//! Density: how many executions of an app that sleeps one server holds at once, and
+//! what each costs in resident memory.
+//!
+//! `cargo test -p floom-host --test density -- --nocapture` prints the figures;
+//! `-- --ignored --nocapture` adds how they grow with the memory the app holds.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::Server;
+
+/// The server's resident set, in bytes (Linux).
+fn rss_bytes(server: &Server) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .expect("read /proc/PID/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kib << 10
+}
+
+async fn health(server: &Server) -> Value {
+    server
+        .get("/healthz")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Waits until `healthz` reports `running` executions and none queued.
+async fn wait_running(server: &Server, running: u64, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let health = health(server).await;
+        if health["running"] == running && health["queued"] == 0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "expected {running} running, got {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `runs` executions that each hold `mib` MiB for `ms`, waits until all run at
+/// once, and returns the server's RSS growth per execution (bytes) and its total RSS.
+async fn hold(server: &Server, runs: usize, mib: u64, ms: u64) -> (u64, u64) {
+    wait_running(server, 0, Duration::from_secs(60)).await;
+    let idle = rss_bytes(server);
+    let submitted = futures_util::stream::iter(0..runs)
+        .map(|_| async {
+            let response = server
+                .post("/api/apps/misbehave/run/hold")
+                .bearer_auth(support::TOKEN)
+                .json(&json!({ "inputs": { "mib": mib, "ms": ms } }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 202);
+        })
+        .buffer_unordered(32)
+        .count()
+        .await;
+    assert_eq!(submitted, runs);
+    wait_running(server, runs as u64, Duration::from_millis(ms) / 2).await;
+    // Let every guest reach its sleep (and touch what it holds).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let busy = rss_bytes(server);
+    (busy.saturating_sub(idle) / runs as u64, busy)
+}
+
+async fn start(slots: usize) -> Server {
+    let slots = slots.to_string();
+    let server = Server::start(&["--max-concurrent-runs", &slots, "--runs-per-minute", "0"]);
+    server
+        .publish_misbehave("misbehave", "[limits]\nmemory_mb = 256")
+        .await;
+    // One run first, so the compiled component and the runtime's pools are warm.
+    let warm = server
+        .post("/api/apps/misbehave/run/ok?wait=true")
+        .json(&json!({ "inputs": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(warm.status(), 200);
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_sleeping_executions_fit_in_a_gibibyte() {
+    let server = start(1000).await;
+    let (per_run, total) = hold(&server, 1000, 0, 10_000).await;
+    println!(
+        "1000 sleeping executions: server RSS {} MiB, {} KiB per execution",
+        total >> 20,
+        per_run >> 10
+    );
+    assert!(total < 1 << 30, "server RSS {} MiB", total >> 20);
+
+    // Every one of them finishes, and none was lost.
+    wait_running(&server, 0, Duration::from_secs(60)).await;
+    let stats: Value = server
+        .admin_get("/api/apps/misbehave/stats")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["by_status"]["succeeded"], 1001, "{stats}");
+}
+
+/// How RSS per execution grows with the memory the app holds (for BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn rss_per_execution_by_app_memory() {
+    let server = start(250).await;
+    println!("| app holds | RSS per execution | server RSS, 250 executions |");
+    println!("|---:|---:|---:|");
+    for mib in [0, 1, 4, 16, 64] {
+        let (per_run, total) = hold(&server, 250, mib, 5_000).await;
+        println!(
+            "| {mib} MiB | {:.2} MiB | {} MiB |",
+            per_run as f64 / f64::from(1 << 20),
+            total >> 20
+        );
+    }
+}

