@@ -72,6 +72,7 @@ impl Bench {
             inputs: r#"{"name":"Ada"}"#.to_owned(),
             view_token_hash: "0".repeat(64),
             created_at: now_ms(),
+            started_at: None,
         }
     }
 }

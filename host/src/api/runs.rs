@@ -238,6 +238,7 @@ async fn start(
         inputs: inputs.to_string(),
         view_token_hash: sha256_hex(&view_token),
         created_at: now_ms(),
+        started_at: None,
         action,
     };
     let key = match idempotency {

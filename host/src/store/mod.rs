@@ -174,6 +174,9 @@ pub struct NewExecution {
     pub view_token_hash: String,
     /// When it was accepted.
     pub created_at: Millis,
+    /// Set when a slot is already free: the execution is written as running (its first
+    /// attempt started at this time) with its `start` event, saving a second write.
+    pub started_at: Option<Millis>,
 }
 
 /// An execution as stored.
@@ -298,8 +301,9 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the app; its versions and executions stay readable. False if unknown.
     async fn delete_app(&self, slug: &str) -> anyhow::Result<bool>;
 
-    /// Writes a new queued execution, unless `idempotency` names a key this caller used
-    /// within 24 h: then nothing is written and the earlier execution is returned.
+    /// Writes a new execution, queued (or running, with `started_at`), unless
+    /// `idempotency` names a key this caller used within 24 h: then nothing is written
+    /// and the earlier execution is returned.
     async fn insert_execution(
         &self,
         execution: NewExecution,
@@ -400,8 +404,8 @@ pub struct IdempotencyKey {
 /// What inserting an execution did.
 #[derive(Debug, Clone)]
 pub enum Inserted {
-    /// The execution was written.
-    New,
+    /// The execution was written; `Some` when it was written as started.
+    New(Option<Started>),
     /// The idempotency key was used before (within 24 h): nothing was written.
     Existing {
         /// The execution made the first time.

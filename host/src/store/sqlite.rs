@@ -519,13 +519,32 @@ impl Store for SqliteStore {
                     e.created_at
                 ])?;
             }
+            let status = if e.started_at.is_some() { "running" } else { "queued" };
             tx.prepare_cached(
-                "INSERT INTO executions (id, app, version, action, status, inputs, view_token_hash, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?7)",
+                "INSERT INTO executions \
+                 (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, started_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
-            .execute(params![e.id, e.app, e.version, e.action, e.inputs, e.view_token_hash, e.created_at])?;
-            effects.open.push(e.id);
-            Ok(Inserted::New)
+            .execute(params![
+                e.id,
+                e.app,
+                e.version,
+                e.action,
+                status,
+                e.inputs,
+                e.view_token_hash,
+                e.created_at,
+                i64::from(e.started_at.is_some()),
+                e.started_at
+            ])?;
+            effects.open.push(e.id.clone());
+            let Some(_) = e.started_at else {
+                return Ok(Inserted::New(None));
+            };
+            let event = events::start(&e.id, 1, 1);
+            insert_event(tx, &event)?;
+            effects.publish.push(event);
+            Ok(Inserted::New(Some(Started { attempt: 1, seq: 1 })))
         })
         .await
     }
