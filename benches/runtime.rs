@@ -30,12 +30,18 @@ fn instantiate_call(c: &mut Criterion) {
     let engine = Engine::new(EngineConfig::default()).expect("engine");
     let app = engine.compile(hello_manifest(), &bytes).expect("compile");
     let bare = Baseline::new(&bytes).expect("bare app");
+    let tuned = Baseline::tuned(&bytes).expect("tuned bare app");
     let input = serde_json::value::RawValue::from_string(INPUT.to_owned()).expect("json");
 
     let mut group = c.benchmark_group("instantiate_call/hello");
     group.bench_function("bare_wasmtime", |b| {
         b.to_async(&rt).iter(|| async {
             bare.run("run", INPUT).await.expect("bare run");
+        });
+    });
+    group.bench_function("bare_wasmtime_tuned_pool", |b| {
+        b.to_async(&rt).iter(|| async {
+            tuned.run("run", INPUT).await.expect("bare run");
         });
     });
     group.bench_function("floom_runtime", |b| {
@@ -51,6 +57,10 @@ fn instantiate_call(c: &mut Criterion) {
     group.bench_function("bare_wasmtime", |b| {
         b.to_async(&rt)
             .iter(|| async { bare.instantiate().await.expect("bare instantiate") });
+    });
+    group.bench_function("bare_wasmtime_tuned_pool", |b| {
+        b.to_async(&rt)
+            .iter(|| async { tuned.instantiate().await.expect("bare instantiate") });
     });
     group.bench_function("floom_runtime", |b| {
         b.to_async(&rt)

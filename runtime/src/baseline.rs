@@ -1,7 +1,11 @@
 //! Bare wasmtime, the baseline the runtime is measured against (`floom bench`, the
-//! criterion benches): the same component on a pooling engine with wasmtime's defaults,
-//! an `InstancePre`, a fresh store per run with an empty WASI context, and nothing else:
-//! no limits, deadlines, output capture, events or outcome classification.
+//! criterion benches): the same component on a pooling engine, an `InstancePre`, a fresh
+//! store per run with an empty WASI context, and nothing else: no limits, deadlines,
+//! output capture, events or outcome classification.
+//!
+//! [`Baseline::new`] uses wasmtime's default pool (what a user of wasmtime starts
+//! with); [`Baseline::tuned`] the runtime's own pool settings, which isolates the cost
+//! of what the runtime adds from the gain of how it configures the pool.
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
@@ -10,7 +14,9 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use crate::EngineConfig;
 use crate::app::{HANDLER_EXPORT, check_header};
+use crate::engine::pooling;
 use crate::sdk_host::{AppPre, floom::app::host};
 
 /// Store data of a bare run.
@@ -93,11 +99,19 @@ pub struct Baseline {
 impl Baseline {
     /// Compiles `component` on a pooling engine with wasmtime's default settings.
     pub fn new(component: &[u8]) -> anyhow::Result<Self> {
+        Self::with_pool(component, PoolingAllocationConfig::new())
+    }
+
+    /// Compiles `component` on a pooling engine configured like the runtime's (memory
+    /// kept resident and reset in place), with nothing else of the runtime.
+    pub fn tuned(component: &[u8]) -> anyhow::Result<Self> {
+        Self::with_pool(component, pooling(&EngineConfig::default()))
+    }
+
+    fn with_pool(component: &[u8], pool: PoolingAllocationConfig) -> anyhow::Result<Self> {
         check_header(component)?;
         let mut config = wasmtime::Config::new();
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(
-            PoolingAllocationConfig::new(),
-        ));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;

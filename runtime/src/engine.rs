@@ -255,7 +255,7 @@ impl Flavor {
 /// The pooling allocator: slots for every sandbox are reserved up front, so starting one
 /// is a free-list pop instead of `mmap` calls, and the pool size is a hard cap on
 /// concurrent sandboxes.
-fn pooling(config: &EngineConfig) -> PoolingAllocationConfig {
+pub(crate) fn pooling(config: &EngineConfig) -> PoolingAllocationConfig {
     let n = config.max_instances;
     let mut pool = PoolingAllocationConfig::new();
     // One component instance per sandbox.

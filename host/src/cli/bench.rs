@@ -17,9 +17,10 @@ use super::EXIT_INVALID;
 ///
 /// Both sides run the same component in the same process, one after the other, so the
 /// ratios hold on a noisy machine even when the absolute figures move. Bare wasmtime is
-/// a pooling engine with wasmtime's defaults, an InstancePre and a fresh store per run:
-/// the floor. The runtime adds its limits, deadline, output capture and outcome
-/// classification on top.
+/// a pooling engine, an InstancePre and a fresh store per run: the floor. It is measured
+/// twice: with wasmtime's default pool, and with the runtime's pool settings (memory
+/// kept resident and reset in place), which isolates what the runtime adds (limits,
+/// deadline, output capture, outcome classification) from how it tunes the pool.
 ///
 /// How to read it:
 ///   compile          compiling the component (what a publish pays once)
@@ -27,7 +28,8 @@ use super::EXIT_INVALID;
 ///   instantiate      a fresh sandbox, without calling it (p50 and p99)
 ///   run              a fresh sandbox plus the call (p50 and p99): the cold start
 ///   throughput       runs per second with --concurrency runs at once
-///   ratio            runtime / bare: 1.00 means the runtime adds nothing
+///   ratio            runtime / bare: 1.00 means the runtime adds nothing; below 1,
+///                    the runtime is faster than that baseline
 ///
 /// Examples:
 ///
@@ -89,7 +91,9 @@ struct Report {
     load_from_cache_ms: f64,
     floom: Side,
     bare_wasmtime: Side,
+    bare_wasmtime_tuned_pool: Side,
     ratio: Ratios,
+    ratio_to_tuned: Ratios,
 }
 
 #[derive(Debug, Serialize)]
@@ -98,6 +102,41 @@ struct Ratios {
     run_p50: f64,
     run_p99: f64,
     throughput: f64,
+}
+
+impl Ratios {
+    /// `floom` over `bare`, figure by figure.
+    fn of(floom: &Side, bare: &Side) -> Ratios {
+        Ratios {
+            instantiate_p50: floom.instantiate.p50_us / bare.instantiate.p50_us,
+            run_p50: floom.run.p50_us / bare.run.p50_us,
+            run_p99: floom.run.p99_us / bare.run.p99_us,
+            throughput: floom.runs_per_second / bare.runs_per_second,
+        }
+    }
+}
+
+/// The figures of one bare-wasmtime baseline.
+async fn measure_bare(
+    bare: Baseline,
+    args: &BenchArgs,
+    concurrency: usize,
+    action: &str,
+    input: &str,
+) -> anyhow::Result<Side> {
+    let bare = Arc::new(bare);
+    let once = {
+        let (bare, action, input) = (bare.clone(), action.to_owned(), input.to_owned());
+        move || {
+            let (bare, action, input) = (bare.clone(), action.clone(), input.clone());
+            async move { bare.run(&action, &input).await }
+        }
+    };
+    Ok(Side {
+        instantiate: latency(sample(args.runs, || bare.instantiate()).await?),
+        run: latency(sample(args.runs, &once).await?),
+        runs_per_second: throughput(args.runs, concurrency, once.clone()).await?,
+    })
 }
 
 fn latency(mut samples: Vec<Duration>) -> Latency {
@@ -250,19 +289,15 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         runs_per_second: throughput(args.runs, concurrency, run_once.clone()).await?,
     };
 
-    let bare = Arc::new(Baseline::new(&bytes)?);
-    let bare_once = {
-        let (bare, action, input) = (bare.clone(), action.clone(), input.clone());
-        move || {
-            let (bare, action, input) = (bare.clone(), action.clone(), input.clone());
-            async move { bare.run(&action, &input).await }
-        }
-    };
-    let bare_side = Side {
-        instantiate: latency(sample(args.runs, || bare.instantiate()).await?),
-        run: latency(sample(args.runs, &bare_once).await?),
-        runs_per_second: throughput(args.runs, concurrency, bare_once.clone()).await?,
-    };
+    let bare = measure_bare(Baseline::new(&bytes)?, &args, concurrency, &action, &input).await?;
+    let tuned = measure_bare(
+        Baseline::tuned(&bytes)?,
+        &args,
+        concurrency,
+        &action,
+        &input,
+    )
+    .await?;
 
     let report = Report {
         component: component.display().to_string(),
@@ -271,14 +306,11 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         concurrency,
         compile_ms: compiles[1].as_secs_f64() * 1e3,
         load_from_cache_ms: loads[2].as_secs_f64() * 1e3,
-        ratio: Ratios {
-            instantiate_p50: floom.instantiate.p50_us / bare_side.instantiate.p50_us,
-            run_p50: floom.run.p50_us / bare_side.run.p50_us,
-            run_p99: floom.run.p99_us / bare_side.run.p99_us,
-            throughput: floom.runs_per_second / bare_side.runs_per_second,
-        },
+        ratio: Ratios::of(&floom, &bare),
+        ratio_to_tuned: Ratios::of(&floom, &tuned),
         floom,
-        bare_wasmtime: bare_side,
+        bare_wasmtime: bare,
+        bare_wasmtime_tuned_pool: tuned,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -296,25 +328,36 @@ fn print_report(r: &Report) {
     println!("compile          {:>10.1} ms", r.compile_ms);
     println!("load from cache  {:>10.2} ms", r.load_from_cache_ms);
     println!();
-    println!("                      floom    bare wasmtime    ratio");
-    println!(
-        "instantiate p50  {:>8.1} µs  {:>10.1} µs  {:>8.2}",
-        r.floom.instantiate.p50_us, r.bare_wasmtime.instantiate.p50_us, r.ratio.instantiate_p50
+    println!("                      floom  bare wasmtime  ratio   bare, tuned pool  ratio");
+    let row = |name: &str, unit: &str, f: f64, b: f64, t: f64| {
+        println!(
+            "{name:<16} {f:>8.1} {unit}  {b:>8.1} {unit}  {:>5.2}  {t:>10.1} {unit}     {:>5.2}",
+            f / b,
+            f / t
+        );
+    };
+    let (f, b, t) = (&r.floom, &r.bare_wasmtime, &r.bare_wasmtime_tuned_pool);
+    row(
+        "instantiate p50",
+        "µs",
+        f.instantiate.p50_us,
+        b.instantiate.p50_us,
+        t.instantiate.p50_us,
     );
-    println!(
-        "instantiate p99  {:>8.1} µs  {:>10.1} µs",
-        r.floom.instantiate.p99_us, r.bare_wasmtime.instantiate.p99_us
+    row(
+        "instantiate p99",
+        "µs",
+        f.instantiate.p99_us,
+        b.instantiate.p99_us,
+        t.instantiate.p99_us,
     );
-    println!(
-        "run p50          {:>8.1} µs  {:>10.1} µs  {:>8.2}",
-        r.floom.run.p50_us, r.bare_wasmtime.run.p50_us, r.ratio.run_p50
-    );
-    println!(
-        "run p99          {:>8.1} µs  {:>10.1} µs  {:>8.2}",
-        r.floom.run.p99_us, r.bare_wasmtime.run.p99_us, r.ratio.run_p99
-    );
-    println!(
-        "throughput       {:>8.0} /s  {:>10.0} /s  {:>8.2}",
-        r.floom.runs_per_second, r.bare_wasmtime.runs_per_second, r.ratio.throughput
+    row("run p50", "µs", f.run.p50_us, b.run.p50_us, t.run.p50_us);
+    row("run p99", "µs", f.run.p99_us, b.run.p99_us, t.run.p99_us);
+    row(
+        "throughput",
+        "/s",
+        f.runs_per_second,
+        b.runs_per_second,
+        t.runs_per_second,
     );
 }
