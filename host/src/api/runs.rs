@@ -266,6 +266,7 @@ async fn start(
             SubmitError::Draining => ApiError::unavailable(e.to_string()),
             SubmitError::Store(e) => ApiError::internal(format!("{e:#}")),
         })?;
+    let replay = matches!(submitted, Submitted::Existing { .. });
     let subscription = match submitted {
         Submitted::New(subscription) => subscription,
         Submitted::Existing {
@@ -308,7 +309,7 @@ async fn start(
     let mut status = StatusCode::ACCEPTED;
     let waited = if wait {
         wait_for_end(subscription, state.config.max_wait).await
-    } else if request_hash.is_some() {
+    } else if replay {
         // A replay answers with the execution as it stands now.
         Waited::Ended
     } else {

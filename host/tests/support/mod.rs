@@ -104,6 +104,14 @@ impl Server {
         Server::start_in(data_dir, &args)
     }
 
+    /// Kills the server with SIGKILL and keeps its data dir, which it returns.
+    pub fn kill(mut self) -> PathBuf {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+        self.keep_data = true;
+        self.data_dir.clone()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
