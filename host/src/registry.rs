@@ -163,9 +163,7 @@ impl Registry {
         compile_schemas(&manifest)?;
         let engine = self.engine.clone();
         let bytes = component.clone();
-        let app = tokio::task::spawn_blocking(move || engine.compile(manifest, &bytes))
-            .await
-            .context("the compiler panicked")??;
+        let app = on_compile_pool(move || engine.compile(manifest, &bytes)).await??;
         self.metrics.compiled(app.compile_info().from_cache);
         // Refuse what would fail every run: a start function that traps, an initial memory
         // over the limit, more memories or tables than a sandbox holds.
@@ -251,14 +249,13 @@ impl Registry {
         let path = self.component_path(&record.sha256);
         let engine = self.engine.clone();
         let manifest_text = record.manifest.clone();
-        let app = tokio::task::spawn_blocking(move || -> anyhow::Result<CompiledApp> {
+        let app = on_compile_pool(move || -> anyhow::Result<CompiledApp> {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let manifest = Manifest::parse(&manifest_text)?;
             Ok(engine.compile(manifest, &bytes)?)
         })
-        .await
-        .context("the compiler panicked")??;
+        .await??;
         self.metrics.compiled(app.compile_info().from_cache);
         let loaded = Arc::new(LoadedApp::new(record.clone(), app)?);
         write(&self.versions).insert((record.slug.clone(), record.version), loaded.clone());
@@ -300,4 +297,20 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `compile` on rayon's pool, whose threads the server runs at the lowest CPU
+/// priority: a component that takes long to compile slows other compiles, not runs.
+async fn on_compile_pool<R: Send + 'static>(
+    compile: impl FnOnce() -> R + Send + 'static,
+) -> anyhow::Result<R> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    rayon::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(compile));
+        let _ = done.send(outcome);
+    });
+    result
+        .await
+        .context("the compile pool stopped")?
+        .map_err(|_| anyhow::anyhow!("the compiler panicked"))
 }

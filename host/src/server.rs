@@ -70,11 +70,18 @@ fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-/// Lowers the CPU priority of the calling thread (Linux: per thread).
-fn lower_priority() {
+/// Guest threads' nice value: below the HTTP runtime, so `/healthz` and the API answer
+/// while guests spin.
+const GUEST_NICE: i32 = 10;
+/// Compiler threads' nice value: the lowest, so compiling a (possibly hostile) component
+/// at publish takes what running executions leave.
+const COMPILE_NICE: i32 = 19;
+
+/// Sets the nice value of the calling thread (Linux: per thread).
+fn lower_priority(nice: i32) {
     let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), 10) {
-        tracing::debug!("cannot lower the guest thread priority: {e}");
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+        tracing::debug!("cannot lower the thread priority to {nice}: {e}");
     }
 }
 
@@ -83,13 +90,22 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
     let admin_token = admin_token(&config.data_dir)?;
+    // Components compile on rayon's global pool (wasmtime's parallel compilation, and
+    // the registry's compile jobs): build it niced before anything compiles.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("floom-compile-{i}"))
+        .start_handler(|_| lower_priority(COMPILE_NICE))
+        .build_global()
+    {
+        tracing::debug!("the compile pool was already built: {e}");
+    }
     // Guests get a runtime of their own at a lower priority: a spinning guest shares its
     // threads with other guests (it yields every epoch tick) but never starves the
     // HTTP runtime.
     let guests = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.guest_threads.max(1))
         .thread_name("floom-guest")
-        .on_thread_start(lower_priority)
+        .on_thread_start(|| lower_priority(GUEST_NICE))
         .enable_all()
         .build()
         .context("cannot start the guest runtime")?;

@@ -130,11 +130,17 @@ impl Server {
 
     /// Publishes `manifest` with the component at `wasm`.
     pub async fn publish(&self, manifest: &str, wasm: &str) -> reqwest::Response {
+        self.publish_bytes(manifest, std::fs::read(wasm).unwrap())
+            .await
+    }
+
+    /// Publishes `manifest` with `component`.
+    pub async fn publish_bytes(&self, manifest: &str, component: Vec<u8>) -> reqwest::Response {
         let form = reqwest::multipart::Form::new()
             .text("manifest", manifest.to_owned())
             .part(
                 "component",
-                reqwest::multipart::Part::bytes(std::fs::read(wasm).unwrap()).file_name("app.wasm"),
+                reqwest::multipart::Part::bytes(component).file_name("app.wasm"),
             );
         self.post("/api/apps")
             .bearer_auth(TOKEN)
