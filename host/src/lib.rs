@@ -13,6 +13,7 @@ pub mod crypto;
 pub mod events;
 pub mod examples;
 pub mod follow;
+pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod ratelimit;

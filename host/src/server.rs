@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiConfig, Services};
 use crate::crypto::Sealer;
+use crate::http::ConnectionLimits;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -51,6 +52,8 @@ pub struct ServerConfig {
     pub max_outbound_response_bytes: u64,
     /// API sizes and timeouts.
     pub api: ApiConfig,
+    /// Bounds on client connections.
+    pub connections: ConnectionLimits,
 }
 
 /// The admin secret: `FLOOM_SECRET`, or one generated into `<data-dir>/admin-token`.
@@ -216,10 +219,13 @@ async fn run(
 
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
-    let app = api::router(services).into_make_service_with_connect_info::<SocketAddr>();
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let mut server = tokio::spawn(server.into_future());
+    let server = crate::http::serve(
+        listener,
+        api::router(services),
+        config.connections.clone(),
+        shutdown.clone(),
+    );
+    let mut server = tokio::spawn(server);
     let stopped = tokio::select! {
         result = &mut server => Some(result),
         () = shutdown.cancelled() => None,
@@ -227,8 +233,9 @@ async fn run(
     // The server only stops on its own after a shutdown signal (graceful shutdown ends it
     // at once when no connection is open); anything else is an error to report.
     if !shutdown.is_cancelled() {
-        let result = stopped.context("the server stopped")?;
-        result.context("the server task failed")??;
+        stopped
+            .context("the server stopped")?
+            .context("the server task failed")?;
         anyhow::bail!("the server stopped without a shutdown signal");
     }
     eprintln!(

@@ -216,12 +216,14 @@ async fn delete(
 
 fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::payload_too_large(format!("the upload is too large: {}", e.body_text()))
-    } else {
-        ApiError::invalid_input(format!(
+        return ApiError::payload_too_large(format!("the upload is too large: {}", e.body_text()));
+    }
+    match std::error::Error::source(&e).map(ApiError::unreadable_body) {
+        Some(timeout) if timeout.status() == StatusCode::REQUEST_TIMEOUT => timeout,
+        _ => ApiError::invalid_input(format!(
             "the multipart body is malformed: {}",
             e.body_text()
-        ))
+        )),
     }
 }
 

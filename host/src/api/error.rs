@@ -140,6 +140,26 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "conflict", detail)
     }
 
+    /// 408: the request body did not arrive before its deadline.
+    pub fn request_timeout(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "invalid_input", detail)
+    }
+
+    /// The problem for a request body that could not be read: 408 when its deadline
+    /// passed (a client trickling it in), else 400.
+    pub fn unreadable_body(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if e.is::<tower_http::timeout::TimeoutError>() {
+                return Self::request_timeout(
+                    "the request body did not arrive in time (the server's --body-timeout-s)",
+                );
+            }
+            cause = e.source();
+        }
+        Self::invalid_input(format!("the body could not be read: {error}"))
+    }
+
     /// 413.
     pub fn payload_too_large(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)

@@ -40,8 +40,7 @@ pub async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut stream = body.into_data_stream();
     let mut collected = Vec::new();
     while let Some(frame) = stream.next().await {
-        let frame = frame
-            .map_err(|e| ApiError::invalid_input(format!("the body could not be read: {e}")))?;
+        let frame = frame.map_err(|e| ApiError::unreadable_body(&e))?;
         if collected.len() + frame.len() > limit {
             drain(Body::from_stream(stream)).await;
             return Err(ApiError::payload_too_large(format!(

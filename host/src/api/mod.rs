@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
+use tower_http::timeout::RequestBodyDeadlineLayer;
 
 use crate::crypto::Sealer;
 use crate::live::Live;
@@ -39,6 +40,8 @@ pub struct ApiConfig {
     pub max_component: usize,
     /// How long `?wait=true` holds a request (250 s).
     pub max_wait: Duration,
+    /// How long a client has to send a request body, from the request's arrival (60 s).
+    pub body_deadline: Duration,
     /// Runs one caller may start per minute (0: no limit); the admin is exempt.
     pub runs_per_minute: u32,
 }
@@ -49,6 +52,7 @@ impl Default for ApiConfig {
             max_body: 1 << 20,
             max_component: 64 << 20,
             max_wait: Duration::from_secs(250),
+            body_deadline: Duration::from_secs(60),
             runs_per_minute: 600,
         }
     }
@@ -84,6 +88,7 @@ pub type AppState = Arc<Services>;
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.max_body;
+    let body_deadline = state.config.body_deadline;
     Router::new()
         .merge(apps::router())
         .merge(executions::router())
@@ -94,6 +99,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        // A body trickling in (slow loris) fails when the deadline passes, however
+        // steadily it trickles.
+        .layer(RequestBodyDeadlineLayer::new(body_deadline))
         .with_state(state)
 }
 

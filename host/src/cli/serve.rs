@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::ApiConfig;
+use crate::http::ConnectionLimits;
 use crate::server::{ServerConfig, serve};
 
 /// Serve the HTTP API on an embedded SQLite store.
@@ -85,6 +86,24 @@ pub struct ServeArgs {
     /// per minute; 0 for no limit. The admin secret is exempt.
     #[arg(long, default_value_t = 600)]
     pub runs_per_minute: u32,
+
+    /// Client connections open at once; more wait in the listen backlog.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_s: u64,
+
+    /// Seconds a client has to send a request body, from the request's arrival.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_s: u64,
+
+    /// Seconds a write to a client may make no progress (a client that stopped
+    /// reading) before its connection is dropped.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub write_timeout_s: u64,
 }
 
 /// Runs `floom serve` (it builds its own runtimes).
@@ -109,7 +128,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         api: ApiConfig {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,
+            body_deadline: Duration::from_secs(args.body_timeout_s),
             ..ApiConfig::default()
+        },
+        connections: ConnectionLimits {
+            max_connections: args.max_connections.max(1),
+            header_timeout: Duration::from_secs(args.header_timeout_s),
+            write_timeout: Duration::from_secs(args.write_timeout_s),
+            ..ConnectionLimits::default()
         },
     })
 }
