@@ -93,6 +93,9 @@ pub struct SchedulerConfig {
     pub max_concurrent_runs: usize,
     /// Executions waiting at once; past it, runs are refused with 429.
     pub max_queue: usize,
+    /// Executions of one app running at once, so one app (a busy or a spinning one)
+    /// cannot take every slot; its other executions wait while other apps' run.
+    pub max_runs_per_app: usize,
 }
 
 /// The run queue and its workers.
@@ -110,6 +113,8 @@ pub struct Scheduler {
     running: AtomicUsize,
     idle: Notify,
     cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// Running executions per app.
+    per_app: Mutex<HashMap<String, usize>>,
     draining: AtomicBool,
     guests: tokio::runtime::Handle,
 }
@@ -138,6 +143,7 @@ impl Scheduler {
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
+            per_app: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             config,
             guests,
@@ -211,7 +217,7 @@ impl Scheduler {
         }
         let this = self.clone();
         tokio::spawn(async move {
-            let direct = this.try_start_now(&execution.id);
+            let direct = this.try_start_now(&execution.id, &execution.app);
             if direct.is_some() {
                 execution.started_at = Some(now_ms());
             }
@@ -226,7 +232,7 @@ impl Scheduler {
                     request_hash,
                     view_token,
                 }) => {
-                    this.give_back(&execution.id, direct);
+                    this.give_back(&execution.id, &execution.app, direct);
                     return Ok(Submitted::Existing {
                         execution_id,
                         request_hash,
@@ -234,7 +240,7 @@ impl Scheduler {
                     });
                 }
                 Err(e) => {
-                    this.give_back(&execution.id, direct);
+                    this.give_back(&execution.id, &execution.app, direct);
                     return Err(SubmitError::Store(e));
                 }
             };
@@ -270,11 +276,18 @@ impl Scheduler {
     /// Takes a slot for `id` when one is free and nothing waits, moving its place from
     /// the queue to the running count (so a drain waits for it) and registering its
     /// cancel token before it is written (so a cancel cannot fall between the two).
-    fn try_start_now(&self, id: &str) -> Option<(OwnedSemaphorePermit, CancellationToken)> {
+    fn try_start_now(
+        &self,
+        id: &str,
+        app: &str,
+    ) -> Option<(OwnedSemaphorePermit, CancellationToken)> {
         if !lock(&self.queue).is_empty() {
             return None;
         }
         let permit = self.slots.clone().try_acquire_owned().ok()?;
+        if !self.claim_app_slot(app) {
+            return None;
+        }
         self.queued.fetch_sub(1, Ordering::AcqRel);
         self.running.fetch_add(1, Ordering::AcqRel);
         let token = CancellationToken::new();
@@ -284,11 +297,16 @@ impl Scheduler {
 
     /// Undoes a reservation whose execution was not written: its slot from
     /// [`Self::try_start_now`], or its place in the queue.
-    fn give_back(&self, id: &str, direct: Option<(OwnedSemaphorePermit, CancellationToken)>) {
+    fn give_back(
+        &self,
+        id: &str,
+        app: &str,
+        direct: Option<(OwnedSemaphorePermit, CancellationToken)>,
+    ) {
         match direct {
             Some(_) => {
                 lock(&self.cancels).remove(id);
-                self.finished_running();
+                self.finished_running(app);
             }
             None => {
                 self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -296,7 +314,23 @@ impl Scheduler {
         }
     }
 
-    fn finished_running(&self) {
+    /// Counts a run of `app` if the app is under its cap.
+    fn claim_app_slot(&self, app: &str) -> bool {
+        claim(&mut lock(&self.per_app), app, self.config.max_runs_per_app)
+    }
+
+    fn finished_running(&self, app: &str) {
+        {
+            let mut per_app = lock(&self.per_app);
+            if let Some(running) = per_app.get_mut(app) {
+                *running = running.saturating_sub(1);
+                if *running == 0 {
+                    per_app.remove(app);
+                }
+            }
+        }
+        // An execution of this app may have waited for its cap.
+        self.notify.notify_one();
         if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }
@@ -358,7 +392,15 @@ impl Scheduler {
                 if self.draining.load(Ordering::Acquire) {
                     return;
                 }
-                if let Some(next) = lock(&self.queue).pop_front() {
+                // The oldest execution whose app is under its cap.
+                let next = {
+                    let mut queue = lock(&self.queue);
+                    let mut per_app = lock(&self.per_app);
+                    let cap = self.config.max_runs_per_app;
+                    let eligible = queue.iter().position(|q| claim(&mut per_app, &q.app, cap));
+                    eligible.and_then(|i| queue.remove(i))
+                };
+                if let Some(next) = next {
                     break next;
                 }
                 notified.await;
@@ -385,7 +427,7 @@ impl Scheduler {
         }
         lock(&self.cancels).remove(&run.id);
         drop(permit);
-        self.finished_running();
+        self.finished_running(&run.app);
     }
 
     async fn run_one(
@@ -544,6 +586,21 @@ fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>) -> Finish {
                 usage: usage_json,
                 finished_at: now_ms(),
             }
+        }
+    }
+}
+
+/// Counts a run of `app` in `per_app` if the app has fewer than `cap` running.
+fn claim(per_app: &mut HashMap<String, usize>, app: &str, cap: usize) -> bool {
+    match per_app.get_mut(app) {
+        Some(running) if *running >= cap => false,
+        Some(running) => {
+            *running += 1;
+            true
+        }
+        None => {
+            per_app.insert(app.to_owned(), 1);
+            true
         }
     }
 }

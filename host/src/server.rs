@@ -34,6 +34,8 @@ pub struct ServerConfig {
     pub max_concurrent_runs: usize,
     /// Executions waiting at once.
     pub max_queue: usize,
+    /// Executions of one app running at once.
+    pub max_runs_per_app: usize,
     /// The largest memory limit an app gets, in MiB.
     pub max_memory_mb: u64,
     /// The longest a run may take (the 290 s cap, or less).
@@ -184,6 +186,7 @@ async fn run(
         SchedulerConfig {
             max_concurrent_runs: config.max_concurrent_runs,
             max_queue: config.max_queue,
+            max_runs_per_app: config.max_runs_per_app,
         },
         guests,
     );

@@ -40,6 +40,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_concurrent_runs: usize,
 
+    /// Executions of one app that run at once (default: three quarters of
+    /// --max-concurrent-runs), so one busy or misbehaving app cannot take every slot.
+    #[arg(long)]
+    pub max_runs_per_app: Option<usize>,
+
     /// Executions that may wait; past it, runs get 429 quota_exceeded.
     #[arg(long, default_value_t = 10_000)]
     pub max_queue: usize,
@@ -116,6 +121,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
         max_concurrent_runs: args.max_concurrent_runs.max(1),
+        max_runs_per_app: args
+            .max_runs_per_app
+            .unwrap_or(args.max_concurrent_runs * 3 / 4)
+            .max(1),
         max_queue: args.max_queue,
         max_memory_mb: args.max_memory_mb,
         max_timeout: Duration::from_secs(args.max_timeout_s),

@@ -164,6 +164,7 @@ impl Server {
             "panic",
             "app-error",
             "alloc",
+            "flood-stdout",
             "secret",
         ] {
             manifest.push_str(&format!("[actions.{action}]\n"));
