@@ -438,7 +438,10 @@ impl Scheduler {
     ) -> anyhow::Result<()> {
         let started = match started {
             Some(started) => started,
-            None => match self.store.start_execution(&run.id, now_ms()).await? {
+            None => match self
+                .retry_write(&run.id, || self.store.start_execution(&run.id, now_ms()))
+                .await?
+            {
                 Some(started) => started,
                 // Cancelled while it waited.
                 None => return Ok(()),
@@ -491,7 +494,33 @@ impl Scheduler {
         let finish = finish(&run.id, seq + 1, result);
         self.metrics
             .run_finished(finish.status.as_str(), begun.elapsed().as_secs_f64());
-        self.store.finish_execution(&run.id, finish).await
+        self.retry_write(&run.id, || {
+            self.store.finish_execution(&run.id, finish.clone())
+        })
+        .await
+    }
+
+    /// Runs a store write of execution `id` until it succeeds: a store that refuses
+    /// writes for a while (disk full, read-only) must not lose an accepted execution's
+    /// start or end. The slot stays held meanwhile; on shutdown it gives up, and the
+    /// restart's recovery takes over.
+    async fn retry_write<T, F, Fut>(&self, id: &str, mut write: F) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = anyhow::Result<T>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match write().await {
+                Ok(value) => return Ok(value),
+                Err(e) if self.draining.load(Ordering::Acquire) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(execution = %id, "cannot record the execution yet, retrying in {delay:?}: {e:#}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
     }
 }
 

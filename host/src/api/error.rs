@@ -201,9 +201,54 @@ impl ApiError {
 }
 
 impl From<anyhow::Error> for ApiError {
+    /// A storage failure the operator must fix (disk full, read-only file system) is a
+    /// 503 that says so; anything else is a 500.
     fn from(err: anyhow::Error) -> Self {
+        if storage_unwritable(&err) {
+            tracing::error!("cannot write the data dir: {err:#}");
+            let mut error = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "internal",
+                "the server cannot write its data (the disk is full or read-only): nothing was \
+                 changed; retry once the operator has made room",
+            );
+            error.retry_after = Some(30);
+            return error;
+        }
         ApiError::internal(format!("{err:#}"))
     }
+}
+
+/// Whether `err` comes from SQLite or the file system refusing writes for lack of space
+/// or permission, rather than from a bug.
+fn storage_unwritable(err: &anyhow::Error) -> bool {
+    let refused = |code: Option<rusqlite::ErrorCode>| {
+        matches!(
+            code,
+            Some(
+                rusqlite::ErrorCode::DiskFull
+                    | rusqlite::ErrorCode::ReadOnly
+                    | rusqlite::ErrorCode::SystemIoFailure
+                    | rusqlite::ErrorCode::CannotOpen
+            )
+        )
+    };
+    err.chain().any(|cause| {
+        if let Some(e) = cause.downcast_ref::<rusqlite::Error>() {
+            return refused(e.sqlite_error_code());
+        }
+        if let Some(e) = cause.downcast_ref::<crate::store::CommitFailed>() {
+            return refused(e.code);
+        }
+        cause.downcast_ref::<std::io::Error>().is_some_and(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::PermissionDenied
+            )
+        })
+    })
 }
 
 impl IntoResponse for ApiError {

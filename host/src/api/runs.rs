@@ -264,7 +264,7 @@ async fn start(
         .map_err(|e| match e {
             SubmitError::QueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
             SubmitError::Draining => ApiError::unavailable(e.to_string()),
-            SubmitError::Store(e) => ApiError::internal(format!("{e:#}")),
+            SubmitError::Store(e) => ApiError::from(e),
         })?;
     let replay = matches!(submitted, Submitted::Existing { .. });
     let subscription = match submitted {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 mod sqlite;
 
-pub use sqlite::SqliteStore;
+pub use sqlite::{CommitFailed, SqliteStore};
 
 /// Unix time in milliseconds.
 pub type Millis = i64;

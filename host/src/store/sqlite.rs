@@ -44,6 +44,24 @@ const WAL_RESTART_FRAMES: i64 = 16384;
 /// The size the WAL file is cut back to after it rewinds.
 const WAL_SIZE_LIMIT: i64 = 128 << 20;
 
+/// A batch transaction that did not commit: every write in it failed with this.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the database commit failed: {message}")]
+pub struct CommitFailed {
+    /// SQLite's error code (`DiskFull`, `ReadOnly`, ...), when SQLite gave one.
+    pub code: Option<rusqlite::ErrorCode>,
+    message: String,
+}
+
+impl From<&rusqlite::Error> for CommitFailed {
+    fn from(e: &rusqlite::Error) -> Self {
+        CommitFailed {
+            code: e.sqlite_error_code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// What a committed batch does next: open live channels and publish events.
 #[derive(Default)]
 struct Effects {
@@ -55,7 +73,7 @@ struct Effects {
 /// committed.
 trait Job: Send {
     fn run(&mut self, tx: &Transaction<'_>, effects: &mut Effects);
-    fn complete(self: Box<Self>, commit: Result<(), String>);
+    fn complete(self: Box<Self>, commit: Result<(), CommitFailed>);
 }
 
 type OpFn<R> = Box<dyn FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send>;
@@ -85,10 +103,10 @@ impl<R: Send + 'static> Job for Op<R> {
         self.result = Some(result);
     }
 
-    fn complete(mut self: Box<Self>, commit: Result<(), String>) {
+    fn complete(mut self: Box<Self>, commit: Result<(), CommitFailed>) {
         let result = match (commit, self.result.take()) {
             (Ok(()), Some(result)) => result,
-            (Err(e), _) => Err(anyhow::anyhow!("the database commit failed: {e}")),
+            (Err(e), _) => Err(anyhow::Error::new(e)),
             (Ok(()), None) => Err(anyhow::anyhow!("the write did not run")),
         };
         if let Some(reply) = self.reply.take() {
@@ -315,9 +333,9 @@ fn writer(
                 for job in &mut batch {
                     job.run(&tx, &mut effects);
                 }
-                tx.commit().map_err(|e| e.to_string())
+                tx.commit().map_err(|e| CommitFailed::from(&e))
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(CommitFailed::from(&e)),
         };
         if let Err(e) = &commit {
             tracing::error!("database commit failed, {} writes lost: {e}", batch.len());
@@ -612,7 +630,7 @@ impl Store for SqliteStore {
                 }
             }
 
-            fn complete(self: Box<Self>, _commit: Result<(), String>) {}
+            fn complete(self: Box<Self>, _commit: Result<(), CommitFailed>) {}
         }
         self.submit(Box::new(Append(events)));
     }
