@@ -80,7 +80,15 @@ async fn hold(server: &Server, runs: usize, mib: u64, ms: u64) -> (u64, u64) {
 
 async fn start(slots: usize) -> Server {
     let slots = slots.to_string();
-    let server = Server::start(&["--max-concurrent-runs", &slots, "--runs-per-minute", "0"]);
+    // One app takes every slot here: density, not fairness, is measured.
+    let server = Server::start(&[
+        "--max-concurrent-runs",
+        &slots,
+        "--max-runs-per-app",
+        &slots,
+        "--runs-per-minute",
+        "0",
+    ]);
     server
         .publish_misbehave("misbehave", "[limits]\nmemory_mb = 256")
         .await;
