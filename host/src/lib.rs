@@ -13,6 +13,8 @@ pub mod crypto;
 pub mod events;
 pub mod examples;
 pub mod follow;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -43,6 +43,8 @@ pub mod baseline;
 mod cache;
 mod engine;
 mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 mod manifest;
 mod outbound;
 mod outcome;

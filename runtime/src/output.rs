@@ -232,7 +232,10 @@ pub(crate) struct Captured {
 }
 
 impl OutputPipe {
-    pub(crate) fn new(role: LineRole, caps: PipeCaps, sink: EventSink) -> Self {
+    pub(crate) fn new(role: LineRole, mut caps: PipeCaps, sink: EventSink) -> Self {
+        // A zero chunk cap (an embedder's `Caps`) would split a line into empty pieces
+        // forever; one byte per chunk is the least that makes progress.
+        caps.chunk = caps.chunk.max(1);
         OutputPipe {
             state: Arc::new(Mutex::new(PipeState {
                 role,
@@ -250,7 +253,7 @@ impl OutputPipe {
         }
     }
 
-    fn write_bytes(&self, bytes: &[u8]) {
+    pub(crate) fn write_bytes(&self, bytes: &[u8]) {
         lock(&self.state).write(bytes, &self.sink);
     }
 
@@ -339,11 +342,10 @@ impl PipeState {
             }
             LineKind::Plain => {
                 self.line.extend_from_slice(bytes);
-                while self.line.len() > self.caps.chunk {
-                    let cut = utf8_boundary(&self.line, self.caps.chunk);
-                    let piece: Vec<u8> = self.line.drain(..cut).collect();
-                    self.emit_line(&piece, sink);
-                }
+                let mut line = std::mem::take(&mut self.line);
+                let emitted = self.emit_chunks(&line, true, sink);
+                line.drain(..emitted);
+                self.line = line;
             }
         }
     }
@@ -360,11 +362,29 @@ impl PipeState {
             }
             LineKind::Undecided | LineKind::Plain => {
                 let line = line.strip_suffix(b"\r").unwrap_or(&line);
-                self.emit_line(line, sink);
+                // An undecided line (a prefix of the marker) was never split, and can be
+                // longer than a small chunk cap.
+                let emitted = self.emit_chunks(line, false, sink);
+                self.emit_line(&line[emitted..], sink);
             }
         }
         self.kind = LineKind::Undecided;
         self.line_overflowed = false;
+    }
+
+    /// Emits chunk-cap pieces from the front of `line` until at most a chunk is left and
+    /// returns how many bytes went out. With `hold_cr`, a trailing `\r` that may start a
+    /// `\r\n` ending is held back too, so a line exactly a chunk long does not end in an
+    /// extra, empty chunk. One pass over the line, however small the cap.
+    fn emit_chunks(&mut self, line: &[u8], hold_cr: bool, sink: &EventSink) -> usize {
+        let chunk = self.caps.chunk;
+        let mut rest = line;
+        while rest.len() > chunk + usize::from(hold_cr && rest.ends_with(b"\r")) {
+            let cut = utf8_boundary(rest, chunk);
+            self.emit_line(&rest[..cut], sink);
+            rest = &rest[cut..];
+        }
+        line.len() - rest.len()
     }
 
     fn emit_line(&mut self, line: &[u8], sink: &EventSink) {
@@ -393,7 +413,7 @@ impl PipeState {
 
 /// The largest index `<= max` that does not split a UTF-8 sequence (or `max` itself when
 /// the bytes there are not UTF-8 anyway).
-fn utf8_boundary(bytes: &[u8], max: usize) -> usize {
+pub(crate) fn utf8_boundary(bytes: &[u8], max: usize) -> usize {
     if bytes.len() <= max {
         return bytes.len();
     }
@@ -527,6 +547,27 @@ mod tests {
         assert!(events[0].contains(&"x".repeat(16)));
         assert!(events[2].contains(r#""data":"xxxxxxxx""#));
         assert_eq!(captured.marker, Some(Marker::TooLarge));
+    }
+
+    #[test]
+    fn every_line_respects_the_chunk_cap() {
+        // Found by the `command_output` fuzz target (fuzz/regressions/command_output/).
+        let (tx, mut rx) = mpsc::channel(100);
+        let caps = PipeCaps { chunk: 4, ..caps() };
+        let pipe = OutputPipe::new(LineRole::Chunks, caps, EventSink::new(Some(tx), 100));
+        // A marker prefix that never became the marker; a CRLF line exactly a chunk long.
+        pipe.write_bytes(b"__FLOOM\nabcd\r\n");
+        pipe.finish();
+        let chunk = |data: &str| format!(r#"{{"type":"chunk","data":"{data}"}}"#);
+        assert_eq!(drain(&mut rx), [chunk("__FL"), chunk("OOM"), chunk("abcd")]);
+
+        // A zero cap (from an embedder's `Caps`) means one byte per chunk, not a hang.
+        let (tx, mut rx) = mpsc::channel(100);
+        let caps = PipeCaps { chunk: 0, ..caps };
+        let pipe = OutputPipe::new(LineRole::Chunks, caps, EventSink::new(Some(tx), 100));
+        pipe.write_bytes(b"ab\n");
+        pipe.finish();
+        assert_eq!(drain(&mut rx), [chunk("a"), chunk("b")]);
     }
 
     #[test]

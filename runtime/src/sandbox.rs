@@ -381,7 +381,7 @@ fn classify(
 
 /// A command app's output (SPEC section 2): the last `__FLOOM_RESULT__` line if there is
 /// one, else all of stdout as JSON, else stdout as a string.
-fn command_output(stdout: &Captured, output_cap: usize) -> Outcome {
+pub(crate) fn command_output(stdout: &Captured, output_cap: usize) -> Outcome {
     match &stdout.marker {
         Some(Marker::TooLarge) => Outcome::failed(RunError::new(
             ErrorCode::OutputTooLarge,
