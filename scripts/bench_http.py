@@ -130,7 +130,7 @@ def floom_figures(duration):
     proc = subprocess.Popen(
         [str(ROOT / "target" / "release" / "floom"), "serve", "--examples", "--listen", "127.0.0.1:0",
          "--data-dir", data, "--runs-per-minute", "0", "--max-queue", "10000000",
-         "--max-concurrent-runs", "64"],
+         "--max-concurrent-runs", "64", "--max-runs-per-app", "64"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         env={**os.environ, "FLOOM_SECRET": "bench"},
     )
