@@ -46,12 +46,30 @@ fn every_kept_case_gets_a_documented_answer() {
     assert!(failed.is_empty(), "failing cases: {failed:#?}");
 }
 
-/// The harness reaches past the multipart and manifest checks into compiling, probing
-/// and storing: the seed with a real (tiny) command component publishes.
+/// The harness reaches every stage of a publish: the seed with a real (tiny) command
+/// component compiles, starts and is stored; a component over the limit is refused.
+///
+/// The seed's component is this WAT (`wasm-tools parse`), 186 bytes:
+///
+/// ```text
+/// (component
+///   (core module $m (func (export "run") (result i32) (i32.const 0)))
+///   (core instance $i (instantiate $m))
+///   (func $run (result (result)) (canon lift (core func $i "run")))
+///   (instance $run-inst (export "run" (func $run)))
+///   (export "wasi:cli/run@0.2.0" (instance $run-inst)))
+/// ```
 #[test]
-fn the_valid_seed_publishes() {
+fn the_seeds_reach_each_stage() {
     let harness = harness();
-    let data = std::fs::read(case("seed-valid-command-app")).expect("the seed");
-    assert_eq!(harness.publish(&data), StatusCode::CREATED);
-    assert_eq!(harness.publish(&data), StatusCode::OK);
+    let publish = |name: &str| {
+        let data = std::fs::read(case(name)).expect("the seed");
+        harness.publish(&data)
+    };
+    assert_eq!(publish("seed-valid-command-app"), StatusCode::CREATED);
+    assert_eq!(publish("seed-valid-command-app"), StatusCode::OK);
+    assert_eq!(
+        publish("seed-component-over-the-limit"),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
 }
