@@ -320,17 +320,15 @@ impl Scheduler {
     }
 
     fn finished_running(&self, app: &str) {
-        {
-            let mut per_app = lock(&self.per_app);
-            if let Some(running) = per_app.get_mut(app) {
-                *running = running.saturating_sub(1);
-                if *running == 0 {
-                    per_app.remove(app);
-                }
-            }
+        // The entry stays at zero: the next run of the app then allocates nothing.
+        if let Some(running) = lock(&self.per_app).get_mut(app) {
+            *running = running.saturating_sub(1);
         }
-        // An execution of this app may have waited for its cap.
-        self.notify.notify_one();
+        // An execution of this app may have waited for its cap. (A run queued later
+        // notifies on its own, so an empty queue needs no wake-up.)
+        if !lock(&self.queue).is_empty() {
+            self.notify.notify_one();
+        }
         if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }

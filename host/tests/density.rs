@@ -12,34 +12,11 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::Server;
 
-/// The server's resident set, in bytes (Linux).
-fn rss_bytes(server: &Server) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
-        .expect("read /proc/PID/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kib << 10
-}
-
-async fn health(server: &Server) -> Value {
-    server
-        .get("/healthz")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Waits until `healthz` reports `running` executions and none queued.
 async fn wait_running(server: &Server, running: u64, timeout: Duration) {
     let started = Instant::now();
     loop {
-        let health = health(server).await;
+        let health = server.health().await;
         if health["running"] == running && health["queued"] == 0 {
             return;
         }
@@ -55,7 +32,7 @@ async fn wait_running(server: &Server, running: u64, timeout: Duration) {
 /// once, and returns the server's RSS growth per execution (bytes) and its total RSS.
 async fn hold(server: &Server, runs: usize, mib: u64, ms: u64) -> (u64, u64) {
     wait_running(server, 0, Duration::from_secs(60)).await;
-    let idle = rss_bytes(server);
+    let idle = server.rss_bytes();
     let submitted = futures_util::stream::iter(0..runs)
         .map(|_| async {
             let response = server
@@ -74,7 +51,7 @@ async fn hold(server: &Server, runs: usize, mib: u64, ms: u64) -> (u64, u64) {
     wait_running(server, runs as u64, Duration::from_millis(ms) / 2).await;
     // Let every guest reach its sleep (and touch what it holds).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let busy = rss_bytes(server);
+    let busy = server.rss_bytes();
     (busy.saturating_sub(idle) / runs as u64, busy)
 }
 
@@ -93,13 +70,9 @@ async fn start(slots: usize) -> Server {
         .publish_misbehave("misbehave", "[limits]\nmemory_mb = 256")
         .await;
     // One run first, so the compiled component and the runtime's pools are warm.
-    let warm = server
-        .post("/api/apps/misbehave/actions/ok/run?wait=true")
-        .json(&json!({ "inputs": {} }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(warm.status(), 200);
+    server
+        .run_sync("/api/apps/misbehave/actions/ok/run", json!({}))
+        .await;
     server
 }
 

@@ -53,15 +53,6 @@ async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> (String, Dura
     )
 }
 
-fn rss_kib(server: &Server) -> u64 {
-    std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 #[tokio::test]
 async fn slow_and_idle_connections_are_closed() {
     let server = Server::start(ARGS);
@@ -250,7 +241,7 @@ async fn malformed_bodies_and_paths_get_clear_problems() {
 async fn a_client_that_never_reads_its_stream_is_dropped() {
     let server = Server::start(ARGS);
     server.publish_misbehave("chatty", "").await;
-    let rss_before = rss_kib(&server);
+    let rss_before = server.rss_bytes() >> 10;
     let mut streams = Vec::new();
     for _ in 0..20 {
         // 200,000 chunks, streamed to a client that reads nothing.
@@ -272,10 +263,9 @@ async fn a_client_that_never_reads_its_stream_is_dropped() {
     // Meanwhile the server answers others.
     tokio::time::sleep(Duration::from_secs(4)).await;
     let started = Instant::now();
-    let health = server.get("/healthz").send().await.unwrap();
-    assert_eq!(health.status(), 200);
+    server.health().await;
     assert!(started.elapsed() < Duration::from_secs(1));
-    let rss_after = rss_kib(&server);
+    let rss_after = server.rss_bytes() >> 10;
     println!(
         "20 never-reading SSE clients: server RSS {} -> {} MiB",
         rss_before >> 10,
@@ -296,24 +286,18 @@ async fn a_client_that_never_reads_its_stream_is_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_idle_connections_cost_little_and_go_away() {
     let server = Server::start(ARGS);
-    let rss_before = rss_kib(&server);
+    let rss_before = server.rss_bytes() >> 10;
     let mut idle = Vec::new();
     for _ in 0..3_000 {
         idle.push(TcpStream::connect(address(&server)).await.unwrap());
     }
     // Each accepted, none sending anything.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_idle = rss_kib(&server);
+    let rss_idle = server.rss_bytes() >> 10;
     let started = Instant::now();
-    let run: Value = server
-        .post("/api/apps/hello/run?wait=true")
-        .json(&json!({ "inputs": { "name": "Ada" } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = server
+        .run_sync("/api/apps/hello/run", json!({ "name": "Ada" }))
+        .await;
     assert_eq!(run["status"], "succeeded");
     println!(
         "3,000 idle connections: server RSS {} -> {} MiB ({} KiB each); a run meanwhile took {:?}",

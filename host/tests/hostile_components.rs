@@ -169,16 +169,9 @@ async fn sync_runs(server: &Server, length: Duration) -> Vec<Duration> {
     {
         while Instant::now() < deadline {
             let started = Instant::now();
-            let run: Value = server
-                .post("/api/apps/hello/run?wait=true")
-                .bearer_auth(support::TOKEN)
-                .json(&json!({ "inputs": { "name": "Ada" } }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let run = server
+                .run_sync("/api/apps/hello/run", json!({ "name": "Ada" }))
+                .await;
             assert_eq!(run["status"], "succeeded", "{run}");
             latencies.push(started.elapsed());
         }

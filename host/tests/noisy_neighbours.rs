@@ -8,7 +8,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use support::Server;
 
 const SLOTS: &str = "8";
@@ -30,21 +30,14 @@ where
 }
 
 async fn hello(server: &Server) {
-    let run: Value = server
-        .post("/api/apps/hello/run?wait=true")
-        .json(&json!({ "inputs": { "name": "Ada" } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let run = server
+        .run_sync("/api/apps/hello/run", json!({ "name": "Ada" }))
+        .await;
     assert_eq!(run["status"], "succeeded", "{run}");
 }
 
 async fn healthz(server: &Server) {
-    let response = server.get("/healthz").send().await.unwrap();
-    assert_eq!(response.status(), 200);
+    server.health().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,14 +68,7 @@ async fn a_well_behaved_app_keeps_its_latency_beside_a_noisy_one() {
         assert_eq!(response.status(), 202);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let health: Value = server
-        .get("/healthz")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = server.health().await;
     assert_eq!(
         health["running"], 6,
         "the noisy app holds its cap: {health}"

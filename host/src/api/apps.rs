@@ -218,13 +218,13 @@ fn multipart_error(e: MultipartError) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError::payload_too_large(format!("the upload is too large: {}", e.body_text()));
     }
-    match std::error::Error::source(&e).map(ApiError::unreadable_body) {
-        Some(timeout) if timeout.status() == StatusCode::REQUEST_TIMEOUT => timeout,
-        _ => ApiError::invalid_input(format!(
-            "the multipart body is malformed: {}",
-            e.body_text()
-        )),
+    if super::error::body_timed_out(&e) {
+        return ApiError::body_timeout();
     }
+    ApiError::invalid_input(format!(
+        "the multipart body is malformed: {}",
+        e.body_text()
+    ))
 }
 
 #[utoipa::path(post, path = "/api/apps", tag = "apps",

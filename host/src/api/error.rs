@@ -140,24 +140,22 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "conflict", detail)
     }
 
-    /// 408: the request body did not arrive before its deadline.
-    pub fn request_timeout(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::REQUEST_TIMEOUT, "invalid_input", detail)
-    }
-
     /// The problem for a request body that could not be read: 408 when its deadline
     /// passed (a client trickling it in), else 400.
     pub fn unreadable_body(error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut cause = Some(error);
-        while let Some(e) = cause {
-            if e.is::<tower_http::timeout::TimeoutError>() {
-                return Self::request_timeout(
-                    "the request body did not arrive in time (the server's --body-timeout-s)",
-                );
-            }
-            cause = e.source();
+        if body_timed_out(error) {
+            return Self::body_timeout();
         }
         Self::invalid_input(format!("the body could not be read: {error}"))
+    }
+
+    /// 408: the body's deadline passed.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_input",
+            "the request body did not arrive in time (the server's --body-timeout-s)",
+        )
     }
 
     /// 413.
@@ -217,6 +215,13 @@ impl From<anyhow::Error> for ApiError {
         }
         ApiError::internal(format!("{err:#}"))
     }
+}
+
+/// Whether reading a request body failed because its deadline passed (the router's
+/// `RequestBodyDeadlineLayer`).
+pub fn body_timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source())
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>())
 }
 
 /// Whether `err` comes from SQLite or the file system refusing writes for lack of space

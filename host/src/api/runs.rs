@@ -57,12 +57,13 @@ pub struct RunQuery {
         (status = 202, body = Envelope, description = "Accepted and queued; poll `Location`"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
+        (status = 408, body = Problem, content_type = "application/problem+json", description = "The body did not arrive within the server's body timeout"),
         (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large"),
         (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not JSON"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "The Idempotency-Key was used with a different request"),
         (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit or queue full; see Retry-After"),
         (status = 502, body = Problem, content_type = "application/problem+json", description = "`?wait=true`: the sandbox could not start"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down")),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down, or cannot write its data (disk full); see Retry-After")),
     security((), ("bearer" = [])))]
 pub async fn run_app(
     State(state): State<AppState>,
@@ -88,12 +89,13 @@ pub async fn run_app(
         (status = 202, body = Envelope, description = "Accepted and queued; poll `Location`"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
+        (status = 408, body = Problem, content_type = "application/problem+json", description = "The body did not arrive within the server's body timeout"),
         (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large"),
         (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not JSON"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "The Idempotency-Key was used with a different request"),
         (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit or queue full; see Retry-After"),
         (status = 502, body = Problem, content_type = "application/problem+json", description = "`?wait=true`: the sandbox could not start"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down")),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down, or cannot write its data (disk full); see Retry-After")),
     security((), ("bearer" = [])))]
 pub async fn run_action(
     State(state): State<AppState>,

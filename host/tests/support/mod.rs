@@ -191,6 +191,39 @@ impl Server {
         response.json().await.unwrap()
     }
 
+    /// Runs `path` synchronously (`?wait=true` is added) as the admin and returns the
+    /// envelope, checking the run ended in time (200).
+    pub async fn run_sync(&self, path: &str, inputs: Value) -> Value {
+        let response = self
+            .post(&format!("{path}?wait=true"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "inputs": inputs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        response.json().await.unwrap()
+    }
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Value {
+        let response = self.get("/healthz").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// The server process's resident set, in bytes (Linux).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/PID/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/PID/status");
+        kib << 10
+    }
+
     /// Polls an execution until it is terminal (or `timeout` passes).
     pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Value {
         let started = Instant::now();
