@@ -266,23 +266,20 @@ impl Registry {
         self.components.join(format!("{sha256}.wasm"))
     }
 
-    /// Writes the component under its sha256, atomically; an existing file is the same
-    /// bytes by construction.
+    /// Writes the component under its sha256, atomically and durably; an existing file
+    /// is the same bytes by construction.
     async fn save_component(&self, sha256: &str, bytes: &bytes::Bytes) -> anyhow::Result<()> {
         let path = self.component_path(sha256);
-        if tokio::fs::try_exists(&path).await.unwrap_or(false) {
-            return Ok(());
-        }
-        let tmp = self
-            .components
-            .join(format!(".{sha256}.{}.tmp", uuid::Uuid::now_v7().simple()));
-        tokio::fs::write(&tmp, bytes)
-            .await
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(())
+        let bytes = bytes.clone();
+        tokio::task::spawn_blocking(move || {
+            if path.exists() {
+                return Ok(());
+            }
+            floom_runtime::write_atomically(&path, &bytes)
+                .with_context(|| format!("cannot write {}", path.display()))
+        })
+        .await
+        .context("the component writer panicked")?
     }
 
     /// The app record of the current version, for API answers.

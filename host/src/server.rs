@@ -11,7 +11,7 @@ use floom_runtime::{Caps, Engine, EngineConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiConfig, Services};
-use crate::crypto::Sealer;
+use crate::crypto::{Key, Sealer, WhenEmpty, load_key};
 use crate::http::ConnectionLimits;
 use crate::live::Live;
 use crate::metrics::Metrics;
@@ -19,7 +19,7 @@ use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::scheduler::{Scheduler, SchedulerConfig};
 use crate::store::{DynStore, SqliteStore};
-use crate::tokens::Tokens;
+use crate::tokens::{PREFIX, Tokens};
 
 /// Everything `floom serve` can be told.
 #[derive(Debug, Clone)]
@@ -59,20 +59,47 @@ pub struct ServerConfig {
 }
 
 /// The admin secret: `FLOOM_SECRET`, or one generated into `<data-dir>/admin-token`.
-fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
-    if let Ok(secret) = std::env::var("FLOOM_SECRET")
-        && !secret.trim().is_empty()
-    {
-        return Ok(secret.trim().to_owned());
+/// Refuses a secret that could never authenticate, or that anyone could guess.
+fn admin_token(data_dir: &Path) -> anyhow::Result<Key> {
+    let key = load_key(
+        "FLOOM_SECRET",
+        &data_dir.join("admin-token"),
+        api::auth::random_token,
+        // A generated token nobody has read yet is all an empty file can have held.
+        WhenEmpty::Regenerate,
+    )?;
+    // Presented tokens with this prefix are checked as agent tokens only.
+    if key.value.starts_with(PREFIX) {
+        anyhow::bail!(
+            "the admin secret ({}) must not start with {PREFIX:?}: that prefix marks agent \
+             tokens, so it could never authenticate",
+            key.source
+        );
     }
-    let path = data_dir.join("admin-token");
-    if let Ok(token) = std::fs::read_to_string(&path) {
-        return Ok(token.trim().to_owned());
+    if key.generated {
+        eprintln!("generated the admin token into {}", key.source);
     }
-    let token = api::auth::random_token()?;
-    crate::crypto::write_private(&path, &token)?;
-    eprintln!("generated the admin token into {}", path.display());
-    Ok(token)
+    Ok(key)
+}
+
+/// Makes everything the server creates private to its user (the database, its WAL,
+/// keys, components, compiled code), and tightens a data dir made before this rule.
+fn make_private(dirs: &[&Path]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    for dir in dirs {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", dir.display()))?;
+    }
+    let data_dir = dirs.first().context("no data dir")?;
+    for entry in std::fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 /// Guest threads' nice value: below the HTTP runtime, so `/healthz` and the API answer
@@ -92,8 +119,7 @@ fn lower_priority(nice: i32) {
 
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data dir {}", config.data_dir.display()))?;
+    make_private(&[&config.data_dir, &config.cache_dir])?;
     let admin_token = admin_token(&config.data_dir)?;
     // Components compile on rayon's global pool (wasmtime's parallel compilation, and
     // the registry's compile jobs): build it niced before anything compiles.
@@ -126,7 +152,7 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
 
 async fn run(
     config: ServerConfig,
-    admin_token: String,
+    admin_token: Key,
     guests: tokio::runtime::Handle,
 ) -> anyhow::Result<()> {
     let engine = Engine::new(EngineConfig {
@@ -197,7 +223,7 @@ async fn run(
         registry,
         scheduler: scheduler.clone(),
         live,
-        admin_token,
+        admin_token: admin_token.value.clone(),
         tokens,
         sealer,
         limiter: RateLimiter::new(config.api.runs_per_minute),
@@ -213,11 +239,7 @@ async fn run(
     eprintln!(
         "data in {}; admin token from {}",
         config.data_dir.display(),
-        if std::env::var_os("FLOOM_SECRET").is_some() {
-            "FLOOM_SECRET".to_owned()
-        } else {
-            config.data_dir.join("admin-token").display().to_string()
-        }
+        admin_token.source
     );
 
     let shutdown = CancellationToken::new();

@@ -6,7 +6,6 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use sha2::{Digest, Sha256};
@@ -88,27 +87,16 @@ impl ArtifactCache {
     /// start, so it is logged, not returned.
     pub(crate) fn store(&self, engine_key: &str, sha256: &str, component: &Component) {
         let path = self.path(engine_key, sha256);
-        if let Err(e) = write_atomically(&path, component) {
+        if let Err(e) = write_artifact(&path, component) {
             tracing::warn!(path = %path.display(), "cannot cache compiled component: {e:#}");
         }
     }
 }
 
-fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
+fn write_artifact(path: &Path, component: &Component) -> anyhow::Result<()> {
     let bytes = component.serialize()?;
     let dir = path.parent().context("artifact path has no parent")?;
     std::fs::create_dir_all(dir)?;
-    // A unique temporary name, then a rename: readers see the whole file or none.
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("artifact"),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
+    crate::atomic_file::write_atomically(path, &bytes)?;
     Ok(())
 }

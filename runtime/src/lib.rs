@@ -39,6 +39,7 @@
 //! ```
 
 mod app;
+mod atomic_file;
 pub mod baseline;
 mod cache;
 mod engine;
@@ -55,6 +56,7 @@ mod sdk_host;
 pub use app::{
     AppKind, CompileInfo, CompiledApp, ComponentError, HANDLER_EXPORT, RequestError, RunRequest,
 };
+pub use atomic_file::write_atomically;
 pub use engine::{Caps, Engine, EngineConfig};
 pub use event::{Event, Level, LogStream};
 pub use manifest::{

@@ -138,7 +138,17 @@ impl Caller {
     }
 }
 
+/// The credential a request carries, if any. A header that is present but blank is an
+/// error, never a credential: nothing may authenticate with an empty secret.
 fn presented_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let token = header_token(headers)?;
+    if token.as_deref().is_some_and(str::is_empty) {
+        return Err(ApiError::auth_failed("the token is empty"));
+    }
+    Ok(token)
+}
+
+fn header_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
         let value = value
             .to_str()
@@ -162,7 +172,7 @@ fn presented_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 
 /// Whether `presented` is the view token whose hash is `hash`, compared in constant time.
 pub fn view_token_matches(presented: &str, hash: &str) -> bool {
-    bool::from(sha256_hex(presented).as_bytes().ct_eq(hash.as_bytes()))
+    !presented.is_empty() && bool::from(sha256_hex(presented).as_bytes().ct_eq(hash.as_bytes()))
 }
 
 /// Hex sha256 of a token: what is stored instead of the token.

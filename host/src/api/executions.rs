@@ -247,7 +247,8 @@ async fn readable(
     let header_token = headers
         .get("x-floom-view-token")
         .and_then(|v| v.to_str().ok());
-    let presented = view_token.or(header_token);
+    // An empty view token is no view token.
+    let presented = view_token.or(header_token).filter(|t| !t.is_empty());
     if caller.covers(&record.app)
         || presented.is_some_and(|t| view_token_matches(t, &record.view_token_hash))
     {

@@ -32,6 +32,40 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// `floom serve` on `data_dir` with the test defaults (port 0, the shared compile
+/// cache, `FLOOM_SECRET` = [`TOKEN`]), `args`, and `env` applied last; its stderr goes
+/// to `server.log` in the data dir (kept when a test fails).
+pub fn serve_command(
+    data_dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, Option<&str>)],
+) -> Command {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("server.log"))
+        .expect("server log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_floom"));
+    command
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0", "--grace-period-s", "2"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--cache-dir")
+        .arg(shared_cache())
+        .args(args)
+        .env("FLOOM_SECRET", TOKEN)
+        .env("RUST_LOG", "warn")
+        .stderr(log);
+    for (key, value) in env {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    command
+}
+
 /// The compile cache shared by every test server, so each component compiles once.
 fn shared_cache() -> PathBuf {
     std::env::temp_dir().join("floom-test-compile-cache")
@@ -45,27 +79,21 @@ impl Server {
 
     /// Starts `floom serve` with `args` on `data_dir`.
     pub fn start_in(data_dir: PathBuf, args: &[&str]) -> Server {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        // The server's log stays in its data dir (kept when a test fails).
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.join("server.log"))
-            .expect("server log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_floom"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--grace-period-s", "2"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--cache-dir")
-            .arg(shared_cache())
-            .args(&args)
-            .env("FLOOM_SECRET", TOKEN)
-            .env("RUST_LOG", "warn")
+        Self::start_with_env(data_dir, args, &[])
+    }
+
+    /// Starts `floom serve` with `args` on `data_dir`, with `env` changing its
+    /// environment after the defaults (`None` removes a variable, e.g. `FLOOM_SECRET`).
+    pub fn start_with_env(
+        data_dir: PathBuf,
+        args: &[&str],
+        env: &[(&str, Option<&str>)],
+    ) -> Server {
+        let mut child = serve_command(&data_dir, args, env)
             .stdout(Stdio::piped())
-            .stderr(log)
             .spawn()
             .expect("start floom serve");
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
