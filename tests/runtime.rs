@@ -21,6 +21,7 @@ const SDK_ACTIONS: &[&str] = &[
     "recurse-big",
     "panic",
     "app-error",
+    "huge-error",
     "huge-output",
     "emit",
     "big-chunk",
@@ -344,6 +345,16 @@ async fn traps_are_failures_with_a_clear_message() {
         message.contains("boom: the guest panicked on purpose") && message.contains("src/lib.rs"),
         "{message}"
     );
+
+    // An error's code and message are capped where they enter the host, like output.
+    let ran = run(&app, "huge-error", json!({ "bytes": 20 << 20 }), None).await;
+    let error = ran.outcome.error.unwrap();
+    assert_eq!(error.code, ErrorCode::AppError);
+    let app_code = error.app_code.unwrap();
+    assert!(app_code.len() <= 128, "{}", app_code.len());
+    assert!(app_code.starts_with("ccc"), "{app_code}");
+    assert!(error.message.len() <= 16 << 10, "{}", error.message.len());
+    assert!(error.message.ends_with("[cut: 20971520 bytes in all]"));
 
     let ran = run(&app, "app-error", json!({}), None).await;
     let error = ran.outcome.error.unwrap();

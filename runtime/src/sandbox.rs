@@ -11,7 +11,7 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
-use crate::event::{LogStream, json_string};
+use crate::event::{LogStream, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, json_string, truncate};
 use crate::outbound::{NetworkPolicy, Outbound};
 use crate::outcome::{
     ErrorCode, MemoryLimitExceeded, Outcome, Phase, RunError, Usage, classify_error,
@@ -175,6 +175,10 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
     let stderr = stderr.finish();
     let limiter = &store.data().limiter;
     let mut outcome = classify(ending, app, &stdout, &stderr, limiter.refused.as_ref());
+    // Messages built from wasmtime's errors can quote the guest too.
+    if let Some(error) = &mut outcome.error {
+        truncate(&mut error.message, MAX_ERROR_MESSAGE);
+    }
     outcome.usage = Usage {
         duration: started.elapsed(),
         memory_peak_bytes: limiter.peak,
@@ -212,7 +216,11 @@ pub(crate) async fn probe(app: &AppInner) -> Result<(), RunError> {
         Pre::Command(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
     };
     let refused = store.data().limiter.refused.clone();
-    result.map_err(|e| classify_error(&e, Phase::Instantiate, refused.as_ref(), None))
+    result.map_err(|e| {
+        let mut error = classify_error(&e, Phase::Instantiate, refused.as_ref(), None);
+        truncate(&mut error.message, MAX_ERROR_MESSAGE);
+        error
+    })
 }
 
 fn new_store(
@@ -309,10 +317,16 @@ async fn call_guest(pre: &Pre, store: &mut Store<RunState>, action: &str, input:
                 .await
             {
                 Ok(Ok(output)) => Ending::Output(output),
-                Ok(Err(e)) => Ending::AppError {
-                    code: e.code,
-                    message: e.message,
-                },
+                Ok(Err(mut e)) => {
+                    // Bounded here, where they enter the host: they are stored twice
+                    // (the execution and its error event) and shown in every answer.
+                    truncate(&mut e.code, MAX_ERROR_CODE);
+                    truncate(&mut e.message, MAX_ERROR_MESSAGE);
+                    Ending::AppError {
+                        code: e.code,
+                        message: e.message,
+                    }
+                }
                 Err(e) => Ending::Fault(e, Phase::Call),
             }
         }

@@ -3,7 +3,7 @@
 
 use serde_json::value::RawValue;
 
-use crate::event::{Event, Level, LogStream};
+use crate::event::{Event, Level, LogStream, truncate};
 use crate::outcome::HostCallBudgetExhausted;
 use crate::output::{EventSink, Pushed};
 use crate::sandbox::RunState;
@@ -74,13 +74,7 @@ impl host::Host for RunState {
         };
         // A log line is bounded like a chunk.
         let mut line = message;
-        if line.len() > host.chunk_cap {
-            let mut cut = host.chunk_cap;
-            while !line.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            line.truncate(cut);
-        }
+        truncate(&mut line, host.chunk_cap);
         host.sink.push(Event::Log {
             stream: LogStream::App,
             level: Some(level),

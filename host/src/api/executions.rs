@@ -24,7 +24,7 @@ use super::extract::{PathParams, QueryParams};
 use super::{AppState, timestamp};
 use crate::follow::{Waited, follow, wait_for_end};
 use crate::scheduler::Cancelled;
-use crate::store::{ExecStatus, ExecutionRecord, ListExecutions, StoredEvent};
+use crate::store::{ExecStatus, ExecutionRecord, ExecutionSummary, ListExecutions, StoredEvent};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -147,20 +147,15 @@ pub struct RunErrorDoc {
     app_code: Option<String>,
 }
 
-/// An execution with its detail.
+/// What every view of an execution says besides its envelope.
 #[derive(Serialize, ToSchema)]
-pub struct Detail {
-    #[serde(flatten)]
-    envelope: Envelope,
+pub struct Facts {
     /// The app's slug.
     app: String,
     /// The app version it runs.
     version: i64,
     /// The action.
     action: String,
-    /// The inputs.
-    #[schema(value_type = Object)]
-    inputs: Box<RawValue>,
     /// How many times it was started.
     attempts: i64,
     /// When it was accepted (RFC 3339).
@@ -176,23 +171,92 @@ pub struct Detail {
     usage: Option<Box<RawValue>>,
 }
 
+impl Facts {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        app: &str,
+        version: i64,
+        action: &str,
+        attempts: i64,
+        created_at: i64,
+        started_at: Option<i64>,
+        finished_at: Option<i64>,
+        usage: Option<&String>,
+    ) -> Result<Self, ApiError> {
+        Ok(Facts {
+            app: app.to_owned(),
+            version,
+            action: action.to_owned(),
+            attempts,
+            created_at: timestamp(created_at),
+            started_at: started_at.map(timestamp),
+            finished_at: finished_at.map(timestamp),
+            duration_ms: started_at.zip(finished_at).map(|(s, f)| f - s),
+            usage: raw(usage)?,
+        })
+    }
+}
+
+/// An execution with its detail.
+#[derive(Serialize, ToSchema)]
+pub struct Detail {
+    #[serde(flatten)]
+    envelope: Envelope,
+    #[serde(flatten)]
+    facts: Facts,
+    /// The inputs.
+    #[schema(value_type = Object)]
+    inputs: Box<RawValue>,
+}
+
 fn detail_view(record: &ExecutionRecord) -> Result<Detail, ApiError> {
     Ok(Detail {
         envelope: Envelope::from_record(record)?,
-        app: record.app.clone(),
-        version: record.version,
-        action: record.action.clone(),
+        facts: Facts::new(
+            &record.app,
+            record.version,
+            &record.action,
+            record.attempts,
+            record.created_at,
+            record.started_at,
+            record.finished_at,
+            record.usage.as_ref(),
+        )?,
         inputs: raw(Some(&record.inputs))?
             .unwrap_or_else(|| RawValue::from_string("{}".into()).expect("JSON")),
-        attempts: record.attempts,
-        created_at: timestamp(record.created_at),
-        started_at: record.started_at.map(timestamp),
-        finished_at: record.finished_at.map(timestamp),
-        duration_ms: record
-            .started_at
-            .zip(record.finished_at)
-            .map(|(s, f)| f - s),
-        usage: raw(record.usage.as_ref())?,
+    })
+}
+
+/// An execution in a list: its detail without the inputs and output, which can be a
+/// megabyte each (read them with `GET /api/executions/{id}`).
+#[derive(Serialize, ToSchema)]
+pub struct Summary {
+    /// `exec_...`
+    execution_id: String,
+    /// Where it is.
+    status: ExecStatus,
+    /// The error, once failed.
+    #[schema(value_type = Option<RunErrorDoc>)]
+    error: Option<Box<RawValue>>,
+    #[serde(flatten)]
+    facts: Facts,
+}
+
+fn summary_view(summary: &ExecutionSummary) -> Result<Summary, ApiError> {
+    Ok(Summary {
+        execution_id: summary.id.clone(),
+        status: summary.status,
+        error: raw(summary.error.as_ref())?,
+        facts: Facts::new(
+            &summary.app,
+            summary.version,
+            &summary.action,
+            summary.attempts,
+            summary.created_at,
+            summary.started_at,
+            summary.finished_at,
+            summary.usage.as_ref(),
+        )?,
     })
 }
 
@@ -431,12 +495,13 @@ struct ListQuery {
 #[derive(Serialize, ToSchema)]
 pub struct Page {
     /// Newest first.
-    data: Vec<Detail>,
+    data: Vec<Summary>,
     /// Pass as `cursor` for the next page; null on the last.
     next_cursor: Option<String>,
 }
 
-/// Executions, newest first, with cursor pagination. A scoped token sees its apps'.
+/// Executions, newest first, with cursor pagination; each without its inputs and output.
+/// A scoped token sees its apps'.
 #[utoipa::path(get, path = "/api/executions", tag = "executions",
     params(ListQuery),
     responses((status = 200, body = Page, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials")),
@@ -495,6 +560,6 @@ async fn list(
     let next_cursor = (records.len() == limit as usize)
         .then(|| records.last().map(|r| r.n.to_string()))
         .flatten();
-    let data = records.iter().map(detail_view).collect::<Result<_, _>>()?;
+    let data = records.iter().map(summary_view).collect::<Result<_, _>>()?;
     Ok(Json(Page { data, next_cursor }))
 }

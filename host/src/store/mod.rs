@@ -214,6 +214,37 @@ pub struct ExecutionRecord {
     pub finished_at: Option<Millis>,
 }
 
+/// An execution as a list shows it: everything but its inputs and output, which may be
+/// a megabyte each (a page of 200 would then be hundreds), so a list never carries
+/// them.
+#[derive(Debug, Clone)]
+pub struct ExecutionSummary {
+    /// Insertion order (the list cursor).
+    pub n: i64,
+    /// `exec_...`
+    pub id: String,
+    /// The app's slug.
+    pub app: String,
+    /// The app version it runs.
+    pub version: i64,
+    /// The action.
+    pub action: String,
+    /// Where it is.
+    pub status: ExecStatus,
+    /// The error, as JSON text (bounded by the runtime).
+    pub error: Option<String>,
+    /// What the run used, as JSON text.
+    pub usage: Option<String>,
+    /// How many times it was started.
+    pub attempts: i64,
+    /// When it was accepted.
+    pub created_at: Millis,
+    /// When its last attempt started.
+    pub started_at: Option<Millis>,
+    /// When it ended.
+    pub finished_at: Option<Millis>,
+}
+
 /// One persisted event of an execution's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
@@ -321,8 +352,8 @@ pub trait Store: Send + Sync + 'static {
     async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool>;
     /// One execution.
     async fn execution(&self, id: &str) -> anyhow::Result<Option<ExecutionRecord>>;
-    /// Executions, newest first.
-    async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionRecord>>;
+    /// Executions, newest first, without their inputs and outputs.
+    async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionSummary>>;
     /// Events of `id` after sequence number `after`, in order, at most `limit`.
     async fn events_after(
         &self,

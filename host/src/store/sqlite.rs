@@ -20,9 +20,10 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use super::{
-    AppRecord, AppStats, ExecStatus, ExecutionRecord, Finish, IDEMPOTENCY_WINDOW_MS,
-    IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution, NewVersion, Published,
-    Recovery, SecretRecord, Started, Store, StoredEvent, TokenRecord, VersionRecord,
+    AppRecord, AppStats, ExecStatus, ExecutionRecord, ExecutionSummary, Finish,
+    IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
+    NewVersion, Published, Recovery, SecretRecord, Started, Store, StoredEvent, TokenRecord,
+    VersionRecord,
 };
 use crate::events;
 use crate::live::Live;
@@ -411,16 +412,13 @@ const EXECUTION_COLUMNS: &str = "n, id, app, version, action, status, inputs, ou
                                  view_token_hash, attempts, created_at, started_at, finished_at";
 
 fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
-    let status: String = row.get(5)?;
     Ok(ExecutionRecord {
         n: row.get(0)?,
         id: row.get(1)?,
         app: row.get(2)?,
         version: row.get(3)?,
         action: row.get(4)?,
-        status: status.parse().map_err(|e: String| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
-        })?,
+        status: status_column(row, 5)?,
         inputs: row.get(6)?,
         output: row.get(7)?,
         error: row.get(8)?,
@@ -430,6 +428,33 @@ fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         created_at: row.get(12)?,
         started_at: row.get(13)?,
         finished_at: row.get(14)?,
+    })
+}
+
+const SUMMARY_COLUMNS: &str = "n, id, app, version, action, status, error, usage, attempts, \
+                               created_at, started_at, finished_at";
+
+fn summary_row(row: &Row<'_>) -> rusqlite::Result<ExecutionSummary> {
+    Ok(ExecutionSummary {
+        n: row.get(0)?,
+        id: row.get(1)?,
+        app: row.get(2)?,
+        version: row.get(3)?,
+        action: row.get(4)?,
+        status: status_column(row, 5)?,
+        error: row.get(6)?,
+        usage: row.get(7)?,
+        attempts: row.get(8)?,
+        created_at: row.get(9)?,
+        started_at: row.get(10)?,
+        finished_at: row.get(11)?,
+    })
+}
+
+fn status_column(row: &Row<'_>, index: usize) -> rusqlite::Result<ExecStatus> {
+    let status: String = row.get(index)?;
+    status.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
     })
 }
 
@@ -696,10 +721,10 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionRecord>> {
+    async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionSummary>> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {EXECUTION_COLUMNS} FROM executions \
+                "SELECT {SUMMARY_COLUMNS} FROM executions \
                  WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR n < ?3) \
                  AND (?5 IS NULL OR app IN (SELECT value FROM json_each(?5))) \
                  ORDER BY n DESC LIMIT ?4"
@@ -713,7 +738,7 @@ impl Store for SqliteStore {
                     filter.limit,
                     apps
                 ],
-                execution_row,
+                summary_row,
             )?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })

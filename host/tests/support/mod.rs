@@ -191,6 +191,8 @@ impl Server {
             "log",
             "panic",
             "app-error",
+            "huge-error",
+            "chatty",
             "alloc",
             "flood-stdout",
             "secret",

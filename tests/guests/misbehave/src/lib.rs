@@ -28,6 +28,11 @@ impl App for Misbehave {
             "recurse-big" => Ok(json!({ "depth": recurse_big(black_box(1)) })),
             "panic" => panic!("boom: the guest panicked on purpose"),
             "app-error" => Err(Error::new("bad_thing", "it went wrong on purpose")),
+            // An error whose code and message are `bytes` long: past every output cap.
+            "huge-error" => {
+                let size = num("bytes", 20 << 20) as usize;
+                Err(Error::new("c".repeat(size), "m".repeat(size)))
+            }
             "huge-output" => Ok(Value::String("x".repeat(num("bytes", 2 << 20) as usize))),
             "emit" => {
                 for i in 0..num("count", 3) {
@@ -35,6 +40,15 @@ impl App for Misbehave {
                     std::thread::sleep(std::time::Duration::from_millis(num("ms", 0)));
                 }
                 Ok(json!({ "emitted": num("count", 3) }))
+            }
+            // `count` chunks of `bytes` each, as fast as the host takes them.
+            "chatty" => {
+                let chunk = "x".repeat(num("bytes", 60 << 10) as usize);
+                let mut refused = 0;
+                for _ in 0..num("count", 10_000) {
+                    refused += u64::from(floom_sdk::emit(&chunk).is_err());
+                }
+                Ok(json!({ "refused": refused }))
             }
             "big-chunk" => {
                 let refused = floom_sdk::emit(&"x".repeat(num("bytes", 100 << 10) as usize)).err();
