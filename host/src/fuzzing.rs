@@ -20,7 +20,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
-use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::Tokens;
 
@@ -146,8 +146,10 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
     let live = Arc::new(Live::default());
     let store: DynStore = Arc::new(SqliteStore::open(&dir.join("floom.db"), live.clone())?);
     let metrics = Arc::new(Metrics::default());
+    let guests = Guests::new(tokio::runtime::Handle::current(), 1);
     let registry = Arc::new(Registry::new(
         engine,
+        guests.slots.clone(),
         store.clone(),
         dir.join("components"),
         metrics.clone(),
@@ -165,7 +167,7 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
             max_runs_per_app: 1,
             max_queue: 1,
         },
-        tokio::runtime::Handle::current(),
+        guests,
     );
     let services = Arc::new(Services {
         store,

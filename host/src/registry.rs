@@ -11,6 +11,8 @@ use floom_runtime::{CompiledApp, ComponentError, Engine, Manifest, ManifestError
 use serde::Serialize;
 use serde_json::Value;
 
+use tokio::sync::Semaphore;
+
 use crate::metrics::Metrics;
 use crate::store::{AppRecord, DynStore, Published, VersionRecord};
 
@@ -101,14 +103,22 @@ pub enum PublishError {
     /// The component is not a runnable app.
     #[error(transparent)]
     Component(#[from] ComponentError),
+    /// Every sandbox slot stayed busy while the component waited to be checked.
+    #[error("every sandbox is busy, so the component could not be checked: try again shortly")]
+    Busy,
     /// Something went wrong on our side.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
+/// How long a publish waits for a free sandbox slot to probe the component in.
+const PROBE_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The apps the server can run.
 pub struct Registry {
     engine: Engine,
+    /// The sandbox slots, shared with the scheduler: a probe takes one like a run.
+    slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
     store: DynStore,
     components: PathBuf,
@@ -117,9 +127,11 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry storing components under `components` (content-addressed).
+    /// A registry storing components under `components` (content-addressed), probing
+    /// new ones in one of the sandbox `slots`.
     pub fn new(
         engine: Engine,
+        slots: Arc<Semaphore>,
         store: DynStore,
         components: PathBuf,
         metrics: Arc<Metrics>,
@@ -128,6 +140,7 @@ impl Registry {
             .with_context(|| format!("cannot create {}", components.display()))?;
         Ok(Registry {
             engine,
+            slots,
             metrics,
             store,
             components,
@@ -165,11 +178,9 @@ impl Registry {
         let bytes = component.clone();
         let app = on_compile_pool(move || engine.compile(manifest, &bytes)).await??;
         self.metrics.compiled(app.compile_info().from_cache);
-        // Refuse what would fail every run: a start function that traps, an initial memory
-        // over the limit, more memories or tables than a sandbox holds.
-        app.probe()
-            .await
-            .map_err(|e| ComponentError::DoesNotStart(e.message))?;
+        // Refuse what would fail every run: a start function that traps or never ends, an
+        // initial memory over the limit, more memories or tables than a sandbox holds.
+        self.probe(&app).await?;
         self.save_component(app.sha256(), &component).await?;
         let published = self
             .store
@@ -186,6 +197,29 @@ impl Registry {
         write(&self.versions).insert((record.slug.clone(), record.version), loaded.clone());
         write(&self.current).insert(record.slug.clone(), loaded.clone());
         Ok((published, loaded))
+    }
+
+    /// Starts `app` once in a sandbox, as a run would: in a sandbox slot, under the app's
+    /// limits and deadline (the runtime bounds it further), on the compile pool at the
+    /// lowest CPU priority, like the rest of a publish, so a start function that spins
+    /// takes only what runs leave. The slot goes with the probe, so a publisher that goes
+    /// away still frees it in time.
+    async fn probe(&self, app: &CompiledApp) -> Result<(), PublishError> {
+        let wait = tokio::time::timeout(PROBE_SLOT_WAIT, self.slots.clone().acquire_owned());
+        let Ok(Ok(slot)) = wait.await else {
+            return Err(PublishError::Busy);
+        };
+        let app = app.clone();
+        let probed = on_compile_pool(move || {
+            let _slot = slot;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .context("cannot start a runtime for the probe")?;
+            anyhow::Ok(runtime.block_on(app.probe()))
+        })
+        .await??;
+        probed.map_err(|e| ComponentError::DoesNotStart(e.message).into())
     }
 
     /// The operator's cap on any app's memory, in MiB.

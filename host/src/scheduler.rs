@@ -86,6 +86,28 @@ pub enum Cancelled {
     NotFound,
 }
 
+/// Where runs happen: the niced guest runtime, and the slots that bound how many
+/// sandboxes exist at once (the pooling allocator holds exactly that many). Runs take a
+/// slot from the scheduler; the registry's publish-time probe takes one too, so no
+/// guest code, whatever starts it, runs outside the bound.
+#[derive(Clone)]
+pub struct Guests {
+    /// The guest runtime.
+    pub runtime: tokio::runtime::Handle,
+    /// One permit per sandbox.
+    pub slots: Arc<Semaphore>,
+}
+
+impl Guests {
+    /// `slots` sandboxes at most, on `runtime`.
+    pub fn new(runtime: tokio::runtime::Handle, slots: usize) -> Self {
+        Guests {
+            runtime,
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+        }
+    }
+}
+
 /// How the scheduler is sized.
 #[derive(Debug, Clone, Copy)]
 pub struct SchedulerConfig {
@@ -120,7 +142,8 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// A scheduler running guests on `guests`.
+    /// A scheduler running guests on `guests` (whose slots should number
+    /// `config.max_concurrent_runs`).
     pub fn new(
         store: DynStore,
         registry: Arc<Registry>,
@@ -128,7 +151,7 @@ impl Scheduler {
         sealer: Arc<Sealer>,
         metrics: Arc<Metrics>,
         config: SchedulerConfig,
-        guests: tokio::runtime::Handle,
+        guests: Guests,
     ) -> Arc<Self> {
         Arc::new(Scheduler {
             store,
@@ -139,14 +162,14 @@ impl Scheduler {
             queue: Mutex::new(VecDeque::new()),
             queued: AtomicUsize::new(0),
             notify: Notify::new(),
-            slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1))),
+            slots: guests.slots,
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
             per_app: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             config,
-            guests,
+            guests: guests.runtime,
         })
     }
 

@@ -17,7 +17,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
-use crate::scheduler::{Scheduler, SchedulerConfig};
+use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::{PREFIX, Tokens};
 
@@ -176,8 +176,10 @@ async fn run(
         live.clone(),
     )?);
     let metrics = Arc::new(Metrics::default());
+    let guests = Guests::new(guests, config.max_concurrent_runs);
     let registry = Arc::new(Registry::new(
         engine,
+        guests.slots.clone(),
         store.clone(),
         config.data_dir.join("components"),
         metrics.clone(),

@@ -178,3 +178,43 @@ async fn sync_runs(server: &Server, length: Duration) -> Vec<Duration> {
     }
     latencies
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_functions_that_never_end_are_stopped_at_the_deadline() {
+    // Review finding 5: the publish probe ran guest code on the HTTP runtime with no
+    // deadline, so this never answered, and six of them starved the server.
+    let server = Server::start(&["--examples"]);
+    let looping = command(
+        r#"(func $forever (loop $again (br $again)))
+           (start $forever)
+           (func (export "run") (result i32) i32.const 0)"#,
+    );
+    let idle = sync_runs(&server, Duration::from_secs(1)).await;
+    let publishes = futures_util::future::join_all((0..6).map(|i| {
+        let server = &server;
+        let component = looping.clone();
+        async move {
+            let started = Instant::now();
+            let manifest = format!("slug = \"loop-{i}\"\n[limits]\ntimeout_s = 3\n");
+            (
+                refused(server, &manifest, component).await,
+                started.elapsed(),
+            )
+        }
+    }));
+    let (answers, busy) = tokio::join!(publishes, sync_runs(&server, Duration::from_secs(2)));
+    for (detail, took) in answers {
+        assert!(detail.contains("longer than 3 s"), "{detail}");
+        assert!(took < Duration::from_secs(15), "the refusal took {took:?}");
+    }
+    let p99 = |mut latencies: Vec<Duration>| {
+        latencies.sort();
+        latencies[latencies.len() * 99 / 100]
+    };
+    let (idle_p99, busy_p99) = (p99(idle), p99(busy));
+    println!("hello sync p99 {idle_p99:?} idle, {busy_p99:?} beside six looping probes");
+    assert!(busy_p99 < Duration::from_millis(250), "p99 {busy_p99:?}");
+    // Nothing was published, and the slots came back.
+    let health = server.health().await;
+    assert_eq!(health["running"], 0, "{health}");
+}

@@ -192,7 +192,9 @@ impl CompiledApp {
     }
 
     /// Starts the app in a fresh sandbox, exactly as a run would, without calling it:
-    /// checks at publish time that it instantiates (and measures how fast).
+    /// checks at publish time that it instantiates (and measures how fast). Bounded by
+    /// the app's deadline, and by 10 s at most. Guest code runs here: call it where
+    /// guests run, not on a thread that serves anything else.
     pub async fn probe(&self) -> Result<(), crate::RunError> {
         sandbox::probe(&self.inner).await
     }

@@ -197,7 +197,14 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
     outcome
 }
 
-/// Instantiates the app in a store set up as for a run, without calling it.
+/// The longest a probe may take, whatever the app's own deadline: starting a component
+/// (its start function and the adapter's setup) takes microseconds when it is not
+/// hostile.
+pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Instantiates the app in a store set up as for a run, without calling it, under the
+/// app's limits and deadline (at most [`PROBE_TIMEOUT`]): a start function that loops
+/// forever is stopped there.
 pub(crate) async fn probe(app: &AppInner) -> Result<(), RunError> {
     let caps = app.engine.config().caps;
     let sink = EventSink::new(None, caps.events);
@@ -209,11 +216,29 @@ pub(crate) async fn probe(app: &AppInner) -> Result<(), RunError> {
     let stdout = OutputPipe::new(LineRole::Logs(LogStream::Stdout), pipe_caps, sink.clone());
     let stderr = OutputPipe::new(LineRole::Logs(LogStream::Stderr), pipe_caps, sink.clone());
     let request = RunRequest::probe(&app.manifest);
-    let deadline = Instant::now() + app.limits.timeout;
-    let mut store = new_store(app, &request, &stdout, &stderr, &sink, deadline);
-    let result = match &app.pre {
-        Pre::Sdk(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
-        Pre::Command(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+    let timeout = app.limits.timeout.min(PROBE_TIMEOUT);
+    let mut store = new_store(
+        app,
+        &request,
+        &stdout,
+        &stderr,
+        &sink,
+        Instant::now() + timeout,
+    );
+    let instantiate = async {
+        match &app.pre {
+            Pre::Sdk(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+            Pre::Command(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
+        }
+    };
+    let Ok(result) = tokio::time::timeout(timeout, instantiate).await else {
+        return Err(RunError::new(
+            ErrorCode::Timeout,
+            format!(
+                "starting it took longer than {} s (does its start function loop?)",
+                timeout.as_secs_f64()
+            ),
+        ));
     };
     let refused = store.data().limiter.refused.clone();
     result.map_err(|e| {

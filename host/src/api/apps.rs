@@ -326,6 +326,7 @@ async fn publish(
             .map_err(|e| match e {
                 PublishError::Manifest(e) => ApiError::invalid_manifest(e.to_string()),
                 PublishError::Component(e) => ApiError::invalid_component(e.to_string()),
+                PublishError::Busy => ApiError::unavailable(e.to_string()),
                 PublishError::Internal(e) => ApiError::internal(format!("{e:#}")),
             })?;
     let status = if published.created {
