@@ -14,7 +14,9 @@ use serde_json::Value;
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
-use crate::store::{AppRecord, DynStore, Published, VersionRecord};
+use crate::store::{
+    AppRecord, DeletedApp, DynStore, Published, SlugRetired, VersionRecord, now_ms,
+};
 
 /// One compiled app version with its input validators.
 pub struct LoadedApp {
@@ -103,6 +105,9 @@ pub enum PublishError {
     /// The component is not a runnable app.
     #[error(transparent)]
     Component(#[from] ComponentError),
+    /// The slug belonged to a deleted app whose history is kept.
+    #[error(transparent)]
+    Retired(#[from] SlugRetired),
     /// Every sandbox slot stayed busy while the component waited to be checked.
     #[error("every sandbox is busy, so the component could not be checked: try again shortly")]
     Busy,
@@ -191,7 +196,11 @@ impl Registry {
                 kind: app.kind().to_string(),
                 public: app.manifest().public,
             })
-            .await?;
+            .await
+            .map_err(|e| match e.downcast::<SlugRetired>() {
+                Ok(retired) => PublishError::Retired(retired),
+                Err(e) => PublishError::Internal(e),
+            })?;
         let record = published.app.current.clone();
         let loaded = Arc::new(LoadedApp::new(record.clone(), app)?);
         write(&self.versions).insert((record.slug.clone(), record.version), loaded.clone());
@@ -239,11 +248,20 @@ impl Registry {
         apps
     }
 
-    /// Forgets the app (its versions stay loadable for executions that need them).
-    pub async fn delete(&self, slug: &str) -> anyhow::Result<bool> {
-        let deleted = self.store.delete_app(slug).await?;
+    /// Deletes the app (see [`crate::store::Store::delete_app`]); its versions stay
+    /// loadable for the executions that need them. `None` when unknown.
+    pub async fn delete(&self, slug: &str) -> anyhow::Result<Option<DeletedApp>> {
+        let deleted = self.store.delete_app(slug, now_ms()).await?;
         write(&self.current).remove(slug);
         Ok(deleted)
+    }
+
+    /// Removes what a deleted app left and frees its slug (see
+    /// [`crate::store::Store::purge_app`]).
+    pub async fn purge(&self, slug: &str) -> anyhow::Result<bool> {
+        let purged = self.store.purge_app(slug).await?;
+        write(&self.versions).retain(|(app, _), _| app != slug);
+        Ok(purged)
     }
 
     /// Makes an earlier (or later) version current; `None` when it does not exist.

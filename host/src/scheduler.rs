@@ -134,7 +134,8 @@ pub struct Scheduler {
     slots: Arc<Semaphore>,
     running: AtomicUsize,
     idle: Notify,
-    cancels: Mutex<HashMap<String, CancellationToken>>,
+    /// The cancel token of every running execution, with its app.
+    cancels: Mutex<HashMap<String, (String, CancellationToken)>>,
     /// Running executions per app.
     per_app: Mutex<HashMap<String, usize>>,
     draining: AtomicBool,
@@ -314,7 +315,7 @@ impl Scheduler {
         self.queued.fetch_sub(1, Ordering::AcqRel);
         self.running.fetch_add(1, Ordering::AcqRel);
         let token = CancellationToken::new();
-        lock(&self.cancels).insert(id.to_owned(), token.clone());
+        lock(&self.cancels).insert(id.to_owned(), (app.to_owned(), token.clone()));
         Some((permit, token))
     }
 
@@ -359,20 +360,16 @@ impl Scheduler {
 
     /// Cancels a queued or running execution.
     pub async fn cancel(&self, id: &str) -> anyhow::Result<Cancelled> {
-        if let Some(token) = lock(&self.cancels).get(id) {
+        if let Some((_, token)) = lock(&self.cancels).get(id) {
             token.cancel();
             return Ok(Cancelled::Running);
         }
         if self.store.cancel_queued(id, now_ms()).await? {
-            let mut queue = lock(&self.queue);
-            if let Some(pos) = queue.iter().position(|q| q.id == id) {
-                queue.remove(pos);
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-            }
+            self.forget_queued(|q| q.id == id);
             return Ok(Cancelled::Queued);
         }
         // Not queued: it may have just started, or ended.
-        if let Some(token) = lock(&self.cancels).get(id) {
+        if let Some((_, token)) = lock(&self.cancels).get(id) {
             token.cancel();
             return Ok(Cancelled::Running);
         }
@@ -381,6 +378,31 @@ impl Scheduler {
             Some(_) => Cancelled::Running,
             None => Cancelled::NotFound,
         })
+    }
+
+    /// After the store deleted `app` (cancelling its queued executions, `cancelled`):
+    /// forgets those and stops its running ones.
+    pub fn app_deleted(&self, app: &str, cancelled: &[String]) {
+        self.forget_queued(|q| cancelled.contains(&q.id));
+        for (owner, token) in lock(&self.cancels).values() {
+            if owner == app {
+                token.cancel();
+            }
+        }
+    }
+
+    /// Executions of `app` running now.
+    pub fn running_of(&self, app: &str) -> usize {
+        lock(&self.per_app).get(app).copied().unwrap_or(0)
+    }
+
+    /// Drops the queued executions `matching` from the queue: the store has ended them.
+    fn forget_queued(&self, matching: impl Fn(&Queued) -> bool) {
+        let mut queue = lock(&self.queue);
+        let before = queue.len();
+        queue.retain(|q| !matching(q));
+        self.queued
+            .fetch_sub(before - queue.len(), Ordering::AcqRel);
     }
 
     /// Stops starting executions and waits up to `grace` for the running ones. What is
@@ -405,34 +427,51 @@ impl Scheduler {
 
     async fn dispatch(self: Arc<Self>) {
         loop {
-            let Ok(permit) = self.slots.clone().acquire_owned().await else {
-                return;
-            };
-            let next = loop {
+            // Work first, then a slot: an idle dispatcher holds no slot, so every slot
+            // stays free for direct starts and publish probes.
+            loop {
                 let notified = self.notify.notified();
                 if self.draining.load(Ordering::Acquire) {
                     return;
                 }
-                // The oldest execution whose app is under its cap.
-                let next = {
-                    let mut queue = lock(&self.queue);
-                    let mut per_app = lock(&self.per_app);
-                    let cap = self.config.max_runs_per_app;
-                    let eligible = queue.iter().position(|q| claim(&mut per_app, &q.app, cap));
-                    eligible.and_then(|i| queue.remove(i))
-                };
-                if let Some(next) = next {
-                    break next;
+                if self.has_eligible() {
+                    break;
                 }
                 notified.await;
+            }
+            let Ok(permit) = self.slots.clone().acquire_owned().await else {
+                return;
             };
+            if self.draining.load(Ordering::Acquire) {
+                return;
+            }
+            // The oldest execution whose app is under its cap (the queue may have
+            // changed while the slot was awaited).
+            let next = {
+                let mut queue = lock(&self.queue);
+                let mut per_app = lock(&self.per_app);
+                let cap = self.config.max_runs_per_app;
+                let eligible = queue.iter().position(|q| claim(&mut per_app, &q.app, cap));
+                eligible.and_then(|i| queue.remove(i))
+            };
+            let Some(next) = next else { continue };
             self.queued.fetch_sub(1, Ordering::AcqRel);
             self.running.fetch_add(1, Ordering::AcqRel);
             let token = CancellationToken::new();
-            lock(&self.cancels).insert(next.id.clone(), token.clone());
+            lock(&self.cancels).insert(next.id.clone(), (next.app.clone(), token.clone()));
             let this = self.clone();
             tokio::spawn(async move { this.execute(next, permit, token, None).await });
         }
+    }
+
+    /// Whether a queued execution's app is under its cap.
+    fn has_eligible(&self) -> bool {
+        let queue = lock(&self.queue);
+        let per_app = lock(&self.per_app);
+        let cap = self.config.max_runs_per_app;
+        queue
+            .iter()
+            .any(|q| per_app.get(&q.app).is_none_or(|running| *running < cap))
     }
 
     /// Runs an execution in its slot; `started` when it was written as running already.

@@ -16,7 +16,7 @@ use crate::http::ConnectionLimits;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
-use crate::registry::Registry;
+use crate::registry::{PublishError, Registry};
 use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::{PREFIX, Tokens};
@@ -188,13 +188,21 @@ async fn run(
     tracing::info!(apps = loaded, "loaded apps");
     if config.examples {
         for example in crate::examples::EXAMPLES {
-            let (published, _) = registry
+            let published = registry
                 .publish(
                     example.manifest.to_owned(),
                     bytes::Bytes::from_static(example.component),
                 )
-                .await
-                .map_err(|e| anyhow::anyhow!("publishing the example {}: {e}", example.name))?;
+                .await;
+            let (published, _) = match published {
+                Ok(published) => published,
+                // Deleted by the operator: it stays deleted.
+                Err(PublishError::Retired(e)) => {
+                    eprintln!("not publishing the example {}: {e}", example.name);
+                    continue;
+                }
+                Err(e) => anyhow::bail!("publishing the example {}: {e}", example.name),
+            };
             if published.created {
                 eprintln!(
                     "published example {} (version {})",

@@ -158,6 +158,26 @@ impl Tokens {
     }
 }
 
+impl Tokens {
+    /// Drops every token's grant to `slug`, after the store dropped them with the app.
+    pub fn forget_app(&self, slug: &str) {
+        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        for token in map.values_mut() {
+            if token
+                .apps
+                .as_ref()
+                .is_some_and(|apps| apps.iter().any(|a| a == slug))
+            {
+                let mut narrowed = (**token).clone();
+                if let Some(apps) = &mut narrowed.apps {
+                    apps.retain(|a| a != slug);
+                }
+                *token = Arc::new(narrowed);
+            }
+        }
+    }
+}
+
 fn live(record: TokenRecord) -> Token {
     Token {
         id: record.id,

@@ -711,3 +711,167 @@ async fn rate_limits_and_stats() {
         .status();
     assert_eq!(status, 401);
 }
+
+#[tokio::test]
+async fn a_deleted_app_leaves_nothing_to_a_new_app_of_its_slug() {
+    // Review finding 7: secrets, versions and token grants survived a delete, and a
+    // re-publish of the slug inherited them (and rollback reached the old versions).
+    let server = Server::start(&["--max-runs-per-app", "1", "--runs-per-minute", "0"]);
+    let manifest = |description: &str| {
+        format!(
+            "slug = \"gone\"\ndescription = \"{description}\"\nsecrets = [\"KEY\"]\n\
+             [actions.secret]\n[actions.sleep]\n"
+        )
+    };
+    for description in ["first", "second"] {
+        let response = server
+            .publish(&manifest(description), guests::MISBEHAVE)
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    let response = server
+        .http
+        .put(server.url("/api/apps/gone/secrets/KEY"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "value": "old-value" }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    let scoped = token(
+        &server,
+        json!({ "name": "gone", "apps": ["gone", "other"] }),
+    )
+    .await;
+    let scoped_secret = scoped["token"].as_str().unwrap().to_owned();
+    // One run in flight and one waiting behind it (one run per app at a time).
+    let mut in_flight = Vec::new();
+    for _ in 0..2 {
+        let (status, envelope) = json_of(
+            server
+                .post("/api/apps/gone/actions/sleep/run")
+                .bearer_auth(&scoped_secret)
+                .json(&json!({ "inputs": { "ms": 30_000 } }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 202, "{envelope}");
+        in_flight.push(envelope["execution_id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let delete = |purge: bool| {
+        server
+            .http
+            .delete(server.url(&format!("/api/apps/gone?purge={purge}")))
+            .bearer_auth(TOKEN)
+            .send()
+    };
+    assert_eq!(delete(false).await.unwrap().status(), 204);
+    // Its runs stop: the running one and the queued one.
+    for id in &in_flight {
+        let execution = server.wait_terminal(id, Duration::from_secs(5)).await;
+        assert_eq!(execution["status"], "cancelled", "{execution}");
+    }
+    // The slug is retired: a new app cannot take it by accident.
+    let response = server.publish(&manifest("new"), guests::MISBEHAVE).await;
+    let (status, problem) = json_of(response).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (409, Some("conflict")),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"].as_str().unwrap().contains("purge"),
+        "{problem}"
+    );
+    // The token lost its grant to the slug, and only that.
+    let (_, tokens) = json_of(server.admin_get("/api/tokens").send().await.unwrap()).await;
+    let listed = tokens["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == scoped["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(listed["apps"], json!(["other"]), "{listed}");
+    // The old executions are still readable until the purge.
+    let (status, _) = json_of(
+        server
+            .admin_get(&format!("/api/executions/{}", in_flight[0]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    assert_eq!(delete(true).await.unwrap().status(), 204);
+    assert_eq!(
+        delete(true).await.unwrap().status(),
+        404,
+        "nothing left to purge"
+    );
+    let (status, _) = json_of(
+        server
+            .admin_get(&format!("/api/executions/{}", in_flight[0]))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "purged with the app");
+
+    // A new app of the same slug starts from nothing.
+    let response = server.publish(&manifest("new"), guests::MISBEHAVE).await;
+    let (status, app) = json_of(response).await;
+    assert_eq!((status, &app["version"]), (201, &json!(1)), "{app}");
+    let (_, versions) = json_of(
+        server
+            .admin_get("/api/apps/gone/versions")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(versions["data"].as_array().unwrap().len(), 1, "{versions}");
+    let (status, _) = json_of(
+        server
+            .post("/api/apps/gone/rollback/2")
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, secrets) = json_of(
+        server
+            .admin_get("/api/apps/gone/secrets")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(secrets["data"], json!([]), "{secrets}");
+    let run = server
+        .run_sync(
+            "/api/apps/gone/actions/secret/run",
+            json!({ "names": ["KEY"] }),
+        )
+        .await;
+    assert_eq!(run["output"], json!({ "KEY": null }), "{run}");
+    let (status, _) = json_of(
+        server
+            .post("/api/apps/gone/actions/secret/run")
+            .bearer_auth(&scoped_secret)
+            .json(&json!({ "inputs": {} }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 404, "the old token does not cover the new app");
+}

@@ -9,16 +9,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use floom_runtime::{Manifest, is_slug};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, Need};
 use super::error::{ApiError, Problem};
-use super::extract::PathParams;
+use super::extract::{PathParams, QueryParams};
 use super::{AppState, runs, timestamp};
 use crate::registry::PublishError;
-use crate::store::{AppRecord, ExecStatus};
+use crate::store::{AppRecord, ExecStatus, NotPurgeable};
 use crate::tokens::Role;
 
 /// Largest manifest part of a publish.
@@ -196,21 +196,63 @@ async fn detail(
     Ok(Json(app_view(&app, state.registry.max_memory_mb())?))
 }
 
+/// `?purge=`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Also delete the app's executions, their events and its versions, freeing the
+    /// slug for a new app (also for an app deleted earlier).
+    #[param(value_type = Option<bool>)]
+    purge: Option<String>,
+}
+
+/// How long a purge waits for the runs its delete stopped to be recorded.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[utoipa::path(delete, path = "/api/apps/{slug}", tag = "apps",
-    summary = "Delete an app; its executions stay readable",
-    params(("slug" = String, Path, description = "The app's slug")),
-    responses((status = 204, description = "Deleted"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    summary = "Delete an app: its secrets, token grants and runs in flight go; its executions stay readable and its slug retired, unless purged",
+    params(("slug" = String, Path, description = "The app's slug"), DeleteQuery),
+    responses((status = 204, description = "Deleted"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "`?purge=true`: runs of the app have not ended yet")),
     security(("bearer" = [])))]
 async fn delete(
     State(state): State<AppState>,
     PathParams(slug): PathParams<String>,
+    QueryParams(query): QueryParams<DeleteQuery>,
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
-    authorized_app(&state, &caller, &slug, Need::Administer).await?;
-    if state.registry.delete(&slug).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found(format!("no app {slug:?}")))
+    let purge = super::extract::flag(query.purge.as_deref(), "purge")?;
+    let missing = || ApiError::not_found(format!("no app {slug:?}"));
+    let deleted = match authorized_app(&state, &caller, &slug, Need::Administer).await {
+        Ok(_) => {
+            let deleted = state.registry.delete(&slug).await?.ok_or_else(missing)?;
+            state.scheduler.app_deleted(&slug, &deleted.cancelled);
+            state.tokens.forget_app(&slug);
+            true
+        }
+        // What a deleted app left can still be purged, by whoever could administer it.
+        Err(e) if purge && e.is_not_found() && is_slug(&slug) => {
+            caller.authorize(&slug, false, Need::Administer)?;
+            false
+        }
+        Err(e) => return Err(e),
+    };
+    if !purge {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    // The delete told its runs to stop; they are recorded within a few ticks.
+    let waited = std::time::Instant::now();
+    while state.scheduler.running_of(&slug) > 0 && waited.elapsed() < PURGE_WAIT {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    match state.registry.purge(&slug).await {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) if deleted => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(missing()),
+        Err(e) => match e.downcast::<NotPurgeable>() {
+            Ok(e) => Err(ApiError::conflict(e.to_string())),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
@@ -235,7 +277,9 @@ fn multipart_error(e: MultipartError) -> ApiError {
         (status = 200, body = AppView, description = "The same as the current version: nothing changed"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed upload, invalid manifest or component"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 403, body = Problem, content_type = "application/problem+json", description = "The credentials do not allow this"),
-        (status = 413, body = Problem, content_type = "application/problem+json", description = "The upload is too large")),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The slug belonged to a deleted app that was not purged"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The upload is too large"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Every sandbox is busy: the component could not be checked; see Retry-After")),
     security(("bearer" = [])))]
 async fn publish(
     State(state): State<AppState>,
@@ -326,6 +370,7 @@ async fn publish(
             .map_err(|e| match e {
                 PublishError::Manifest(e) => ApiError::invalid_manifest(e.to_string()),
                 PublishError::Component(e) => ApiError::invalid_component(e.to_string()),
+                PublishError::Retired(e) => ApiError::conflict(e.to_string()),
                 PublishError::Busy => ApiError::unavailable(e.to_string()),
                 PublishError::Internal(e) => ApiError::internal(format!("{e:#}")),
             })?;

@@ -61,11 +61,19 @@ pub enum AppsCommand {
         /// The app's slug.
         slug: String,
     },
-    /// Delete an app (its executions stay readable). Needs the admin token.
-    #[command(after_help = "Example:\n  floom apps delete hello --server http://127.0.0.1:8000")]
+    /// Delete an app: its secrets, token grants and runs in flight go; its executions
+    /// stay readable and its slug is not reused by a new app until purged. Needs the
+    /// admin token.
+    #[command(
+        after_help = "Examples:\n  floom apps delete hello\n  floom apps delete hello --purge   # also its executions and versions; frees the slug"
+    )]
     Delete {
         /// The app's slug.
         slug: String,
+        /// Also delete its executions, their events and its versions (also of an app
+        /// deleted earlier), so the slug can be published anew.
+        #[arg(long)]
+        purge: bool,
     },
 }
 
@@ -152,16 +160,17 @@ pub async fn run(args: AppsArgs) -> Result<(), Failure> {
                 .await?;
             print_json(&stats);
         }
-        AppsCommand::Delete { slug } => {
+        AppsCommand::Delete { slug, purge } => {
             let response = client
                 .request(
                     reqwest::Method::DELETE,
                     &format!("/api/apps/{}", path_segment(&slug)),
                 )
+                .query(&[("purge", purge)])
                 .send()
                 .await?;
             check(response).await?;
-            println!("deleted {slug}");
+            println!("{} {slug}", if purge { "purged" } else { "deleted" });
         }
     }
     Ok(())

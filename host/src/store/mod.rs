@@ -329,8 +329,15 @@ pub trait Store: Send + Sync + 'static {
     async fn apps(&self) -> anyhow::Result<Vec<AppRecord>>;
     /// One version of an app (also of a deleted app).
     async fn version(&self, slug: &str, version: i64) -> anyhow::Result<Option<VersionRecord>>;
-    /// Removes the app; its versions and executions stay readable. False if unknown.
-    async fn delete_app(&self, slug: &str) -> anyhow::Result<bool>;
+    /// Deletes the app: its current version, its secrets and every token's grant to it;
+    /// its queued executions are cancelled (returned, so the scheduler can forget them).
+    /// Its versions and executions stay readable, and the slug stays retired (publishing
+    /// it is refused with [`SlugRetired`]) until [`Store::purge_app`]. `None` if unknown.
+    async fn delete_app(&self, slug: &str, at: Millis) -> anyhow::Result<Option<DeletedApp>>;
+    /// Deletes what a deleted app left (its executions, their events, its versions) and
+    /// frees its slug. False when the slug is neither an app nor retired; an error when
+    /// the app is still live or has executions not yet ended.
+    async fn purge_app(&self, slug: &str) -> anyhow::Result<bool>;
 
     /// Writes a new execution, queued (or running, with `started_at`), unless
     /// `idempotency` names a key this caller used within 24 h: then nothing is written
@@ -386,6 +393,27 @@ pub trait Store: Send + Sync + 'static {
     /// interrupted twice with `host_restarted`, and lists every queued execution.
     async fn recover(&self, at: Millis) -> anyhow::Result<Recovery>;
 }
+
+/// What deleting an app did.
+#[derive(Debug, Clone, Default)]
+pub struct DeletedApp {
+    /// Its executions that were queued, now cancelled.
+    pub cancelled: Vec<String>,
+}
+
+/// Publishing a slug that belonged to a deleted app whose history is kept.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{0:?} belonged to an app that was deleted; its executions are kept, so the slug is not \
+     reused for a new app until they are purged (DELETE /api/apps/{0}?purge=true, or \
+     floom apps delete {0} --purge)"
+)]
+pub struct SlugRetired(pub String);
+
+/// Purging an app that cannot be purged yet.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct NotPurgeable(pub String);
 
 /// An agent token as stored (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]

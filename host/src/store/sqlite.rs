@@ -20,10 +20,10 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use super::{
-    AppRecord, AppStats, ExecStatus, ExecutionRecord, ExecutionSummary, Finish,
+    AppRecord, AppStats, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary, Finish,
     IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
-    NewVersion, Published, Recovery, SecretRecord, Started, Store, StoredEvent, TokenRecord,
-    VersionRecord,
+    NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
+    StoredEvent, TokenRecord, VersionRecord,
 };
 use crate::events;
 use crate::live::Live;
@@ -32,6 +32,7 @@ use crate::live::Live;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_access.sql"),
+    include_str!("migrations/0003_retired_slugs.sql"),
 ];
 
 /// Most operations committed in one transaction.
@@ -374,6 +375,31 @@ fn next_seq(conn: &Connection, id: &str) -> rusqlite::Result<i64> {
         .query_row([id], |row| row.get(0))
 }
 
+/// Cancels execution `id` if it is still queued, with its terminal event; false when it
+/// was not queued.
+fn cancel_queued_in(
+    tx: &Connection,
+    effects: &mut Effects,
+    id: &str,
+    at: Millis,
+    why: &str,
+) -> anyhow::Result<bool> {
+    let error = RunError::new(ErrorCode::Cancelled, why);
+    let updated = tx
+        .prepare_cached(
+            "UPDATE executions SET status = 'cancelled', error = ?2, finished_at = ?3 \
+             WHERE id = ?1 AND status = 'queued'",
+        )?
+        .execute(params![id, serde_json::to_string(&error)?, at])?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    let event = events::error(id, next_seq(tx, id)?, ExecStatus::Cancelled, &error);
+    insert_event(tx, &event)?;
+    effects.publish.push(event);
+    Ok(true)
+}
+
 const VERSION_COLUMNS: &str =
     "v.slug, v.version, v.sha256, v.manifest, v.kind, v.public, v.created_at";
 
@@ -481,7 +507,14 @@ impl Store for SqliteStore {
                     created: false,
                 });
             }
-            // Versions outlive a deleted app, so numbering continues after a re-publish.
+            let retired: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM retired_slugs WHERE slug = ?1)",
+                [&new.slug],
+                |row| row.get(0),
+            )?;
+            if retired {
+                return Err(SlugRetired(new.slug.clone()).into());
+            }
             let version: i64 = tx.query_row(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM app_versions WHERE slug = ?1",
                 [&new.slug],
@@ -535,10 +568,82 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn delete_app(&self, slug: &str) -> anyhow::Result<bool> {
+    async fn delete_app(&self, slug: &str, at: Millis) -> anyhow::Result<Option<DeletedApp>> {
         let slug = slug.to_owned();
-        self.write(move |tx, _| Ok(tx.execute("DELETE FROM apps WHERE slug = ?1", [slug])? > 0))
-            .await
+        self.write(move |tx, effects| {
+            if tx.execute("DELETE FROM apps WHERE slug = ?1", [&slug])? == 0 {
+                return Ok(None);
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO retired_slugs (slug, deleted_at) VALUES (?1, ?2)",
+                params![slug, at],
+            )?;
+            tx.execute("DELETE FROM secrets WHERE app = ?1", [&slug])?;
+            // Grants to the slug go with the app, so a later app of that name gets none.
+            let grants: Vec<(String, String)> = tx
+                .prepare(
+                    "SELECT id, apps FROM tokens WHERE apps IS NOT NULL \
+                     AND EXISTS (SELECT 1 FROM json_each(tokens.apps) WHERE value = ?1)",
+                )?
+                .query_map([&slug], |row| Ok((row.get(0)?, row.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (id, apps) in grants {
+                let mut apps: Vec<String> = serde_json::from_str(&apps)?;
+                apps.retain(|app| *app != slug);
+                tx.execute(
+                    "UPDATE tokens SET apps = ?2 WHERE id = ?1",
+                    params![id, serde_json::to_string(&apps)?],
+                )?;
+            }
+            let queued: Vec<String> = tx
+                .prepare(
+                    "SELECT id FROM executions WHERE app = ?1 AND status = 'queued' ORDER BY n",
+                )?
+                .query_map([&slug], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for id in &queued {
+                cancel_queued_in(
+                    tx,
+                    effects,
+                    id,
+                    at,
+                    "the app was deleted before this run started",
+                )?;
+            }
+            Ok(Some(DeletedApp { cancelled: queued }))
+        })
+        .await
+    }
+
+    async fn purge_app(&self, slug: &str) -> anyhow::Result<bool> {
+        let slug = slug.to_owned();
+        self.write(move |tx, _| {
+            if app_query(tx, &slug)?.is_some() {
+                return Err(NotPurgeable(format!("{slug} is still published: delete it first")).into());
+            }
+            let retired = tx.execute("DELETE FROM retired_slugs WHERE slug = ?1", [&slug])? > 0;
+            let unfinished: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM executions WHERE app = ?1 AND status IN ('queued', 'running')",
+                [&slug],
+                |row| row.get(0),
+            )?;
+            if unfinished > 0 {
+                return Err(NotPurgeable(format!(
+                    "{unfinished} executions of {slug} have not ended yet; try again in a moment"
+                ))
+                .into());
+            }
+            let executions = "SELECT id FROM executions WHERE app = ?1";
+            tx.execute(&format!("DELETE FROM events WHERE execution_id IN ({executions})"), [&slug])?;
+            tx.execute(
+                &format!("DELETE FROM idempotency WHERE execution_id IN ({executions})"),
+                [&slug],
+            )?;
+            let removed = tx.execute("DELETE FROM executions WHERE app = ?1", [&slug])?
+                + tx.execute("DELETE FROM app_versions WHERE slug = ?1", [&slug])?;
+            Ok(retired || removed > 0)
+        })
+        .await
     }
 
     async fn insert_execution(
@@ -687,23 +792,13 @@ impl Store for SqliteStore {
     async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool> {
         let id = id.to_owned();
         self.write(move |tx, effects| {
-            let error = RunError::new(
-                ErrorCode::Cancelled,
+            cancel_queued_in(
+                tx,
+                effects,
+                &id,
+                at,
                 "the execution was cancelled before it started",
-            );
-            let updated = tx
-                .prepare_cached(
-                    "UPDATE executions SET status = 'cancelled', error = ?2, finished_at = ?3 \
-                     WHERE id = ?1 AND status = 'queued'",
-                )?
-                .execute(params![id, serde_json::to_string(&error)?, at])?;
-            if updated == 0 {
-                return Ok(false);
-            }
-            let event = events::error(&id, next_seq(tx, &id)?, ExecStatus::Cancelled, &error);
-            insert_event(tx, &event)?;
-            effects.publish.push(event);
-            Ok(true)
+            )
         })
         .await
     }
