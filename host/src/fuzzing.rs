@@ -166,6 +166,8 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
             max_concurrent_runs: 1,
             max_runs_per_app: 1,
             max_queue: 1,
+            max_queue_per_app: 1,
+            max_queue_per_caller: 1,
         },
         guests,
     );

@@ -41,6 +41,73 @@ struct Queued {
     action: String,
     /// `None` when too large to keep in memory: read from the store at start.
     inputs: Option<String>,
+    /// Who asked for it (`None` when recovered at startup): its place counts against
+    /// that caller's share of the queue.
+    caller: Option<String>,
+}
+
+/// Places in the queue, counted in all, per app and per caller: the queue is shared, so
+/// one app's backlog or one caller's flood cannot fill it for everyone else.
+#[derive(Debug, Default)]
+struct Places {
+    total: usize,
+    by_app: HashMap<String, usize>,
+    by_caller: HashMap<String, usize>,
+}
+
+impl Places {
+    /// Takes a place for a run of `app` by `caller`, unless a bound is reached.
+    fn reserve(
+        &mut self,
+        config: &SchedulerConfig,
+        app: &str,
+        caller: &str,
+    ) -> Result<(), SubmitError> {
+        if self.total >= config.max_queue {
+            return Err(SubmitError::QueueFull(self.total));
+        }
+        let of_app = self.by_app.get(app).copied().unwrap_or(0);
+        if of_app >= config.max_queue_per_app {
+            return Err(SubmitError::AppQueueFull {
+                app: app.to_owned(),
+                waiting: of_app,
+            });
+        }
+        let of_caller = self.by_caller.get(caller).copied().unwrap_or(0);
+        if of_caller >= config.max_queue_per_caller {
+            return Err(SubmitError::CallerQueueFull(of_caller));
+        }
+        self.add(app, Some(caller));
+        Ok(())
+    }
+
+    /// Counts a place without checking the bounds (executions recovered at startup).
+    fn add(&mut self, app: &str, caller: Option<&str>) {
+        self.total += 1;
+        *self.by_app.entry(app.to_owned()).or_default() += 1;
+        if let Some(caller) = caller {
+            *self.by_caller.entry(caller.to_owned()).or_default() += 1;
+        }
+    }
+
+    /// Gives a place back. Entries at zero are removed: callers are many (every client
+    /// address), so the maps would otherwise only grow.
+    fn release(&mut self, app: &str, caller: Option<&str>) {
+        self.total = self.total.saturating_sub(1);
+        decrement(&mut self.by_app, app);
+        if let Some(caller) = caller {
+            decrement(&mut self.by_caller, caller);
+        }
+    }
+}
+
+fn decrement(counts: &mut HashMap<String, usize>, key: &str) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
+        }
+    }
 }
 
 /// Why an execution was not accepted.
@@ -49,6 +116,17 @@ pub enum SubmitError {
     /// The queue is at its bound.
     #[error("the run queue is full ({0} executions waiting)")]
     QueueFull(usize),
+    /// The app has its whole share of the queue.
+    #[error("{app} has its full share of the run queue ({waiting} executions waiting)")]
+    AppQueueFull {
+        /// The app.
+        app: String,
+        /// Its executions waiting.
+        waiting: usize,
+    },
+    /// The caller has its whole share of the queue.
+    #[error("you have your full share of the run queue ({0} executions waiting)")]
+    CallerQueueFull(usize),
     /// The server is shutting down.
     #[error("the server is shutting down")]
     Draining,
@@ -115,6 +193,10 @@ pub struct SchedulerConfig {
     pub max_concurrent_runs: usize,
     /// Executions waiting at once; past it, runs are refused with 429.
     pub max_queue: usize,
+    /// Executions of one app waiting at once.
+    pub max_queue_per_app: usize,
+    /// Executions one caller (a token, or a client address) has waiting at once.
+    pub max_queue_per_caller: usize,
     /// Executions of one app running at once, so one app (a busy or a spinning one)
     /// cannot take every slot; its other executions wait while other apps' run.
     pub max_runs_per_app: usize,
@@ -129,7 +211,7 @@ pub struct Scheduler {
     metrics: Arc<Metrics>,
     config: SchedulerConfig,
     queue: Mutex<VecDeque<Queued>>,
-    queued: AtomicUsize,
+    places: Mutex<Places>,
     notify: Notify,
     slots: Arc<Semaphore>,
     running: AtomicUsize,
@@ -161,7 +243,7 @@ impl Scheduler {
             sealer,
             metrics,
             queue: Mutex::new(VecDeque::new()),
-            queued: AtomicUsize::new(0),
+            places: Mutex::default(),
             notify: Notify::new(),
             slots: guests.slots,
             running: AtomicUsize::new(0),
@@ -189,13 +271,14 @@ impl Scheduler {
             let Some(record) = self.store.execution(&id).await? else {
                 continue;
             };
-            self.queued.fetch_add(1, Ordering::AcqRel);
+            lock(&self.places).add(&record.app, None);
             lock(&self.queue).push_back(Queued {
                 id: record.id,
                 app: record.app,
                 version: record.version,
                 action: record.action,
                 inputs: Some(record.inputs).filter(|i| i.len() <= INLINE_INPUTS),
+                caller: None,
             });
         }
         let this = self.clone();
@@ -206,7 +289,7 @@ impl Scheduler {
 
     /// Executions waiting.
     pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Acquire)
+        lock(&self.places).total
     }
 
     /// Executions running.
@@ -227,21 +310,18 @@ impl Scheduler {
     pub async fn submit(
         self: &Arc<Self>,
         mut execution: NewExecution,
+        caller: String,
         idempotency: Option<IdempotencyKey>,
         watch: bool,
     ) -> Result<Submitted, SubmitError> {
         if self.draining.load(Ordering::Acquire) {
             return Err(SubmitError::Draining);
         }
-        // Reserve a place first so concurrent requests cannot overshoot the bound.
-        let waiting = self.queued.fetch_add(1, Ordering::AcqRel);
-        if waiting >= self.config.max_queue {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(SubmitError::QueueFull(waiting));
-        }
+        // Reserve a place first so concurrent requests cannot overshoot the bounds.
+        lock(&self.places).reserve(&self.config, &execution.app, &caller)?;
         let this = self.clone();
         tokio::spawn(async move {
-            let direct = this.try_start_now(&execution.id, &execution.app);
+            let direct = this.try_start_now(&execution.id, &execution.app, &caller);
             if direct.is_some() {
                 execution.started_at = Some(now_ms());
             }
@@ -256,7 +336,7 @@ impl Scheduler {
                     request_hash,
                     view_token,
                 }) => {
-                    this.give_back(&execution.id, &execution.app, direct);
+                    this.give_back(&execution.id, &execution.app, &caller, direct);
                     return Ok(Submitted::Existing {
                         execution_id,
                         request_hash,
@@ -264,7 +344,7 @@ impl Scheduler {
                     });
                 }
                 Err(e) => {
-                    this.give_back(&execution.id, &execution.app, direct);
+                    this.give_back(&execution.id, &execution.app, &caller, direct);
                     return Err(SubmitError::Store(e));
                 }
             };
@@ -278,6 +358,7 @@ impl Scheduler {
                 version: execution.version,
                 action: execution.action,
                 inputs,
+                caller: Some(caller),
             };
             match (direct, started) {
                 (Some((permit, token)), Some(started)) => {
@@ -304,6 +385,7 @@ impl Scheduler {
         &self,
         id: &str,
         app: &str,
+        caller: &str,
     ) -> Option<(OwnedSemaphorePermit, CancellationToken)> {
         if !lock(&self.queue).is_empty() {
             return None;
@@ -312,7 +394,7 @@ impl Scheduler {
         if !self.claim_app_slot(app) {
             return None;
         }
-        self.queued.fetch_sub(1, Ordering::AcqRel);
+        lock(&self.places).release(app, Some(caller));
         self.running.fetch_add(1, Ordering::AcqRel);
         let token = CancellationToken::new();
         lock(&self.cancels).insert(id.to_owned(), (app.to_owned(), token.clone()));
@@ -325,6 +407,7 @@ impl Scheduler {
         &self,
         id: &str,
         app: &str,
+        caller: &str,
         direct: Option<(OwnedSemaphorePermit, CancellationToken)>,
     ) {
         match direct {
@@ -332,9 +415,7 @@ impl Scheduler {
                 lock(&self.cancels).remove(id);
                 self.finished_running(app);
             }
-            None => {
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-            }
+            None => lock(&self.places).release(app, Some(caller)),
         }
     }
 
@@ -399,10 +480,14 @@ impl Scheduler {
     /// Drops the queued executions `matching` from the queue: the store has ended them.
     fn forget_queued(&self, matching: impl Fn(&Queued) -> bool) {
         let mut queue = lock(&self.queue);
-        let before = queue.len();
-        queue.retain(|q| !matching(q));
-        self.queued
-            .fetch_sub(before - queue.len(), Ordering::AcqRel);
+        let mut places = lock(&self.places);
+        queue.retain(|q| {
+            let forget = matching(q);
+            if forget {
+                places.release(&q.app, q.caller.as_deref());
+            }
+            !forget
+        });
     }
 
     /// Stops starting executions and waits up to `grace` for the running ones. What is
@@ -455,7 +540,7 @@ impl Scheduler {
                 eligible.and_then(|i| queue.remove(i))
             };
             let Some(next) = next else { continue };
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+            lock(&self.places).release(&next.app, next.caller.as_deref());
             self.running.fetch_add(1, Ordering::AcqRel);
             let token = CancellationToken::new();
             lock(&self.cancels).insert(next.id.clone(), (next.app.clone(), token.clone()));

@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// Executions of one app running at once.
     pub max_runs_per_app: usize,
+    /// Executions of one app waiting at once.
+    pub max_queue_per_app: usize,
+    /// Executions one caller has waiting at once.
+    pub max_queue_per_caller: usize,
     /// The largest memory limit an app gets, in MiB.
     pub max_memory_mb: u64,
     /// The longest a run may take (the 290 s cap, or less).
@@ -222,6 +226,8 @@ async fn run(
         SchedulerConfig {
             max_concurrent_runs: config.max_concurrent_runs,
             max_queue: config.max_queue,
+            max_queue_per_app: config.max_queue_per_app,
+            max_queue_per_caller: config.max_queue_per_caller,
             max_runs_per_app: config.max_runs_per_app,
         },
         guests,

@@ -1026,3 +1026,73 @@ async fn metrics_count_runs_queue_and_compiles() {
     }
     assert!(text.contains("floom_compiles_total{result="), "{text}");
 }
+
+#[tokio::test]
+async fn one_app_or_one_caller_cannot_take_the_whole_queue() {
+    // Review finding 6: one app's backlog filled the global queue, so every app got 429.
+    let server = Server::start(&[
+        "--max-concurrent-runs",
+        "1",
+        "--max-queue",
+        "8",
+        "--max-queue-per-app",
+        "4",
+        "--max-queue-per-caller",
+        "3",
+        "--runs-per-minute",
+        "0",
+    ]);
+    server
+        .publish_misbehave("flood", "[limits]\ntimeout_s = 10")
+        .await;
+    server.publish_misbehave("quiet", "").await;
+    let mut callers = Vec::new();
+    for name in ["one", "two"] {
+        let response = server
+            .post("/api/tokens")
+            .bearer_auth(TOKEN)
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        let token: Value = response.json().await.unwrap();
+        callers.push(token["token"].as_str().unwrap().to_owned());
+    }
+    let run = |slug: &str, caller: &str| {
+        server
+            .post(&format!("/api/apps/{slug}/actions/sleep/run"))
+            .bearer_auth(caller)
+            .json(&json!({ "inputs": { "ms": 5000 } }))
+            .send()
+    };
+    // The only slot is busy, so everything below waits.
+    assert_eq!(run("flood", &callers[0]).await.unwrap().status(), 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        assert_eq!(run("flood", &callers[0]).await.unwrap().status(), 202);
+    }
+    let refused = run("flood", &callers[0]).await.unwrap();
+    assert!(refused.headers().contains_key("retry-after"));
+    let body = problem(refused, 429, "quota_exceeded").await;
+    assert!(
+        body["detail"].as_str().unwrap().contains("your full share"),
+        "{body}"
+    );
+    // Another caller still gets in, until the app's share is full.
+    assert_eq!(run("flood", &callers[1]).await.unwrap().status(), 202);
+    let body = problem(
+        run("flood", &callers[1]).await.unwrap(),
+        429,
+        "quota_exceeded",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("flood has its full share"),
+        "{body}"
+    );
+    // And another app still gets in: the queue itself has room.
+    assert_eq!(run("quiet", &callers[1]).await.unwrap().status(), 202);
+}

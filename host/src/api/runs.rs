@@ -261,10 +261,12 @@ async fn start(
     let mut id = execution.id.clone();
     let submitted = state
         .scheduler
-        .submit(execution, key, wait)
+        .submit(execution, caller.identity(), key, wait)
         .await
         .map_err(|e| match e {
-            SubmitError::QueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
+            SubmitError::QueueFull(_)
+            | SubmitError::AppQueueFull { .. }
+            | SubmitError::CallerQueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
             SubmitError::Draining => ApiError::unavailable(e.to_string()),
             SubmitError::Store(e) => ApiError::from(e),
         })?;

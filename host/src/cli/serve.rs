@@ -49,6 +49,17 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10_000)]
     pub max_queue: usize,
 
+    /// Executions of one app that may wait (default: half of --max-queue), so one
+    /// app's backlog cannot fill the queue for every other app.
+    #[arg(long)]
+    pub max_queue_per_app: Option<usize>,
+
+    /// Executions one caller (an agent token, the admin, or a client address when
+    /// anonymous) may have waiting (default: a quarter of --max-queue), so one caller
+    /// cannot fill the queue for the others.
+    #[arg(long)]
+    pub max_queue_per_caller: Option<usize>,
+
     /// The largest memory limit any app gets, in MiB.
     #[arg(long, default_value_t = 1024)]
     pub max_memory_mb: u64,
@@ -126,6 +137,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(args.max_concurrent_runs * 3 / 4)
             .max(1),
         max_queue: args.max_queue,
+        max_queue_per_app: args.max_queue_per_app.unwrap_or(args.max_queue / 2).max(1),
+        max_queue_per_caller: args
+            .max_queue_per_caller
+            .unwrap_or(args.max_queue / 4)
+            .max(1),
         max_memory_mb: args.max_memory_mb,
         max_timeout: Duration::from_secs(args.max_timeout_s),
         grace_period: Duration::from_secs(args.grace_period_s),
