@@ -366,12 +366,37 @@ async fn a_view_token_reads_its_execution_only() {
 #[tokio::test]
 async fn idempotency_keys_return_the_same_execution() {
     let server = Server::start(&["--examples"]);
-    let post = |key: &str, name: &str| {
+    let post_as = |caller: &str, key: &str, name: &str| {
         server
             .post("/api/apps/hello/run")
             .header("Idempotency-Key", key)
+            .bearer_auth(caller)
             .json(&json!({ "inputs": { "name": name } }))
     };
+    let post = |key: &str, name: &str| post_as(TOKEN, key, name);
+    // Review finding 11a: anonymous keys were scoped to the client address, so clients
+    // behind one NAT shared them. They need credentials now.
+    let (status, problem) = json_of(
+        server
+            .post("/api/apps/hello/run")
+            .header("Idempotency-Key", "k1")
+            .json(&json!({ "inputs": { "name": "Ada" } }))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (400, Some("invalid_input"))
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("needs credentials"),
+        "{problem}"
+    );
     let (status, first) = json_of(post("k1", "Ada").send().await.unwrap()).await;
     assert_eq!(status, 202);
     let (_, again) = json_of(post("k1", "Ada").send().await.unwrap()).await;
@@ -382,8 +407,7 @@ async fn idempotency_keys_return_the_same_execution() {
     // Another caller with the same key gets its own execution.
     let runner = token(&server, json!({ "name": "r" })).await;
     let (_, theirs) = json_of(
-        post("k1", "Ada")
-            .bearer_auth(runner["token"].as_str().unwrap())
+        post_as(runner["token"].as_str().unwrap(), "k1", "Ada")
             .send()
             .await
             .unwrap(),
@@ -395,6 +419,7 @@ async fn idempotency_keys_return_the_same_execution() {
         server
             .post("/api/apps/hello/run?wait=true")
             .header("Idempotency-Key", "k1")
+            .bearer_auth(TOKEN)
             .json(&json!({ "inputs": { "name": "Ada" } }))
             .send()
             .await
@@ -412,6 +437,7 @@ async fn idempotency_keys_return_the_same_execution() {
         server
             .post("/api/apps/hello/run")
             .header("Idempotency-Key", "k1")
+            .bearer_auth(TOKEN)
             .json(&json!({ "inputs": { "name": "Ada" } }))
             .send()
             .await
@@ -423,6 +449,7 @@ async fn idempotency_keys_return_the_same_execution() {
     let status = server
         .post("/api/apps/hello/run")
         .header("Idempotency-Key", "x".repeat(300))
+        .bearer_auth(TOKEN)
         .json(&json!({}))
         .send()
         .await

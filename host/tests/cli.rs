@@ -277,15 +277,17 @@ async fn tokens_secrets_and_versions_from_the_command_line() {
         .unwrap()
         .replace("Greets you by name", "v2");
     let dir = support::temp_dir("cli-v2");
-    std::fs::write(
-        dir.join("floom.toml"),
-        changed.replace(
-            "../../target",
-            &format!("{}/../../target", dir_of_manifest()),
-        ),
-    )
-    .unwrap();
-    let published = floom(&server, &["publish", dir.to_str().unwrap()]);
+    std::fs::write(dir.join("floom.toml"), changed).unwrap();
+    // The manifest moved away from the component: name it on the command line.
+    let published = floom(
+        &server,
+        &[
+            "publish",
+            dir.to_str().unwrap(),
+            "--component",
+            guests::HELLO,
+        ],
+    );
     assert!(published.status.success(), "{}", stderr(&published));
     let versions = floom(&server, &["apps", "versions", "hello"]);
     assert_eq!(
@@ -301,7 +303,62 @@ async fn tokens_secrets_and_versions_from_the_command_line() {
     assert_eq!(stats["by_status"]["succeeded"], 1);
 }
 
-/// The directory of the example manifests, for rewriting relative component paths.
-fn dir_of_manifest() -> String {
-    dir(guests::HELLO_MANIFEST).to_owned()
+#[tokio::test]
+async fn publish_uploads_only_what_the_app_folder_may_name() {
+    // Review finding 11b: `component = "/etc/passwd"` in someone else's manifest made
+    // `floom publish` upload that file.
+    let server = Server::start(&[]);
+    let app = support::temp_dir("cli-publish");
+    let secret = support::temp_dir("cli-secret").join("id_rsa.wasm");
+    std::fs::copy(guests::HELLO, &secret).unwrap();
+    for component in ["/etc/passwd", secret.to_str().unwrap(), "../outside.wasm"] {
+        std::fs::write(
+            app.join("floom.toml"),
+            format!("slug = \"sneaky\"\ncomponent = \"{component}\"\n"),
+        )
+        .unwrap();
+        let output = floom(&server, &["publish", app.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(2), "{}", stdout(&output));
+        let said = stderr(&output);
+        assert!(
+            said.contains("outside the app's folder") || said.contains("cannot read"),
+            "{said}"
+        );
+    }
+    // A symlink inside the folder that leads out is refused too.
+    std::os::unix::fs::symlink(&secret, app.join("app.wasm")).unwrap();
+    std::fs::write(
+        app.join("floom.toml"),
+        "slug = \"sneaky\"\ncomponent = \"app.wasm\"\n",
+    )
+    .unwrap();
+    let output = floom(&server, &["publish", app.to_str().unwrap()]);
+    assert!(
+        stderr(&output).contains("outside the app's folder"),
+        "{}",
+        stderr(&output)
+    );
+    let apps: Value = server
+        .admin_get("/api/apps")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(apps["data"], json!([]), "nothing was uploaded");
+    // Named on the command line, the same file is published: that is the user's choice.
+    let output = floom(
+        &server,
+        &[
+            "publish",
+            app.to_str().unwrap(),
+            "--component",
+            secret.to_str().unwrap(),
+        ],
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // And the examples, whose components are in the workspace's target/, still publish.
+    let output = floom(&server, &["publish", dir(guests::HELLO_MANIFEST)]);
+    assert!(output.status.success(), "{}", stderr(&output));
 }

@@ -49,7 +49,7 @@ pub struct RunQuery {
 /// Start a run of an app's default action (or the one named in the body).
 #[utoipa::path(post, path = "/api/apps/{slug}/run", tag = "runs",
     params(("slug" = String, Path, description = "The app's slug"), RunQuery,
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution", pattern = "^[!-~]{1,255}$")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution (needs credentials)", pattern = "^[!-~]{1,255}$")),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
@@ -81,7 +81,7 @@ pub async fn run_app(
 #[utoipa::path(post, path = "/api/apps/{slug}/actions/{action}/run", tag = "runs",
     params(("slug" = String, Path, description = "The app's slug"),
         ("action" = String, Path, description = "The action"), RunQuery,
-        ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution", pattern = "^[!-~]{1,255}$")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution (needs credentials)", pattern = "^[!-~]{1,255}$")),
     request_body(content = RunBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
@@ -198,6 +198,14 @@ async fn start(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"));
     let idempotency = idempotency_key(headers)?;
+    // Anonymous callers are known only by their address, which clients behind one NAT
+    // share: a key of theirs could replay another client's execution and view token.
+    if idempotency.is_some() && !caller.has_credentials() {
+        return Err(ApiError::invalid_input(
+            "Idempotency-Key needs credentials (Authorization: Bearer <token>): anonymous \
+             callers share addresses, so their keys could return another client's execution",
+        ));
+    }
 
     let app = match is_slug(slug)
         .then(|| state.registry.current(slug))
