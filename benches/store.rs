@@ -160,7 +160,7 @@ fn store(c: &mut Criterion) {
                     }
                 })
                 .collect();
-            store.append_events(batch);
+            let _ = store.append_events(batch);
             store.insert_execution(bench.new_execution(), None)
         });
     });

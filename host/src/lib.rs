@@ -23,4 +23,5 @@ pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod sweeper;
 pub mod tokens;

@@ -22,8 +22,8 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{
-    DynStore, ExecStatus, Finish, IdempotencyKey, Inserted, NewExecution, Started, StoredEvent,
-    now_ms,
+    Appended, DynStore, ExecStatus, Finish, IdempotencyKey, Inserted, NewExecution, Started,
+    StoredEvent, now_ms,
 };
 
 /// Inputs up to this size stay in memory while queued.
@@ -709,6 +709,7 @@ async fn pump(
     mut events: mpsc::Receiver<floom_runtime::Event>,
 ) -> i64 {
     let mut batch = Vec::with_capacity(64);
+    let mut previous: Option<Appended> = None;
     while events.recv_many(&mut batch, 64).await > 0 {
         let stored: Vec<StoredEvent> = batch
             .drain(..)
@@ -717,7 +718,14 @@ async fn pump(
                 events::streamed(&id, seq, &event)
             })
             .collect();
-        store.append_events(stored);
+        // One batch of this run waits for the writer at a time: a guest that streams
+        // faster than the store writes is slowed to its pace (through the full channel)
+        // instead of queueing in memory. The last batch is not awaited: the store writes
+        // the run's end after it.
+        if let Some(previous) = previous.take() {
+            previous.written().await;
+        }
+        previous = Some(store.append_events(stored));
     }
     seq
 }

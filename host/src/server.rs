@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub max_outbound_requests: u32,
     /// Outbound HTTP response bytes per run.
     pub max_outbound_response_bytes: u64,
+    /// Bytes of streamed chunks and log lines stored per run.
+    pub max_event_bytes: u64,
+    /// How long the streamed events of finished runs are kept; `None`: forever.
+    pub event_retention: Option<Duration>,
     /// API sizes and timeouts.
     pub api: ApiConfig,
     /// Bounds on client connections.
@@ -170,6 +174,7 @@ async fn run(
         caps: Caps {
             http_requests: config.max_outbound_requests,
             http_response_bytes: config.max_outbound_response_bytes,
+            event_bytes: config.max_event_bytes,
             ..Caps::default()
         },
         ..EngineConfig::default()
@@ -233,6 +238,7 @@ async fn run(
         guests,
     );
     scheduler.start().await?;
+    tokio::spawn(crate::sweeper::run(store.clone(), config.event_retention));
 
     let services = Arc::new(Services {
         store,

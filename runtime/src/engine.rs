@@ -26,6 +26,9 @@ pub struct Caps {
     pub chunk_bytes: usize,
     /// Streamed events per execution (10,000); later ones are dropped and marked.
     pub events: u64,
+    /// Bytes of streamed chunks and log lines per execution (16 MiB): what the store
+    /// keeps of one run; later events are dropped and marked.
+    pub event_bytes: u64,
     /// Captured stdout, in bytes (1 MiB); the excess is dropped and marked.
     pub stdout_bytes: usize,
     /// Captured stderr, in bytes (1 MiB); the excess is dropped and marked.
@@ -46,6 +49,7 @@ impl Default for Caps {
             output_bytes: 1 << 20,
             chunk_bytes: 64 << 10,
             events: 10_000,
+            event_bytes: 16 << 20,
             stdout_bytes: 1 << 20,
             stderr_bytes: 1 << 20,
             host_calls: 100_000,

@@ -56,9 +56,12 @@ struct SinkState {
     pending: VecDeque<Event>,
     /// Guest events accepted (counted against the cap).
     accepted: u64,
-    /// Guest events dropped because the cap was reached.
+    /// Guest events dropped because a cap was reached.
     dropped: u64,
     cap: u64,
+    /// Bytes of the guest events accepted, and their cap: what the store keeps of a run.
+    bytes: u64,
+    byte_cap: u64,
 }
 
 /// Whether an event made it past the cap.
@@ -77,34 +80,59 @@ impl EventSink {
                 accepted: 0,
                 dropped: 0,
                 cap,
+                bytes: 0,
+                byte_cap: u64::MAX,
             })),
         }
     }
 
-    /// Queues a guest event, counting it against the cap. The first event over the cap
-    /// is replaced by one host notice saying so.
-    pub(crate) fn push(&self, event: Event) -> Pushed {
-        self.push_with(|| event)
+    /// Also caps the bytes of the guest's events (their data or line), so a run cannot
+    /// make the store keep more than `bytes` of them.
+    pub(crate) fn with_byte_cap(self, bytes: u64) -> Self {
+        lock(&self.state).byte_cap = bytes;
+        self
     }
 
-    /// Like [`EventSink::push`], but builds the event only when the cap lets it through:
-    /// a flood past the cap costs a counter increment per line, not an allocation.
-    pub(crate) fn push_with(&self, event: impl FnOnce() -> Event) -> Pushed {
+    /// Queues a guest event of `size` bytes, counting it against the caps. The first
+    /// event over a cap is replaced by one host notice saying so, and every later one is
+    /// dropped.
+    pub(crate) fn push(&self, size: usize, event: Event) -> Pushed {
+        self.push_with(size, || event)
+    }
+
+    /// Like [`EventSink::push`], but builds the event only when the caps let it through:
+    /// a flood past them costs a counter increment per line, not an allocation.
+    pub(crate) fn push_with(&self, size: usize, event: impl FnOnce() -> Event) -> Pushed {
         let mut state = lock(&self.state);
-        if state.accepted >= state.cap {
+        let bytes = state.bytes.saturating_add(size as u64);
+        if state.dropped > 0 || state.accepted >= state.cap || bytes > state.byte_cap {
             state.dropped += 1;
             if state.dropped == 1 {
-                let notice = Event::host_notice(format!(
-                    "the event cap of {} was reached; later chunks and log lines are dropped",
-                    state.cap
-                ));
+                let notice = Event::host_notice(if state.accepted >= state.cap {
+                    format!(
+                        "the event cap of {} was reached; later chunks and log lines are dropped",
+                        state.cap
+                    )
+                } else {
+                    format!(
+                        "the cap of {} bytes of chunks and log lines was reached; later ones are dropped",
+                        state.byte_cap
+                    )
+                });
                 self.enqueue(&mut state, notice);
             }
             return Pushed::OverCap;
         }
         state.accepted += 1;
+        state.bytes = bytes;
         self.enqueue(&mut state, event());
         Pushed::Accepted
+    }
+
+    /// Whether the caps were reached: every later guest event is dropped, so a producer
+    /// can skip the work of building one.
+    pub(crate) fn is_full(&self) -> bool {
+        lock(&self.state).dropped > 0
     }
 
     /// Queues a host notice; these are rare (one per kind of cap) and not counted.
@@ -391,7 +419,9 @@ impl PipeState {
     fn emit_line(&mut self, line: &[u8], sink: &EventSink) {
         match self.role {
             LineRole::Chunks => {
-                sink.push_with(|| Event::text_chunk(&String::from_utf8_lossy(line)));
+                sink.push_with(line.len(), || {
+                    Event::text_chunk(&String::from_utf8_lossy(line))
+                });
             }
             LineRole::Logs(stream) => {
                 let text = String::from_utf8_lossy(line);
@@ -402,7 +432,7 @@ impl PipeState {
                     let cut = utf8_boundary(text.as_bytes(), RECENT_LINE_BYTES);
                     self.recent.push_back(text[..cut].to_owned());
                 }
-                sink.push_with(|| Event::Log {
+                sink.push_with(text.len(), || Event::Log {
                     stream,
                     level: None,
                     line: text.into_owned(),

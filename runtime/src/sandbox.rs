@@ -143,7 +143,7 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
         .map_or(app.limits.timeout, |t| t.min(app.limits.timeout))
         .min(config.max_timeout);
 
-    let sink = EventSink::new(request.events.clone(), caps.events);
+    let sink = EventSink::new(request.events.clone(), caps.events).with_byte_cap(caps.event_bytes);
     let stdout_role = match app.kind {
         AppKind::Command => LineRole::Chunks,
         AppKind::Sdk => LineRole::Logs(LogStream::Stdout),

@@ -17,6 +17,9 @@ wasmtime::component::bindgen!({
 
 use floom::app::host;
 
+/// What `emit` answers once the execution's event caps are reached.
+const OVER_CAP: &str = "chunk dropped: the execution's event cap (count or bytes) was reached";
+
 /// Per-run state behind the `host` interface.
 pub(crate) struct HostState {
     pub sink: EventSink,
@@ -49,16 +52,20 @@ impl host::Host for RunState {
                 host.chunk_cap
             )));
         }
+        if host.sink.is_full() {
+            // Past the caps: refuse without checking (or copying) the chunk.
+            return Ok(Err(OVER_CAP.into()));
+        }
         let data = match RawValue::from_string(chunk) {
             Ok(data) => data,
             Err(e) => return Ok(Err(format!("chunk refused: not valid JSON ({e})"))),
         };
-        let pushed = host.sink.push(Event::Chunk { data });
+        let pushed = host.sink.push(data.get().len(), Event::Chunk { data });
         // Wait here, not in the guest's next write, when the caller is behind.
         host.sink.flush().await;
         Ok(match pushed {
             Pushed::Accepted => Ok(()),
-            Pushed::OverCap => Err("chunk dropped: the execution's event cap was reached".into()),
+            Pushed::OverCap => Err(OVER_CAP.into()),
         })
     }
 
@@ -75,11 +82,14 @@ impl host::Host for RunState {
         // A log line is bounded like a chunk.
         let mut line = message;
         truncate(&mut line, host.chunk_cap);
-        host.sink.push(Event::Log {
-            stream: LogStream::App,
-            level: Some(level),
-            line,
-        });
+        host.sink.push(
+            line.len(),
+            Event::Log {
+                stream: LogStream::App,
+                level: Some(level),
+                line,
+            },
+        );
         host.sink.flush().await;
         Ok(())
     }

@@ -98,6 +98,16 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16)]
     pub max_outbound_response_mb: u64,
 
+    /// Bytes of streamed chunks and log lines one run may store, in MiB; later ones are
+    /// dropped and marked.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_event_mb: u64,
+
+    /// Days the streamed events (chunks, logs) of finished runs are kept; 0 keeps them
+    /// forever. The execution, its output and its final event stay.
+    #[arg(long, default_value_t = 30)]
+    pub event_retention_days: u64,
+
     /// Runs one caller (an agent token, or a client address when anonymous) may start
     /// per minute; 0 for no limit. The admin secret is exempt.
     #[arg(long, default_value_t = 600)]
@@ -150,6 +160,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         allow_private_network: args.allow_private_network,
         max_outbound_requests: args.max_outbound_requests,
         max_outbound_response_bytes: args.max_outbound_response_mb << 20,
+        max_event_bytes: args.max_event_mb << 20,
+        event_retention: (args.event_retention_days > 0)
+            .then(|| Duration::from_secs(args.event_retention_days * 86_400)),
         api: ApiConfig {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,

@@ -265,6 +265,24 @@ impl StoredEvent {
     }
 }
 
+/// Resolves once queued events are written (or their write failed, which the store
+/// logs): what lets a producer wait for the store instead of queueing without bound.
+#[derive(Debug)]
+pub struct Appended(tokio::sync::oneshot::Receiver<()>);
+
+impl Appended {
+    /// A handle, and the sender that resolves it.
+    pub fn new() -> (tokio::sync::oneshot::Sender<()>, Self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, Appended(rx))
+    }
+
+    /// Waits until the events are written.
+    pub async fn written(self) {
+        let _ = self.0.await;
+    }
+}
+
 /// How an execution ended, with its terminal event.
 #[derive(Debug, Clone)]
 pub struct Finish {
@@ -350,8 +368,11 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a queued execution to running and writes its `start` event. `None` when it
     /// is no longer queued (cancelled meanwhile).
     async fn start_execution(&self, id: &str, at: Millis) -> anyhow::Result<Option<Started>>;
-    /// Appends streamed events. Batched with other writes; not awaited for durability.
-    fn append_events(&self, events: Vec<StoredEvent>);
+    /// Queues streamed events (of one execution) to be written with a later batch of
+    /// writes. The execution's [`Store::finish_execution`] is written after them; the
+    /// returned handle tells when they are written, for a caller that wants to keep its
+    /// backlog small.
+    fn append_events(&self, events: Vec<StoredEvent>) -> Appended;
     /// Records the end of a running execution and its terminal event.
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()>;
     /// Cancels a queued execution, writing its terminal event. False when it was not
@@ -388,6 +409,11 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_secret(&self, app: &str, name: &str) -> anyhow::Result<bool>;
     /// An app's secrets, by name.
     async fn secrets(&self, app: &str) -> anyhow::Result<Vec<SecretRecord>>;
+
+    /// Deletes the streamed events (all but the terminal one) of some executions that
+    /// finished before `finished_before`, a bounded amount per call; returns how many
+    /// executions it pruned (0 when none are left).
+    async fn prune_events(&self, finished_before: Millis) -> anyhow::Result<usize>;
 
     /// At startup: requeues executions interrupted on their first attempt, fails those
     /// interrupted twice with `host_restarted`, and lists every queued execution.

@@ -3,11 +3,18 @@
 //! All writes go through one writer thread that commits whatever has queued up in one
 //! transaction (group commit: one commit per batch, not per event), each operation in
 //! its own savepoint so one failure does not undo the others. Callers are answered only
-//! after the commit, and committed events are then published to live subscribers. Reads
+//! after the commit, and committed events are then published to live subscribers.
+//!
+//! Streamed events queue apart from the other writes, per execution: a transaction takes
+//! every waiting write first, then events round-robin across executions up to a byte
+//! budget. So a chatty run's events cannot delay another run's start or end commits (a
+//! write waits at most one budget of events), nor starve other runs' events; an
+//! execution's own pending events are written before its end. Reads
 //! use a small pool of read-only connections on blocking threads; WAL lets them run
 //! while the writer writes. Checkpoints (copying the WAL back into the database, with
 //! its fsyncs) run on a thread of their own, so no commit waits for one.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -20,8 +27,8 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use super::{
-    AppRecord, AppStats, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary, Finish,
-    IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
+    AppRecord, AppStats, Appended, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
+    Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
     NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
     StoredEvent, TokenRecord, VersionRecord,
 };
@@ -33,10 +40,17 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_access.sql"),
     include_str!("migrations/0003_retired_slugs.sql"),
+    include_str!("migrations/0004_event_retention.sql"),
 ];
+/// Events one pruning write deletes at most (beyond finishing the execution it is on),
+/// so it holds the writer for milliseconds, not seconds.
+const PRUNE_EVENTS_PER_WRITE: usize = 20_000;
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Bytes of streamed events one transaction takes (beyond those an execution's end
+/// flushes): the most a write waits behind.
+const EVENT_BYTES_PER_COMMIT: usize = 256 << 10;
 /// Read connections kept open.
 const READERS: usize = 4;
 /// The least time between two checkpoints: each copies what the WAL gained meanwhile.
@@ -153,9 +167,75 @@ impl Drop for Savepoint<'_> {
     }
 }
 
+/// What the writer thread is given.
+enum Work {
+    /// A write, run after the pending events of the execution it names (if any).
+    Job(Box<dyn Job>, Option<String>),
+    /// Streamed events of one execution.
+    Events(EventBatch),
+}
+
+/// Events of one execution, and who waits for them to be written.
+struct EventBatch {
+    execution: String,
+    events: Vec<StoredEvent>,
+    bytes: usize,
+    written: oneshot::Sender<()>,
+}
+
+/// The writer's backlog: writes in arrival order, events per execution.
+#[derive(Default)]
+struct Backlog {
+    jobs: VecDeque<(Box<dyn Job>, Option<String>)>,
+    events: HashMap<String, VecDeque<EventBatch>>,
+    /// Executions with events waiting, in turn order.
+    turns: VecDeque<String>,
+}
+
+impl Backlog {
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty() && self.turns.is_empty()
+    }
+
+    fn add(&mut self, work: Work) {
+        match work {
+            Work::Job(job, after) => self.jobs.push_back((job, after)),
+            Work::Events(batch) => {
+                let queue = self.events.entry(batch.execution.clone()).or_default();
+                if queue.is_empty() {
+                    self.turns.push_back(batch.execution.clone());
+                }
+                queue.push_back(batch);
+            }
+        }
+    }
+
+    /// Every waiting batch of `execution`.
+    fn take_all(&mut self, execution: &str) -> VecDeque<EventBatch> {
+        let batches = self.events.remove(execution).unwrap_or_default();
+        if !batches.is_empty() {
+            self.turns.retain(|id| id != execution);
+        }
+        batches
+    }
+
+    /// The next batch in turn: one per execution, round-robin.
+    fn next_batch(&mut self) -> Option<EventBatch> {
+        let execution = self.turns.pop_front()?;
+        let queue = self.events.get_mut(&execution)?;
+        let batch = queue.pop_front();
+        if queue.is_empty() {
+            self.events.remove(&execution);
+        } else {
+            self.turns.push_back(execution);
+        }
+        batch
+    }
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
-    jobs: Mutex<mpsc::Sender<Box<dyn Job>>>,
+    jobs: Mutex<mpsc::Sender<Work>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
 }
@@ -192,7 +272,7 @@ impl SqliteStore {
             .spawn(move || checkpointer(checkpoints, nudged))
             .context("cannot start the database checkpointer")?;
 
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let (tx, rx) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("floom-store-writer".into())
             .spawn(move || writer(conn, rx, live, nudge))
@@ -214,10 +294,10 @@ impl SqliteStore {
         })
     }
 
-    fn submit(&self, job: Box<dyn Job>) {
+    fn submit(&self, work: Work) {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         // The writer thread only stops when the store is dropped.
-        let _ = jobs.send(job);
+        let _ = jobs.send(work);
     }
 
     /// Runs `f` in the next write batch and returns its result once committed.
@@ -225,13 +305,23 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send + 'static,
     ) -> anyhow::Result<R> {
+        self.write_after(None, f).await
+    }
+
+    /// Like [`Self::write`], after every event of `execution` queued before it.
+    async fn write_after<R: Send + 'static>(
+        &self,
+        execution: Option<String>,
+        f: impl FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
         let (reply, result) = oneshot::channel();
-        self.submit(Box::new(Op {
+        let job = Box::new(Op {
             f: Some(Box::new(f)),
             result: None,
             effects: Effects::default(),
             reply: Some(reply),
-        }));
+        });
+        self.submit(Work::Job(job, execution));
         result
             .await
             .map_err(|_| anyhow::anyhow!("the database writer stopped"))?
@@ -313,34 +403,59 @@ fn checkpointer(conn: Connection, nudged: mpsc::Receiver<()>) {
     }
 }
 
-/// The writer thread: one transaction per batch of queued jobs; each commit nudges the
-/// checkpointer.
+/// The writer thread: one transaction per round (every waiting write, then events
+/// within the byte budget); each commit nudges the checkpointer.
 fn writer(
     mut conn: Connection,
-    jobs: mpsc::Receiver<Box<dyn Job>>,
+    work: mpsc::Receiver<Work>,
     live: Arc<Live>,
     checkpoint: mpsc::SyncSender<()>,
 ) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    let mut backlog = Backlog::default();
+    loop {
+        if backlog.is_empty() {
+            match work.recv() {
+                Ok(first) => backlog.add(first),
+                Err(_) => return,
             }
         }
+        while let Ok(more) = work.try_recv() {
+            backlog.add(more);
+        }
         let mut effects = Effects::default();
+        let mut jobs = Vec::new();
+        let mut written = Vec::new();
         let commit = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => {
-                for job in &mut batch {
+                let take = backlog.jobs.len().min(MAX_BATCH);
+                let round: Vec<_> = backlog.jobs.drain(..take).collect();
+                for (mut job, after) in round {
+                    // An execution's end comes after all of its events.
+                    for batch in after.map(|id| backlog.take_all(&id)).unwrap_or_default() {
+                        write_events(&tx, &batch, &mut effects);
+                        written.push(batch.written);
+                    }
                     job.run(&tx, &mut effects);
+                    jobs.push(job);
+                }
+                let mut budget = EVENT_BYTES_PER_COMMIT;
+                while budget > 0
+                    && let Some(batch) = backlog.next_batch()
+                {
+                    budget = budget.saturating_sub(batch.bytes);
+                    write_events(&tx, &batch, &mut effects);
+                    written.push(batch.written);
                 }
                 tx.commit().map_err(|e| CommitFailed::from(&e))
             }
             Err(e) => Err(CommitFailed::from(&e)),
         };
         if let Err(e) = &commit {
-            tracing::error!("database commit failed, {} writes lost: {e}", batch.len());
+            tracing::error!(
+                "database commit failed, {} writes and {} event batches lost: {e}",
+                jobs.len(),
+                written.len()
+            );
         } else {
             // Full means a nudge is already pending.
             let _ = checkpoint.try_send(());
@@ -351,8 +466,25 @@ fn writer(
                 live.publish(event);
             }
         }
-        for job in batch {
+        for job in jobs {
             job.complete(commit.clone());
+        }
+        for done in written {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Inserts a batch of streamed events; one that cannot be stored is logged and skipped.
+fn write_events(tx: &Connection, batch: &EventBatch, effects: &mut Effects) {
+    for event in &batch.events {
+        match insert_event(tx, event) {
+            Ok(()) => effects.publish.push(event.clone()),
+            Err(e) => tracing::error!(
+                execution = %event.execution_id,
+                seq = event.seq,
+                "cannot store an event: {e}"
+            ),
         }
     }
 }
@@ -741,33 +873,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn append_events(&self, events: Vec<StoredEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        struct Append(Vec<StoredEvent>);
-        impl Job for Append {
-            fn run(&mut self, tx: &Transaction<'_>, effects: &mut Effects) {
-                for event in self.0.drain(..) {
-                    match insert_event(tx, &event) {
-                        Ok(()) => effects.publish.push(event),
-                        Err(e) => tracing::error!(
-                            execution = %event.execution_id,
-                            seq = event.seq,
-                            "cannot store an event: {e}"
-                        ),
-                    }
-                }
-            }
-
-            fn complete(self: Box<Self>, _commit: Result<(), CommitFailed>) {}
-        }
-        self.submit(Box::new(Append(events)));
+    fn append_events(&self, events: Vec<StoredEvent>) -> Appended {
+        let (written, appended) = Appended::new();
+        let Some(first) = events.first() else {
+            return appended;
+        };
+        let batch = EventBatch {
+            execution: first.execution_id.clone(),
+            bytes: events.iter().map(|e| e.data.len()).sum(),
+            events,
+            written,
+        };
+        self.submit(Work::Events(batch));
+        appended
     }
 
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()> {
         let id = id.to_owned();
-        self.write(move |tx, effects| {
+        self.write_after(Some(id.clone()), move |tx, effects| {
             let updated = tx
                 .prepare_cached(
                     "UPDATE executions SET status = ?2, output = ?3, error = ?4, usage = ?5, finished_at = ?6 \
@@ -1024,6 +1147,35 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn prune_events(&self, finished_before: Millis) -> anyhow::Result<usize> {
+        self.write(move |tx, _| {
+            let due: Vec<String> = tx
+                .prepare_cached(
+                    "SELECT id FROM executions INDEXED BY executions_to_prune \
+                     WHERE events_pruned = 0 AND finished_at IS NOT NULL AND finished_at < ?1 \
+                     ORDER BY finished_at LIMIT 500",
+                )?
+                .query_map([finished_before], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let (mut deleted, mut done) = (0, 0);
+            for id in due {
+                done += 1;
+                deleted += tx
+                    .prepare_cached(
+                        "DELETE FROM events WHERE execution_id = ?1 AND kind NOT IN ('end', 'error')",
+                    )?
+                    .execute([&id])?;
+                tx.prepare_cached("UPDATE executions SET events_pruned = 1 WHERE id = ?1")?
+                    .execute([&id])?;
+                if deleted >= PRUNE_EVENTS_PER_WRITE {
+                    break;
+                }
+            }
+            Ok(done)
         })
         .await
     }
