@@ -16,8 +16,8 @@
 //!    schema, counting an upper bound of the validator's work, of the errors it can build
 //!    and of how deep it recurses, and stops as soon as a budget is passed; only then does
 //!    the validator run. The errors it reports are capped in number and in length.
-//! 3. A [`ValidationPool`] runs validations on threads of its own (large stacks, lower CPU
-//!    priority) behind a semaphore, so a burst of costly requests waits in line instead of
+//! 3. A [`ValidationPool`] runs validations on threads of its own (large stacks; the
+//!    server lowers their CPU priority) behind a semaphore, so a burst of costly requests waits in line instead of
 //!    taking the HTTP runtime's threads, and a time limit answers a request whose
 //!    validation overruns anyway.
 //!
@@ -265,7 +265,7 @@ fn measure(value: &Value, depth: usize, count: &mut usize) -> Result<(), SchemaE
     if depth >= MAX_SCHEMA_DEPTH && (value.is_object() || value.is_array()) {
         return Err(refuse(
             "depth",
-            format!("it nests more than {MAX_SCHEMA_DEPTH} levels deep"),
+            format!("it nests more than {MAX_SCHEMA_DEPTH} levels of JSON deep"),
         ));
     }
     match value {
@@ -680,8 +680,8 @@ fn check_pattern(pattern: &str, location: &str) -> Result<(), SchemaError> {
             let reason = reason.lines().last().unwrap_or_default();
             let reason = reason.trim_start_matches("error: ");
             format!(
-                "cannot run on the linear-time engine patterns use ({reason}); backreferences \
-                 and look-around need backtracking, which is not supported"
+                "cannot run on the linear-time engine that patterns use: {reason} \
+                 (backreferences and look-around need backtracking)"
             )
         }
     };

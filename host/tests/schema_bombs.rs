@@ -74,8 +74,9 @@ fn doubling_per_level() -> Value {
     })
 }
 
+/// `depth` arrays around "bad": every branch fails, so the validator tries them all.
 fn nested(depth: usize) -> Value {
-    let mut value = json!(1);
+    let mut value = json!("bad");
     for _ in 0..depth {
         value = Value::Array(vec![value]);
     }
@@ -113,7 +114,7 @@ async fn pathological_schemas_are_refused_at_publish_naming_the_rule() {
         (any_of_chain(20), "in-place expansion"),
         (
             json!({"properties": {"x": {"type": "string", "pattern": r"^(a|a)+\1$"}}}),
-            "backreferences and look-around need backtracking",
+            "backreferences are not supported",
         ),
         (
             json!({"properties": {"x": {"$ref": "https://example.com/s.json"}}}),
@@ -159,7 +160,7 @@ async fn a_costly_input_is_refused_with_413_in_bounded_time() {
         .into_bytes();
     assert_eq!(run(&server, "doubling", body).await.status(), 202);
 
-    // 40 levels: 2^40 evaluations for the validator.
+    // 40 levels where every branch fails: 2^40 evaluations for the validator.
     let started = Instant::now();
     let body = json!({"inputs": {"x": nested(40)}})
         .to_string()
