@@ -354,7 +354,7 @@ async fn traps_are_failures_with_a_clear_message() {
     assert!(app_code.len() <= 128, "{}", app_code.len());
     assert!(app_code.starts_with("ccc"), "{app_code}");
     assert!(error.message.len() <= 16 << 10, "{}", error.message.len());
-    assert!(error.message.ends_with("[cut: 20971520 bytes in all]"));
+    assert!(error.message.ends_with(floom_runtime::text::CUT_MARK));
 
     let ran = run(&app, "app-error", json!({}), None).await;
     let error = ran.outcome.error.unwrap();

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
+use crate::schema::ValidationPool;
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::Tokens;
 
@@ -180,6 +181,7 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         tokens,
         sealer,
         limiter: RateLimiter::new(0),
+        validations: ValidationPool::new(1, || {})?,
         metrics,
         config: ApiConfig {
             max_component: MAX_COMPONENT,

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod registry;
 pub mod scheduler;
+pub mod schema;
 pub mod server;
 pub mod store;
 pub mod sweeper;

@@ -1,6 +1,6 @@
 //! Published apps, compiled and ready to run: the current version of every app in
 //! memory, older versions loaded on demand (queued executions run the version they were
-//! accepted for), and the JSON Schema validators of every action.
+//! accepted for), and the input schemas of every action (compiled by [`crate::schema`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -8,68 +8,45 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::Context as _;
 use floom_runtime::{CompiledApp, ComponentError, Engine, Manifest, ManifestError};
-use serde::Serialize;
-use serde_json::Value;
 
 use tokio::sync::Semaphore;
 
 use crate::metrics::Metrics;
+use crate::schema::Schema;
 use crate::store::{
     AppRecord, DeletedApp, DynStore, Published, SlugRetired, VersionRecord, now_ms,
 };
 
-/// One compiled app version with its input validators.
+/// One compiled app version with its input schemas.
 pub struct LoadedApp {
     /// The version as stored.
     pub record: VersionRecord,
     /// The compiled component.
     pub app: CompiledApp,
-    validators: HashMap<String, jsonschema::Validator>,
-}
-
-/// One way the inputs break the action's schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct InputProblem {
-    /// JSON Pointer to the failing value (`""` for the whole input).
-    pub path: String,
-    /// What is wrong with it.
-    pub message: String,
+    input_schemas: HashMap<String, Arc<Schema>>,
 }
 
 impl LoadedApp {
     fn new(record: VersionRecord, app: CompiledApp) -> Result<Self, ManifestError> {
-        let validators = compile_schemas(app.manifest())?;
+        let input_schemas = compile_schemas(app.manifest())?;
         Ok(LoadedApp {
             record,
             app,
-            validators,
+            input_schemas,
         })
     }
 
-    /// Checks `inputs` against the action's `input_schema`, listing every problem.
-    pub fn validate(&self, action: &str, inputs: &Value) -> Result<(), Vec<InputProblem>> {
-        let Some(validator) = self.validators.get(action) else {
-            return Ok(());
-        };
-        let problems: Vec<InputProblem> = validator
-            .iter_errors(inputs)
-            .map(|e| InputProblem {
-                path: e.instance_path().to_string(),
-                message: e.to_string(),
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(problems)
-        }
+    /// The action's `input_schema`, if it has one; validate with
+    /// [`crate::schema::ValidationPool::validate`].
+    pub fn input_schema(&self, action: &str) -> Option<Arc<Schema>> {
+        self.input_schemas.get(action).cloned()
     }
 }
 
-/// Compiles every action's input schema, so a broken schema is refused at publish.
-fn compile_schemas(
-    manifest: &Manifest,
-) -> Result<HashMap<String, jsonschema::Validator>, ManifestError> {
+/// Compiles every action's schemas, so a broken or pathological one is refused at
+/// publish (and an app stored before a rule existed is not loaded); returns the input
+/// schemas.
+fn compile_schemas(manifest: &Manifest) -> Result<HashMap<String, Arc<Schema>>, ManifestError> {
     let mut validators = HashMap::new();
     let mut problems = Vec::new();
     for (name, action) in manifest.actions() {
@@ -78,14 +55,12 @@ fn compile_schemas(
             ("output_schema", &action.output_schema),
         ] {
             let Some(schema) = schema else { continue };
-            match jsonschema::validator_for(schema) {
+            match Schema::compile(schema) {
                 Ok(validator) if key == "input_schema" => {
-                    validators.insert(name.to_owned(), validator);
+                    validators.insert(name.to_owned(), Arc::new(validator));
                 }
                 Ok(_) => {}
-                Err(e) => problems.push(format!(
-                    "actions.{name}.{key} is not a valid JSON Schema: {e}"
-                )),
+                Err(e) => problems.push(format!("actions.{name}.{key} {e}")),
             }
         }
     }

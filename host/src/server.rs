@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::{PublishError, Registry};
 use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
+use crate::schema::ValidationPool;
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::{PREFIX, Tokens};
 
@@ -113,6 +114,9 @@ fn make_private(dirs: &[&Path]) -> anyhow::Result<()> {
 /// Guest threads' nice value: below the HTTP runtime, so `/healthz` and the API answer
 /// while guests spin.
 const GUEST_NICE: i32 = 10;
+/// Validation threads' nice value: below the HTTP runtime, so `/healthz` answers while
+/// costly inputs are checked, and above guests, as a client waits on each validation.
+const VALIDATION_NICE: i32 = 5;
 /// Compiler threads' nice value: the lowest, so compiling a (possibly hostile) component
 /// at publish takes what running executions leave.
 const COMPILE_NICE: i32 = 19;
@@ -249,6 +253,11 @@ async fn run(
         tokens,
         sealer,
         limiter: RateLimiter::new(config.api.runs_per_minute),
+        // One thread per core: validation is CPU work, more threads would only share.
+        validations: ValidationPool::new(
+            std::thread::available_parallelism().map_or(1, usize::from),
+            || lower_priority(VALIDATION_NICE),
+        )?,
         metrics: metrics.clone(),
         config: config.api.clone(),
     });

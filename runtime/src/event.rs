@@ -77,6 +77,9 @@ impl Event {
     }
 }
 
+// Every string a guest controls is cut (`crate::text::cut_in_place`) where it enters
+// the host, so nothing downstream (the store, the API, lists) holds more.
+
 /// Longest app-chosen error code kept (an `app_error`'s `app_code`), in bytes.
 pub(crate) const MAX_ERROR_CODE: usize = 128;
 /// Longest error message kept, in bytes: an app's own message, a trap's, any other.
@@ -84,46 +87,8 @@ pub(crate) const MAX_ERROR_MESSAGE: usize = 16 << 10;
 /// Longest host notice, in bytes (notices can quote what a guest asked for).
 pub(crate) const MAX_NOTICE: usize = 4 << 10;
 
-/// Cuts `text` to at most `max` bytes, on a character boundary, ending it with a note of
-/// how long it was. Every string a guest controls is bounded this way where it enters
-/// the host, so nothing downstream (the store, the API, lists) holds more.
-pub(crate) fn truncate(text: &mut String, max: usize) {
-    if text.len() <= max {
-        return;
-    }
-    let note = format!(" [cut: {} bytes in all]", text.len());
-    let mut cut = max.saturating_sub(note.len());
-    while !text.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    text.truncate(cut);
-    if note.len() <= max {
-        text.push_str(&note);
-    }
-}
-
 /// `text` encoded as a JSON string.
 pub(crate) fn json_string(text: &str) -> Box<RawValue> {
     let encoded = serde_json::to_string(text).expect("a str always serializes");
     RawValue::from_string(encoded).expect("serde_json output is valid JSON")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn truncation_keeps_characters_whole_and_says_so() {
-        let mut short = "fits".to_owned();
-        truncate(&mut short, 4);
-        assert_eq!(short, "fits");
-        let mut long = "é".repeat(100);
-        truncate(&mut long, 50);
-        assert!(long.len() <= 50, "{}", long.len());
-        assert!(long.ends_with(" [cut: 200 bytes in all]"), "{long}");
-        assert!(long.starts_with('é'));
-        let mut tiny = "abcdef".to_owned();
-        truncate(&mut tiny, 3);
-        assert_eq!(tiny, "");
-    }
 }

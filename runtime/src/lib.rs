@@ -52,6 +52,7 @@ mod outcome;
 mod output;
 mod sandbox;
 mod sdk_host;
+pub mod text;
 
 pub use app::{
     AppKind, CompileInfo, CompiledApp, ComponentError, HANDLER_EXPORT, RequestError, RunRequest,

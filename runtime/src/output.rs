@@ -22,7 +22,8 @@ use tokio::sync::mpsc;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
-use crate::event::{Event, LogStream, MAX_NOTICE, truncate};
+use crate::event::{Event, LogStream, MAX_NOTICE};
+use crate::text::cut_in_place;
 
 /// The prefix of the stdout line that carries a command app's output.
 pub const RESULT_MARKER: &str = "__FLOOM_RESULT__";
@@ -137,7 +138,7 @@ impl EventSink {
 
     /// Queues a host notice; these are rare (one per kind of cap) and not counted.
     pub(crate) fn notice(&self, mut line: String) {
-        truncate(&mut line, MAX_NOTICE);
+        cut_in_place(&mut line, MAX_NOTICE);
         let mut state = lock(&self.state);
         self.enqueue(&mut state, Event::host_notice(line));
     }

@@ -11,13 +11,14 @@ use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
-use crate::event::{LogStream, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, json_string, truncate};
+use crate::event::{LogStream, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, json_string};
 use crate::outbound::{NetworkPolicy, Outbound};
 use crate::outcome::{
     ErrorCode, MemoryLimitExceeded, Outcome, Phase, RunError, Usage, classify_error,
 };
 use crate::output::{Captured, EventSink, LineRole, Marker, OutputPipe, PipeCaps};
 use crate::sdk_host::HostState;
+use crate::text::cut_in_place;
 
 /// Random bytes a guest may ask for in one call (WASI's default is far larger).
 const MAX_RANDOM_BYTES: u64 = 1 << 20;
@@ -177,7 +178,7 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
     let mut outcome = classify(ending, app, &stdout, &stderr, limiter.refused.as_ref());
     // Messages built from wasmtime's errors can quote the guest too.
     if let Some(error) = &mut outcome.error {
-        truncate(&mut error.message, MAX_ERROR_MESSAGE);
+        cut_in_place(&mut error.message, MAX_ERROR_MESSAGE);
     }
     outcome.usage = Usage {
         duration: started.elapsed(),
@@ -243,7 +244,7 @@ pub(crate) async fn probe(app: &AppInner) -> Result<(), RunError> {
     let refused = store.data().limiter.refused.clone();
     result.map_err(|e| {
         let mut error = classify_error(&e, Phase::Instantiate, refused.as_ref(), None);
-        truncate(&mut error.message, MAX_ERROR_MESSAGE);
+        cut_in_place(&mut error.message, MAX_ERROR_MESSAGE);
         error
     })
 }
@@ -345,8 +346,8 @@ async fn call_guest(pre: &Pre, store: &mut Store<RunState>, action: &str, input:
                 Ok(Err(mut e)) => {
                     // Bounded here, where they enter the host: they are stored twice
                     // (the execution and its error event) and shown in every answer.
-                    truncate(&mut e.code, MAX_ERROR_CODE);
-                    truncate(&mut e.message, MAX_ERROR_MESSAGE);
+                    cut_in_place(&mut e.code, MAX_ERROR_CODE);
+                    cut_in_place(&mut e.message, MAX_ERROR_MESSAGE);
                     Ending::AppError {
                         code: e.code,
                         message: e.message,

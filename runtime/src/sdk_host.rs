@@ -3,10 +3,11 @@
 
 use serde_json::value::RawValue;
 
-use crate::event::{Event, Level, LogStream, truncate};
+use crate::event::{Event, Level, LogStream};
 use crate::outcome::HostCallBudgetExhausted;
 use crate::output::{EventSink, Pushed};
 use crate::sandbox::RunState;
+use crate::text::cut_in_place;
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -81,7 +82,7 @@ impl host::Host for RunState {
         };
         // A log line is bounded like a chunk.
         let mut line = message;
-        truncate(&mut line, host.chunk_cap);
+        cut_in_place(&mut line, host.chunk_cap);
         host.sink.push(
             line.len(),
             Event::Log {

@@ -1,12 +1,21 @@
 //! The one API error type: every failure answers as an RFC 9457 problem
 //! (`application/problem+json`) with one of the SPEC's codes.
+//!
+//! A problem never amplifies the request it answers: `detail` is cut at
+//! [`MAX_DETAIL_BYTES`] (it may quote a path, a key or a manifest), and `errors` lists at
+//! most [`MAX_LISTED_ERRORS`] problems of at most 256 bytes each, counting the rest in
+//! `errors_omitted`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::registry::InputProblem;
+use crate::schema::{InputProblem, MAX_LISTED_ERRORS, Rejection};
+use floom_runtime::text;
+
+/// Longest `detail`, in bytes.
+pub const MAX_DETAIL_BYTES: usize = 4 << 10;
 
 /// An API failure.
 #[derive(Debug)]
@@ -15,6 +24,7 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     errors: Vec<InputProblem>,
+    errors_omitted: Option<u64>,
     retry_after: Option<u64>,
 }
 
@@ -28,15 +38,20 @@ pub struct Problem {
     title: String,
     /// The HTTP status.
     status: u16,
-    /// What went wrong, for people.
+    /// What went wrong, for people; at most 4 KiB, ending with `…` when cut.
     detail: String,
     /// What went wrong, for programs.
     #[schema(value_type = ProblemCode)]
     code: &'static str,
-    /// For `invalid_input`: every input that breaks the schema.
+    /// For `invalid_input`: where the inputs break the schema, at most 100.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    #[schema(required = false)]
+    #[schema(required = false, max_items = 100)]
     errors: Vec<InputProblem>,
+    /// For `invalid_input`: how many more problems there are than `errors` lists (absent
+    /// when it lists them all).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, minimum = 1)]
+    errors_omitted: Option<u64>,
 }
 
 /// The error codes (SPEC section 4).
@@ -73,8 +88,9 @@ impl ApiError {
         ApiError {
             status,
             code,
-            detail: detail.into(),
+            detail: text::cut(detail.into(), MAX_DETAIL_BYTES),
             errors: Vec::new(),
+            errors_omitted: None,
             retry_after: None,
         }
     }
@@ -84,14 +100,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_input", detail)
     }
 
-    /// 400: the inputs break the action's schema; each problem is listed.
-    pub fn invalid_inputs(errors: Vec<InputProblem>) -> Self {
-        let mut error = Self::invalid_input(format!(
-            "the inputs do not match the action's input_schema ({} problem{})",
-            errors.len(),
-            if errors.len() == 1 { "" } else { "s" }
-        ));
+    /// 400: the inputs break the action's schema; the first [`MAX_LISTED_ERRORS`]
+    /// problems are listed and the rest (`omitted`) counted.
+    pub fn invalid_inputs(
+        detail: impl Into<String>,
+        errors: Vec<InputProblem>,
+        omitted: u64,
+    ) -> Self {
+        let mut error = Self::invalid_input(detail);
         error.errors = errors;
+        error.errors.truncate(MAX_LISTED_ERRORS);
+        error.errors_omitted = (omitted > 0).then_some(omitted);
         error
     }
 
@@ -203,6 +222,26 @@ impl ApiError {
     }
 }
 
+impl From<Rejection> for ApiError {
+    /// Inputs that break the schema are a 400. Inputs too costly to validate are a 413:
+    /// the request is larger, in validation work, than the server takes, and sending it
+    /// again unchanged gets the same answer, unlike a 429 or a 503.
+    fn from(rejection: Rejection) -> Self {
+        let detail = rejection.to_string();
+        match rejection {
+            Rejection::Invalid { problems, omitted } => {
+                Self::invalid_inputs(detail, problems, omitted)
+            }
+            Rejection::Unlisted => Self::invalid_input(detail),
+            Rejection::TooCostly | Rejection::TooDeep | Rejection::TimedOut => {
+                Self::payload_too_large(detail)
+            }
+            Rejection::Busy => Self::quota_exceeded(detail, 1),
+            Rejection::Failed(_) => Self::internal(detail),
+        }
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     /// A storage failure the operator must fix (disk full, read-only file system) is a
     /// 503 that says so; anything else is a 500.
@@ -271,6 +310,7 @@ impl IntoResponse for ApiError {
             detail: self.detail,
             code: self.code,
             errors: self.errors,
+            errors_omitted: self.errors_omitted,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();

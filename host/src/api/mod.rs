@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
 use crate::scheduler::Scheduler;
+use crate::schema::ValidationPool;
 use crate::store::DynStore;
 use crate::tokens::Tokens;
 
@@ -76,6 +77,8 @@ pub struct Services {
     pub sealer: Arc<Sealer>,
     /// Per-caller run limits.
     pub limiter: RateLimiter,
+    /// Where inputs are validated, off the HTTP runtime.
+    pub validations: ValidationPool,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Sizes and timeouts.

@@ -55,13 +55,13 @@ pub struct RunQuery {
         (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
             content((Envelope = "application/json"), (SseEvent = "text/event-stream"))),
         (status = 202, body = Envelope, description = "Accepted and queued; poll `Location`"),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema (at most 100 listed in `errors`, the rest counted in `errors_omitted`)"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
         (status = 408, body = Problem, content_type = "application/problem+json", description = "The body did not arrive within the server's body timeout"),
-        (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large, or validating the inputs against the input_schema would pass the server's budget (work, nesting or time)"),
         (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not JSON"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "The Idempotency-Key was used with a different request"),
-        (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit or queue full; see Retry-After"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit, queue full or every input validator busy; see Retry-After"),
         (status = 502, body = Problem, content_type = "application/problem+json", description = "`?wait=true`: the sandbox could not start"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down, or cannot write its data (disk full); see Retry-After")),
     security((), ("bearer" = [])))]
@@ -87,13 +87,13 @@ pub async fn run_app(
         (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
             content((Envelope = "application/json"), (SseEvent = "text/event-stream"))),
         (status = 202, body = Envelope, description = "Accepted and queued; poll `Location`"),
-        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request or inputs that break the action's input_schema (at most 100 listed in `errors`, the rest counted in `errors_omitted`)"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)"),
         (status = 408, body = Problem, content_type = "application/problem+json", description = "The body did not arrive within the server's body timeout"),
-        (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "The body is too large, or validating the inputs against the input_schema would pass the server's budget (work, nesting or time)"),
         (status = 415, body = Problem, content_type = "application/problem+json", description = "The body is not JSON"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "The Idempotency-Key was used with a different request"),
-        (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit or queue full; see Retry-After"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "Rate limit, queue full or every input validator busy; see Retry-After"),
         (status = 502, body = Problem, content_type = "application/problem+json", description = "`?wait=true`: the sandbox could not start"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "The server is shutting down, or cannot write its data (disk full); see Retry-After")),
     security((), ("bearer" = [])))]
@@ -237,8 +237,11 @@ async fn start(
             "\"inputs\" must be a JSON object, such as {\"inputs\": {\"text\": \"...\"}}",
         ));
     }
-    app.validate(&action, &inputs)
-        .map_err(ApiError::invalid_inputs)?;
+    // On the validation pool: a costly schema and input take its threads, not ours.
+    let inputs = match app.input_schema(&action) {
+        Some(schema) => state.validations.validate(schema, inputs).await?,
+        None => inputs,
+    };
 
     let mut view_token = random_token()?;
     let execution = NewExecution {
