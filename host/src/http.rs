@@ -1,12 +1,14 @@
 //! Serving HTTP connections with a bound on every stage, so a hostile or broken client
 //! costs bounded memory and time: a cap on open connections, a deadline for request
-//! headers (which also closes idle keep-alive connections), a cap on header size, and a
-//! deadline on writes that make no progress (a client that never reads its SSE stream).
-//! Request bodies get their own deadline in the router ([`crate::api::router`]).
+//! headers, an idle timeout (no request in flight) for HTTP/1 keep-alive and HTTP/2
+//! alike, a cap on header size, and a deadline on writes that make no progress (a client
+//! that never reads its SSE stream). Request bodies get their own deadline in the router
+//! ([`crate::api::router`]).
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -16,11 +18,10 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
@@ -31,7 +32,8 @@ pub struct ConnectionLimits {
     /// Connections open at once; past it, new ones wait in the kernel's backlog.
     pub max_connections: usize,
     /// How long a client has to send a request's headers, counted from when the server
-    /// starts waiting for them (so it is also the idle timeout of keep-alive).
+    /// starts waiting for them; also how long a connection may stay open with no
+    /// request in flight (HTTP/1 keep-alive and HTTP/2 alike; HTTP/2 pings do not count).
     pub header_timeout: Duration,
     /// The largest request head (request line and headers), in bytes: more is 431.
     pub max_header_bytes: usize,
@@ -70,8 +72,8 @@ pub async fn serve(
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .keep_alive_interval(limits.header_timeout)
         .keep_alive_timeout(limits.header_timeout);
-    let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let max_connections = limits.max_connections.max(1);
+    let permits = Arc::new(Semaphore::new(max_connections));
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit,
@@ -92,15 +94,18 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let service =
-            router
+        let activity = Arc::new(Activity::default());
+        let service = Tracked {
+            inner: router
                 .clone()
                 .map_request(move |mut request: axum::http::Request<Incoming>| {
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request.map(Body::new)
-                });
+                }),
+            activity: activity.clone(),
+        };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let shutdown = shutdown.clone();
         let (header_timeout, write_timeout) = (limits.header_timeout, limits.write_timeout);
         tokio::spawn(async move {
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no deadline of
@@ -113,13 +118,154 @@ pub async fn serve(
             let io = TokioIo::new(WriteDeadline::new(stream, write_timeout));
             let connection =
                 builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            let mut connection = std::pin::pin!(connection);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    ended = connection.as_mut() => {
+                        if let Err(e) = ended {
+                            tracing::debug!(%peer, "connection ended: {e}");
+                        }
+                        break;
+                    }
+                    // Let the request in flight finish, then close.
+                    () = activity.idle_for(header_timeout), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                    () = shutdown.cancelled(), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
             }
             drop(permit);
         });
     }
-    graceful.shutdown().await;
+    // Every connection holds a permit until it has closed.
+    let _ = permits
+        .acquire_many(u32::try_from(max_connections).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// What a connection is doing, to close it once it has had no request in flight for a
+/// while. Only requests count: HTTP/2 pings, or a request still arriving, do not.
+#[derive(Default)]
+struct Activity {
+    /// Requests whose response is not yet fully sent.
+    in_flight: AtomicUsize,
+    /// Bumped whenever the count changes, so a timer started while idle is stale.
+    changes: AtomicU64,
+    changed: Notify,
+}
+
+impl Activity {
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.bump();
+        InFlight(self.clone())
+    }
+
+    fn bump(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// Resolves once no request has been in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let changed = self.changed.notified();
+            let seen = self.changes.load(Ordering::Acquire);
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                tokio::select! {
+                    () = tokio::time::sleep(timeout) => {
+                        if self.changes.load(Ordering::Acquire) == seen {
+                            return;
+                        }
+                    }
+                    () = changed => {}
+                }
+            } else {
+                changed.await;
+            }
+        }
+    }
+}
+
+/// One request in flight: from its arrival until its response body is done or dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.bump();
+    }
+}
+
+/// The router, counting each request in flight on its connection's [`Activity`].
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> tower::Service<axum::http::Request<Incoming>> for Tracked<S>
+where
+    S: tower::Service<
+            axum::http::Request<Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: axum::http::Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.begin();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| {
+                Body::new(CountedBody {
+                    body,
+                    _in_flight: in_flight,
+                })
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted in flight until it is done.
+struct CountedBody {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for CountedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A stream whose writes fail once one has been pending for the deadline: a peer that

@@ -312,3 +312,64 @@ async fn thousands_of_idle_connections_cost_little_and_go_away() {
         read_to_close(stream, Duration::from_secs(10)).await;
     }
 }
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_pings_or_not() {
+    // Review finding 8: an idle h2c connection answering the server's pings stayed open
+    // forever, so a few thousand of them held --max-connections.
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let server = Server::start(ARGS);
+    let stream = TcpStream::connect(address(&server)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        // The client pings too, and answers the server's: neither is activity.
+        .keep_alive_interval(Duration::from_millis(300))
+        .keep_alive_while_idle(true)
+        .handshake::<_, String>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let closed = tokio::spawn(async move {
+        let _ = connection.await;
+        started.elapsed()
+    });
+    let request = hyper::Request::get(format!("{}/healthz", server.base))
+        .body(String::new())
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200, "HTTP/2 works");
+    // Then nothing but pings: closed after the 2 s idle timeout.
+    let took = tokio::time::timeout(Duration::from_secs(10), closed)
+        .await
+        .expect("the idle HTTP/2 connection was never closed")
+        .unwrap();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+
+    // A request in flight longer than the idle timeout (a stream following a 3 s run)
+    // is not cut.
+    server.publish_misbehave("slow", "").await;
+    let stream = TcpStream::connect(address(&server)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake::<_, String>(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::post(format!(
+        "{}/api/apps/slow/actions/sleep/run?stream=true",
+        server.base
+    ))
+    .header("content-type", "application/json")
+    .body(json!({ "inputs": { "ms": 3000 } }).to_string())
+    .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("event: end"), "{body}");
+}
