@@ -45,6 +45,7 @@ mod engine;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+mod http_budget;
 mod manifest;
 mod outbound;
 mod outcome;

@@ -10,6 +10,8 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
+use crate::http_budget::{HttpBudget, HttpBudgeted};
+
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
 use crate::event::{LogStream, json_string};
 use crate::outbound::{NetworkPolicy, Outbound};
@@ -27,6 +29,7 @@ pub(crate) struct RunState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: Outbound,
+    http_budget: HttpBudget,
     table: ResourceTable,
     limiter: MemoryLimiter,
     pub(crate) host: HostState,
@@ -48,6 +51,12 @@ impl WasiHttpView for RunState {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
+    }
+}
+
+impl HttpBudgeted for RunState {
+    fn http_budget(&mut self) -> &mut HttpBudget {
+        &mut self.http_budget
     }
 }
 
@@ -257,7 +266,7 @@ fn new_store(
         &flavor.engine,
         RunState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
+            http: crate::http_budget::http_ctx(),
             outbound: Outbound::new(
                 NetworkPolicy {
                     allowed_hosts: app.allowed_hosts.clone(),
@@ -268,6 +277,7 @@ fn new_store(
                 sink.clone(),
                 deadline,
             ),
+            http_budget: HttpBudget::new(caps.http_memory_bytes),
             table,
             limiter: MemoryLimiter {
                 limit: app.limits.memory_bytes,
