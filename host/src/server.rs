@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub max_outbound_requests: u32,
     /// Outbound HTTP response bytes per run.
     pub max_outbound_response_bytes: u64,
+    /// Host memory a run may make the server hold through wasi:http, in bytes.
+    pub max_http_memory_bytes: u64,
     /// API sizes and timeouts.
     pub api: ApiConfig,
     /// Bounds on client connections.
@@ -140,6 +142,7 @@ async fn run(
         caps: Caps {
             http_requests: config.max_outbound_requests,
             http_response_bytes: config.max_outbound_response_bytes,
+            http_memory_bytes: config.max_http_memory_bytes,
             ..Caps::default()
         },
         ..EngineConfig::default()

@@ -87,6 +87,13 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16)]
     pub max_outbound_response_mb: u64,
 
+    /// Host memory one run may make the server hold through wasi:http, in MiB: headers,
+    /// requests and what their bodies buffer, counted as they are made (a run using all
+    /// of its outbound requests needs about 20). Past it the run fails with
+    /// `memory_limit`.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_http_memory_mb: u64,
+
     /// Runs one caller (an agent token, or a client address when anonymous) may start
     /// per minute; 0 for no limit. The admin secret is exempt.
     #[arg(long, default_value_t = 600)]
@@ -134,6 +141,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         allow_private_network: args.allow_private_network,
         max_outbound_requests: args.max_outbound_requests,
         max_outbound_response_bytes: args.max_outbound_response_mb << 20,
+        max_http_memory_bytes: args.max_http_memory_mb << 20,
         api: ApiConfig {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,

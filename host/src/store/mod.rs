@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
 mod sqlite;
 
@@ -312,8 +313,11 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a queued execution to running and writes its `start` event. `None` when it
     /// is no longer queued (cancelled meanwhile).
     async fn start_execution(&self, id: &str, at: Millis) -> anyhow::Result<Option<Started>>;
-    /// Appends streamed events. Batched with other writes; not awaited for durability.
-    fn append_events(&self, events: Vec<StoredEvent>);
+    /// Appends streamed events, batched with other writes. The receiver resolves once
+    /// the batch is committed (or its commit failed; it may also be dropped unheard): a
+    /// run's event pump awaits it before it submits more, so the events queued for the
+    /// writer stay bounded while it is behind.
+    fn append_events(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<()>;
     /// Records the end of a running execution and its terminal event.
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()>;
     /// Cancels a queued execution, writing its terminal event. False when it was not

@@ -611,11 +611,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    fn append_events(&self, events: Vec<StoredEvent>) {
+    fn append_events(&self, events: Vec<StoredEvent>) -> oneshot::Receiver<()> {
+        let (done, committed) = oneshot::channel();
         if events.is_empty() {
-            return;
+            let _ = done.send(());
+            return committed;
         }
-        struct Append(Vec<StoredEvent>);
+        struct Append(Vec<StoredEvent>, oneshot::Sender<()>);
         impl Job for Append {
             fn run(&mut self, tx: &Transaction<'_>, effects: &mut Effects) {
                 for event in self.0.drain(..) {
@@ -630,9 +632,13 @@ impl Store for SqliteStore {
                 }
             }
 
-            fn complete(self: Box<Self>, _commit: Result<(), CommitFailed>) {}
+            fn complete(self: Box<Self>, _commit: Result<(), CommitFailed>) {
+                // Whoever waits only needs to know the writer is past this batch.
+                let _ = self.1.send(());
+            }
         }
-        self.submit(Box::new(Append(events)));
+        self.submit(Box::new(Append(events, done)));
+        committed
     }
 
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()> {
