@@ -41,6 +41,7 @@ const CMD_ACTIONS: &[&str] = &[
     "flood-no-marker",
     "env",
     "spin",
+    "write-unchecked",
 ];
 
 fn misbehave(engine: &Engine, extra: &str) -> floom_runtime::CompiledApp {
@@ -614,6 +615,28 @@ async fn a_guest_reaches_no_socket() {
     for attempt in ["tcp", "udp", "dns"] {
         assert!(output[attempt].get("err").is_some(), "{attempt}: {output}");
     }
+}
+
+#[tokio::test]
+async fn a_write_past_the_check_write_permit_traps() {
+    let engine = engine();
+    let app = misbehave_cmd(&engine, "");
+    // Raw 4 MiB writes to stdout that never ask `check-write`: each would queue 64
+    // chunks while the caller is behind.
+    let ran = run(&app, "write-unchecked", json!({}), None).await;
+    assert_eq!(ran.code(), "trap", "{:?}", ran.outcome.error);
+    assert!(
+        ran.chunks().is_empty(),
+        "nothing of the refused write streams"
+    );
+    let message = ran.outcome.error.unwrap().message;
+    assert!(
+        message.contains("4194304 bytes to stdout")
+            && message.contains("more than the 0 bytes `check-write` allowed"),
+        "{message}"
+    );
+    // Programs that keep the contract (Rust's std here) write as much as they like:
+    // see the floods in `flood.rs` and `word_count_is_a_command_app_with_streamed_lines`.
 }
 
 // ---------------------------------------------------------------------------------------

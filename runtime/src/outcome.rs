@@ -258,6 +258,9 @@ pub(crate) fn classify_error(
             ),
         );
     }
+    if let Some(write) = err.downcast_ref::<crate::output::WriteOverPermit>() {
+        return RunError::new(ErrorCode::Trap, write.to_string());
+    }
     if let Some(offline) = err.downcast_ref::<NetworkNotGranted>() {
         return RunError::new(ErrorCode::Trap, offline.to_string());
     }
