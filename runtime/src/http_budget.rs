@@ -10,7 +10,8 @@
 //!
 //! - a fields map (`[constructor]fields`, `[static]fields.from-list`,
 //!   `[method]fields.clone`): its size limit, [`FIELDS_BYTES`], since later `set` and
-//!   `append` calls may fill it up to that;
+//!   `append` calls may fill it up to that (one that would pass it traps in
+//!   wasmtime-wasi-http itself, also reported as `memory_limit`);
 //! - an outgoing request or response (their constructors): [`MESSAGE_BYTES`];
 //! - the strings set on a request (`set-method`, `set-path-with-query`,
 //!   `set-authority`, `set-scheme`): their length;
@@ -23,7 +24,8 @@
 //! host allocate this way. Past the budget the call traps with [`HttpMemoryExceeded`]
 //! and the run fails with `memory_limit`.
 //!
-//! What comes from the network (response heads and bodies) is not charged here: it is
+//! Apps without `[network]` never get here: they are linked without `wasi:http`
+//! (`Flavor::link`). What comes from the network (response heads and bodies) is not charged here: it is
 //! bounded by the run's request cap, the connection's buffer size and the response
 //! byte budget (`crate::outbound`).
 //!

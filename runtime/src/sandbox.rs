@@ -10,10 +10,9 @@ use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::http_budget::{HttpBudget, HttpBudgeted};
-
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
 use crate::event::{LogStream, json_string};
+use crate::http_budget::{HttpBudget, HttpBudgeted};
 use crate::outbound::{NetworkPolicy, Outbound};
 use crate::outcome::{
     ErrorCode, MemoryLimitExceeded, Outcome, Phase, RunError, Usage, classify_error,
