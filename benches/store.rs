@@ -160,7 +160,8 @@ fn store(c: &mut Criterion) {
                     }
                 })
                 .collect();
-            let _ = store.append_events(batch);
+            // Not awaited: the write after it is (see above).
+            drop(store.append_events(batch));
             store.insert_execution(bench.new_execution(), None)
         });
     });

@@ -42,6 +42,7 @@ const CMD_ACTIONS: &[&str] = &[
     "flood-no-marker",
     "env",
     "spin",
+    "write-unchecked",
 ];
 
 fn misbehave(engine: &Engine, extra: &str) -> floom_runtime::CompiledApp {
@@ -625,6 +626,266 @@ async fn a_guest_reaches_no_socket() {
     for attempt in ["tcp", "udp", "dns"] {
         assert!(output[attempt].get("err").is_some(), "{attempt}: {output}");
     }
+}
+
+#[tokio::test]
+async fn a_write_past_the_check_write_permit_traps() {
+    let engine = engine();
+    let app = misbehave_cmd(&engine, "");
+    // Raw 4 MiB writes to stdout that never ask `check-write`: each would queue 64
+    // chunks while the caller is behind.
+    let ran = run(&app, "write-unchecked", json!({}), None).await;
+    assert_eq!(ran.code(), "trap", "{:?}", ran.outcome.error);
+    assert!(
+        ran.chunks().is_empty(),
+        "nothing of the refused write streams"
+    );
+    let message = ran.outcome.error.unwrap().message;
+    assert!(
+        message.contains("4194304 bytes to stdout")
+            && message.contains("more than the 0 bytes `check-write` allowed"),
+        "{message}"
+    );
+    // Programs that keep the contract (Rust's std here) write as much as they like:
+    // see the floods in `flood.rs` and `word_count_is_a_command_app_with_streamed_lines`.
+}
+
+// ---------------------------------------------------------------------------------------
+// wasi:http: only with a network grant, and within the run's host-memory budget
+
+const HOARD_ACTIONS: &[&str] = &["ok", "bodies", "fields", "strings"];
+
+fn hoard(engine: &Engine, extra: &str) -> floom_runtime::CompiledApp {
+    compile(
+        engine,
+        manifest("http-hoard", HOARD_ACTIONS, extra),
+        guests::HTTP_HOARD,
+    )
+}
+
+const EXAMPLE_COM: &str = "[network]\nallowed_hosts = [\"example.com\"]";
+
+#[tokio::test]
+async fn without_a_network_grant_wasi_http_traps_and_says_why() {
+    let engine = engine();
+    let app = hoard(&engine, "");
+    // The component imports wasi:http; a run that never calls it is unaffected.
+    let ran = run(&app, "ok", json!({}), None).await;
+    assert_eq!(ran.output(), json!({ "ok": true }));
+    for action in ["bodies", "fields", "strings"] {
+        let ran = run(&app, action, json!({}), None).await;
+        assert_eq!(ran.outcome.status, Status::Failed, "{action}");
+        assert_eq!(ran.code(), "trap", "{action}: {:?}", ran.outcome.error);
+        let message = &ran.outcome.error.as_ref().unwrap().message;
+        assert!(
+            message.contains("wasi:http/types")
+                && message.contains("[constructor]fields")
+                && message.contains("allows no network")
+                && message.contains("[network] allowed_hosts"),
+            "{action}: {message}"
+        );
+    }
+    // The SDK's client in an app without a grant: the same trap, not a refusal the app
+    // could mistake for an upstream's.
+    let app = compile(
+        &engine,
+        manifest("misbehave", &["fetch"], ""),
+        guests::MISBEHAVE,
+    );
+    let ran = run(
+        &app,
+        "fetch",
+        json!({ "url": "https://example.com/" }),
+        None,
+    )
+    .await;
+    assert_eq!(ran.code(), "trap", "{:?}", ran.outcome.error);
+    assert!(
+        ran.outcome
+            .error
+            .unwrap()
+            .message
+            .contains("allows no network"),
+        "the message names the missing grant"
+    );
+}
+
+#[tokio::test]
+async fn hoarding_through_wasi_http_stops_at_the_budget() {
+    let engine = engine();
+    let budget = Caps::default().http_memory_bytes;
+    let app = hoard(&engine, EXAMPLE_COM);
+    // The finding: 4,090 unsent requests with 1 MiB written into each body (4 GB of host
+    // memory before the budget); then header values and request strings.
+    for (action, input) in [
+        ("bodies", json!({ "requests": 4090, "bytes": 1 << 20 })),
+        ("fields", json!({ "count": 4090, "bytes": 48 << 10 })),
+        ("strings", json!({ "count": 4090, "bytes": 1 << 20 })),
+        ("strings", json!({ "count": 4090, "bytes": 0 })),
+    ] {
+        let started = Instant::now();
+        let ran = run(&app, action, input.clone(), None).await;
+        assert_eq!(ran.outcome.status, Status::Failed, "{action} {input}");
+        assert_eq!(
+            ran.code(),
+            "memory_limit",
+            "{action}: {:?}",
+            ran.outcome.error
+        );
+        let message = &ran.outcome.error.as_ref().unwrap().message;
+        assert!(
+            message.contains("http_memory_bytes") && message.contains(&budget.to_string()),
+            "{action}: {message}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{action} traps at once"
+        );
+    }
+
+    // Within the budget the same calls work, and each body buffers two 64 KiB writes
+    // at most when nothing sends it.
+    let ran = run(
+        &app,
+        "bodies",
+        json!({ "requests": 10, "bytes": 1 << 20 }),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ran.output(),
+        json!({ "requests": 10, "buffered": 10 * 2 * (64 << 10) })
+    );
+    let ran = run(
+        &app,
+        "fields",
+        json!({ "count": 100, "bytes": 48 << 10 }),
+        None,
+    )
+    .await;
+    assert_eq!(
+        ran.output(),
+        json!({ "fields": 100, "held": 100 * (48 << 10) })
+    );
+    // One fields map stops at its 64 KiB limit (names, values and overhead): the guest
+    // traps (wasmtime-wasi-http's choice), reported as a memory limit.
+    let ran = run(
+        &app,
+        "fields",
+        json!({ "count": 1, "bytes": 64 << 10 }),
+        None,
+    )
+    .await;
+    assert_eq!(ran.code(), "memory_limit", "{:?}", ran.outcome.error);
+    let message = ran.outcome.error.unwrap().message;
+    assert!(
+        message.contains("fields map") && message.contains("65536"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_budget_is_an_engine_cap() {
+    let engine = Engine::new(EngineConfig {
+        max_instances: 8,
+        caps: Caps {
+            http_memory_bytes: 1 << 20,
+            ..Caps::default()
+        },
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let app = hoard(&engine, EXAMPLE_COM);
+    // 1 MiB: 16 empty fields maps (64 KiB each) and no more.
+    let ran = run(&app, "fields", json!({ "count": 16, "bytes": 0 }), None).await;
+    assert_eq!(ran.output()["fields"], 16);
+    let ran = run(&app, "fields", json!({ "count": 17, "bytes": 0 }), None).await;
+    assert_eq!(ran.code(), "memory_limit");
+    assert!(
+        ran.outcome.error.unwrap().message.contains("1048576 bytes"),
+        "the message names the configured budget"
+    );
+}
+
+/// A local upstream that answers each request with the number of body bytes it read
+/// (it needs a `content-length`), one connection at a time.
+fn counting_upstream() -> u16 {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let read = reader.read_exact(&mut body).map_or(0, |()| length);
+            let answer = read.to_string();
+            let _ = write!(
+                reader.get_mut(),
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_network_app_using_its_whole_request_cap_fits_the_budget() {
+    let port = counting_upstream();
+    let engine = Engine::new(EngineConfig {
+        max_instances: 8,
+        allow_private_network: true,
+        ..EngineConfig::default()
+    })
+    .unwrap();
+    let app = compile(
+        &engine,
+        manifest(
+            "misbehave",
+            &["fetch"],
+            "[network]\nallowed_hosts = [\"localhost\"]",
+        ),
+        guests::MISBEHAVE,
+    );
+    // 100 requests (the cap), each with headers and a 300 KiB body written in many
+    // pieces through the 64 KiB body buffer: about 20 MiB of charges, under 32 MiB.
+    let body = "b".repeat(300 << 10);
+    let ran = run(
+        &app,
+        "fetch",
+        json!({
+            "url": format!("http://localhost:{port}/upload"),
+            "method": "POST",
+            "headers": [["content-length", body.len().to_string()], ["x-app", "fine"]],
+            "body": body,
+            "times": Caps::default().http_requests,
+        }),
+        Some(Duration::from_secs(60)),
+    )
+    .await;
+    assert_eq!(
+        ran.outcome.status,
+        Status::Succeeded,
+        "{:?}",
+        ran.outcome.error
+    );
+    assert_eq!(
+        ran.output(),
+        json!({ "status": 200, "length": 6, "body": (300 << 10).to_string() })
+    );
 }
 
 // ---------------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_event_bytes: u64,
     /// How long the streamed events of finished runs are kept; `None`: forever.
     pub event_retention: Option<Duration>,
+    /// Host memory a run may make the server hold through wasi:http, in bytes.
+    pub max_http_memory_bytes: u64,
     /// API sizes and timeouts.
     pub api: ApiConfig,
     /// Bounds on client connections.
@@ -179,6 +181,7 @@ async fn run(
             http_requests: config.max_outbound_requests,
             http_response_bytes: config.max_outbound_response_bytes,
             event_bytes: config.max_event_bytes,
+            http_memory_bytes: config.max_http_memory_bytes,
             ..Caps::default()
         },
         ..EngineConfig::default()

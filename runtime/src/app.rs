@@ -126,11 +126,8 @@ impl CompiledApp {
         metered: bool,
         compile: CompileInfo,
     ) -> Result<Self, ComponentError> {
-        let flavor = engine.flavor(metered);
-        let instance_pre = flavor
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ComponentError::UnsupportedImport(describe_missing_import(&e)))?;
+        let network = !manifest.network.allowed_hosts.is_empty();
+        let instance_pre = engine.flavor(metered).link(&component, network)?;
         let (kind, pre) = if component.get_export_index(None, HANDLER_EXPORT).is_some() {
             let pre = AppPre::new(instance_pre)
                 .map_err(|e| ComponentError::Invalid(format!("{HANDLER_EXPORT}: {e:#}")))?;
@@ -207,7 +204,7 @@ impl CompiledApp {
 }
 
 /// wasmtime names the missing import in prose; keep its name when it can be found.
-fn describe_missing_import(err: &wasmtime::Error) -> String {
+pub(crate) fn describe_missing_import(err: &wasmtime::Error) -> String {
     let text = format!("{err:#}");
     let mut parts = text.split('`');
     match (parts.next(), parts.next()) {

@@ -8,12 +8,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, HasSelf, InstancePre, Linker, ResourceType};
 use wasmtime::{Enabled, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig, Strategy};
 
 use crate::app::{CompiledApp, ComponentError};
 use crate::cache::ArtifactCache;
 use crate::manifest::{MAX_TIMEOUT, Manifest};
+use crate::outcome::NetworkNotGranted;
 use crate::sandbox::RunState;
 use crate::sdk_host;
 
@@ -41,6 +43,12 @@ pub struct Caps {
     pub http_requests: u32,
     /// Outbound HTTP response body bytes per execution, over all requests.
     pub http_response_bytes: u64,
+    /// Host memory an execution may make the host hold through `wasi:http` (32 MiB):
+    /// fields maps, outgoing requests and responses, the strings set on them, and what
+    /// their bodies may buffer, charged as they are created and never given back. Past
+    /// it the guest traps and the run fails with `memory_limit`. An app that uses its
+    /// whole request cap (100 requests with headers and a body each) needs about 20 MiB.
+    pub http_memory_bytes: u64,
 }
 
 impl Default for Caps {
@@ -56,6 +64,7 @@ impl Default for Caps {
             resources: 4096,
             http_requests: 100,
             http_response_bytes: 16 << 20,
+            http_memory_bytes: 32 << 20,
         }
     }
 }
@@ -103,12 +112,16 @@ pub struct Engine {
     inner: Arc<EngineInner>,
 }
 
-/// One wasmtime engine and the linker that goes with it. Fuel metering is compiled into
+/// One wasmtime engine and the linkers that go with it. Fuel metering is compiled into
 /// the code, so apps that ask for fuel get an engine of their own and the others pay
 /// nothing for it.
 pub(crate) struct Flavor {
     pub engine: wasmtime::Engine,
-    pub linker: Linker<RunState>,
+    /// Everything the host provides: WASI, `floom:app/host` and `wasi:http` (charged
+    /// against the run's budget, `crate::http_budget`). Apps with `[network]` link here.
+    linker: Linker<RunState>,
+    /// The same without `wasi:http`, for apps whose manifest grants no network.
+    offline: Linker<RunState>,
     pub cache_key: String,
 }
 
@@ -235,24 +248,101 @@ impl Flavor {
         let engine = wasmtime::Engine::new(&wasm)
             .map_err(|e| anyhow::Error::from(e).context("cannot create the wasmtime engine"))?;
 
-        let mut linker = Linker::new(&engine);
+        let mut offline = Linker::new(&engine);
         // Every WASI preview-2 interface is linked, so ordinary `wasm32-wasip2` programs
         // instantiate; what they may do is decided per run by the WasiCtx (no preopens,
         // no sockets, no name lookup, no host environment).
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // Outbound HTTP is linked for every app; each request is checked against the
-        // app's allowlist by `Outbound`, so an app without one simply gets refusals.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut offline)?;
         sdk_host::floom::app::host::add_to_linker::<RunState, HasSelf<RunState>>(
-            &mut linker,
+            &mut offline,
             |state| state,
         )?;
+        // Outbound HTTP only for apps that list hosts; each request is still checked
+        // against the app's allowlist by `Outbound`.
+        let mut linker = offline.clone();
+        crate::http_budget::add_to_linker(&mut linker)?;
         let cache_key = crate::cache::engine_key(&engine);
         Ok(Flavor {
             engine,
             linker,
+            offline,
             cache_key,
         })
+    }
+
+    /// Links `component` for an app with or without a network grant.
+    ///
+    /// Every component is first checked against everything the host provides, so an
+    /// import the host lacks is refused the same way either way. Without a grant, the
+    /// component's `wasi:http` imports are then stood in for by functions that trap with
+    /// [`NetworkNotGranted`]: a component that imports `wasi:http` without using it (as
+    /// componentize-py builds do) still runs, and one that calls it learns why it may not.
+    pub(crate) fn link(
+        &self,
+        component: &Component,
+        network: bool,
+    ) -> Result<InstancePre<RunState>, ComponentError> {
+        let unsupported = |e: wasmtime::Error| {
+            ComponentError::UnsupportedImport(crate::app::describe_missing_import(&e))
+        };
+        let full = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(unsupported)?;
+        if network {
+            return Ok(full);
+        }
+        let ty = component.component_type();
+        let imports: Vec<(&str, ComponentItem)> = ty
+            .imports(&self.engine)
+            .map(|(name, import)| (name, import.ty))
+            .collect();
+        let is_http = |name: &str| name.starts_with("wasi:http/");
+        if !imports.iter().any(|(name, _)| is_http(name)) {
+            return self.offline.instantiate_pre(component).map_err(unsupported);
+        }
+        // Resources `wasi:http` only re-exports (`wasi:io`'s streams and pollables) are
+        // already linked and must keep their real types.
+        let linked: Vec<ResourceType> = imports
+            .iter()
+            .filter(|(name, _)| !is_http(name))
+            .filter_map(|(_, item)| match item {
+                ComponentItem::ComponentInstance(instance) => Some(instance),
+                _ => None,
+            })
+            .flat_map(|instance| instance.exports(&self.engine))
+            .filter_map(|(_, export)| match export.ty {
+                ComponentItem::Resource(ty) => Some(ty),
+                _ => None,
+            })
+            .collect();
+        let mut linker = self.offline.clone();
+        for (name, item) in &imports {
+            let ComponentItem::ComponentInstance(instance) = item else {
+                continue;
+            };
+            if !is_http(name) {
+                continue;
+            }
+            let mut stand_in = linker.instance(name).map_err(unsupported)?;
+            for (export, item) in instance.exports(&self.engine) {
+                match item.ty {
+                    ComponentItem::ComponentFunc(_) => {
+                        let called = format!("{name}#{export}");
+                        stand_in
+                            .func_new(export, move |_, _, _, _| {
+                                Err(NetworkNotGranted(called.clone()).into())
+                            })
+                            .map_err(unsupported)?;
+                    }
+                    ComponentItem::Resource(ty) if !linked.contains(&ty) => stand_in
+                        .resource(export, ResourceType::host::<()>(), |_, _| Ok(()))
+                        .map_err(unsupported)?,
+                    _ => {}
+                }
+            }
+        }
+        linker.instantiate_pre(component).map_err(unsupported)
     }
 }
 

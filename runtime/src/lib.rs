@@ -12,7 +12,9 @@
 //!   it imports nothing the host lacks, and keeps an `InstancePre`.
 //! - [`CompiledApp::run`] runs one [`RunRequest`] in a fresh store with the app's
 //!   [`Limits`]: memory, wall-clock deadline, fuel, output caps. WASI grants nothing by
-//!   default: no files, sockets, name lookup or host environment. [`Event`]s stream out
+//!   default: no files, sockets, name lookup or host environment; `wasi:http` is linked
+//!   only for apps whose manifest lists hosts, and what it makes the host hold counts
+//!   against a per-run budget ([`Caps::http_memory_bytes`]). [`Event`]s stream out
 //!   while the guest runs, and the run ends in exactly one [`Outcome`].
 //!
 //! The runtime knows nothing of HTTP, storage or tokens.
@@ -46,6 +48,7 @@ mod engine;
 mod event;
 #[doc(hidden)]
 pub mod fuzzing;
+mod http_budget;
 mod manifest;
 mod outbound;
 mod outcome;

@@ -8,7 +8,7 @@
 //! that was checked, so a DNS answer cannot change between the check and the connect.
 //! Redirects are new requests from the guest, so they pass the same checks. The run's
 //! deadline bounds connecting, waiting and reading; response bytes count against a
-//! per-run budget. A refusal is an error the guest sees and a log line the caller sees.
+//! per-run budget, and each connection buffers at most `CONNECTION_BUFFER_BYTES`. A refusal is an error the guest sees and a log line the caller sees.
 
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -29,6 +29,12 @@ use crate::output::EventSink;
 
 /// The longest any connect may take, whatever the guest asks.
 const MAX_CONNECT: Duration = Duration::from_secs(30);
+
+/// What each connection may buffer, read or write side (hyper's default is ~400 KiB): it
+/// bounds a response head, and what the host holds of a response the guest does not
+/// read, to this per request, so a run holds at most its request cap times this.
+/// hyper's minimum is 8 KiB.
+const CONNECTION_BUFFER_BYTES: usize = 64 << 10;
 
 /// What a run may reach, and how much.
 #[derive(Debug, Clone)]
@@ -91,11 +97,6 @@ impl Outbound {
                 ));
             }
         };
-        if self.policy.allowed_hosts.is_empty() {
-            return Err(format!(
-                "outbound request to {host} denied: the app's manifest allows no network ([network] allowed_hosts)"
-            ));
-        }
         if !host_allowed(&self.policy.allowed_hosts, &host) {
             return Err(format!(
                 "outbound request to {host} denied: it is not in the app's allowed_hosts"
@@ -189,6 +190,15 @@ fn tls_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
 }
 
 impl WasiHttpHooks for Outbound {
+    // Bodies buffer what the run's wasi:http budget charges for them.
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        crate::http_budget::BODY_CHUNK_BYTES
+    }
+
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        crate::http_budget::BODY_BUFFER_CHUNKS
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,
@@ -291,7 +301,9 @@ where
 {
     let (sender, connection) = tokio::time::timeout(
         timeout,
-        hyper::client::conn::http1::Builder::new().handshake(io),
+        hyper::client::conn::http1::Builder::new()
+            .max_buf_size(CONNECTION_BUFFER_BYTES)
+            .handshake(io),
     )
     .await
     .map_err(|_| Error::ConnectionTimeout)??;

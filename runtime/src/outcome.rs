@@ -48,9 +48,11 @@ pub enum ErrorCode {
     AppError,
     /// A command app exited with a non-zero code.
     ExitCode,
-    /// The guest trapped: a panic, `unreachable`, a stack overflow, a host-call budget.
+    /// The guest trapped: a panic, `unreachable`, a stack overflow, a host-call budget, a
+    /// `wasi:http` call from an app without a network grant.
     Trap,
-    /// The guest asked for more memory than its limit.
+    /// The guest asked for more memory than its limit, or made the host hold more for
+    /// `wasi:http` than the run's budget or a fields map's limit.
     MemoryLimit,
     /// The guest used up its fuel (instruction budget).
     FuelExhausted,
@@ -192,6 +194,27 @@ pub(crate) struct MemoryLimitExceeded {
     pub requested: u64,
 }
 
+/// Returned by a `wasi:http` call that would take the run past its budget of host memory
+/// (`crate::http_budget`); reported as `memory_limit`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "wasi:http host-memory budget (http_memory_bytes) of {limit} bytes exceeded: the guest's \
+     fields, requests and bodies would hold {requested} bytes"
+)]
+pub(crate) struct HttpMemoryExceeded {
+    pub limit: u64,
+    pub requested: u64,
+}
+
+/// Returned by the stand-ins for `wasi:http` functions in an app whose manifest grants no
+/// network (the component imports them, but nothing may be sent): names the function.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the app called `{0}` (wasi:http), but its manifest allows no network: list the hosts \
+     it may reach under `[network] allowed_hosts`"
+)]
+pub(crate) struct NetworkNotGranted(pub String);
+
 /// Returned by a host function when the guest made more host calls than its budget.
 #[derive(Debug, thiserror::Error)]
 #[error("host-call budget of {0} calls exhausted")]
@@ -216,6 +239,30 @@ pub(crate) fn classify_error(
 ) -> RunError {
     if let Some(limit) = err.downcast_ref::<MemoryLimitExceeded>().or(memory_refused) {
         return RunError::new(ErrorCode::MemoryLimit, limit.to_string());
+    }
+    if let Some(budget) = err.downcast_ref::<HttpMemoryExceeded>() {
+        return RunError::new(ErrorCode::MemoryLimit, budget.to_string());
+    }
+    if let Some(
+        wasmtime_wasi_http::FieldMapError::TotalSizeTooBig
+        | wasmtime_wasi_http::FieldMapError::TooManyFields,
+    ) = err.downcast_ref::<wasmtime_wasi_http::FieldMapError>()
+    {
+        // wasmtime-wasi-http traps rather than return a header error here.
+        return RunError::new(
+            ErrorCode::MemoryLimit,
+            format!(
+                "a wasi:http fields map passed its size limit of {} bytes (names, values and \
+                 their overhead)",
+                crate::http_budget::FIELDS_BYTES
+            ),
+        );
+    }
+    if let Some(write) = err.downcast_ref::<crate::output::WriteOverPermit>() {
+        return RunError::new(ErrorCode::Trap, write.to_string());
+    }
+    if let Some(offline) = err.downcast_ref::<NetworkNotGranted>() {
+        return RunError::new(ErrorCode::Trap, offline.to_string());
     }
     if let Some(exit) = err.downcast_ref::<I32Exit>() {
         return RunError::new(
@@ -294,6 +341,25 @@ mod tests {
         let err = wasmtime::Error::from(Trap::UnreachableCodeReached);
         let e = classify_error(&err, Phase::Call, Some(&refused), None);
         assert_eq!(e.code, ErrorCode::MemoryLimit);
+    }
+
+    #[test]
+    fn the_http_budget_and_a_missing_network_grant_are_named() {
+        let err = wasmtime::Error::new(HttpMemoryExceeded {
+            limit: 100,
+            requested: 200,
+        });
+        let e = classify_error(&err, Phase::Call, None, None);
+        assert_eq!(e.code, ErrorCode::MemoryLimit);
+        assert!(e.message.contains("http_memory_bytes"), "{}", e.message);
+        let err = wasmtime::Error::new(NetworkNotGranted("wasi:http/types#f".into()));
+        let e = classify_error(&err, Phase::Call, None, None);
+        assert_eq!(e.code, ErrorCode::Trap);
+        assert!(
+            e.message.contains("[network] allowed_hosts"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! - [`OutputPipe`] is the guest's stdout or stderr. It splits bytes into lines, turns
 //!   them into chunk or log events, keeps the bounded capture a command app's output is
 //!   read from, and finds the `__FLOOM_RESULT__` marker line. WASI's own memory pipes trap
-//!   the guest when full; SPEC wants excess output dropped and marked instead.
+//!   the guest when full; SPEC wants excess output dropped and marked instead. A write
+//!   larger than `check-write` granted traps, as preview 2 specifies: that permit is
+//!   what keeps a guest from queueing events faster than the caller takes them.
 
 use std::collections::VecDeque;
 use std::io;
@@ -20,7 +22,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 
 use crate::event::{Event, LogStream, MAX_NOTICE};
 use crate::text::cut_in_place;
@@ -28,8 +30,8 @@ use crate::text::cut_in_place;
 /// The prefix of the stdout line that carries a command app's output.
 pub const RESULT_MARKER: &str = "__FLOOM_RESULT__";
 
-/// Bytes a guest may write per `check-write` permit. Bounds how many events one write
-/// can queue while the caller is not reading.
+/// Bytes a guest may write per `check-write` permit (a larger write traps). Bounds how
+/// many events one write can queue while the caller is not reading.
 const WRITE_PERMIT: usize = 64 * 1024;
 
 /// How many recent stderr lines are kept to explain a panic.
@@ -207,11 +209,28 @@ pub(crate) struct PipeCaps {
     pub output: usize,
 }
 
-/// A guest's stdout or stderr.
+/// A guest's stdout or stderr. Each stream handle the guest gets is a clone sharing the
+/// state, with a write permit of its own.
 #[derive(Clone)]
 pub(crate) struct OutputPipe {
     state: Arc<Mutex<PipeState>>,
     sink: EventSink,
+    /// What the last `check-write` on this handle granted and writes have not used.
+    permit: usize,
+}
+
+/// A write past what `check-write` granted: the preview-2 contract says the guest traps.
+/// Holding to it is what bounds the events a guest can queue while the caller is behind
+/// (without it, raw writes of 4 MiB each queued 640 MB of chunks per run).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the app wrote {len} bytes to {stream} at once, more than the {permit} bytes \
+     `check-write` allowed (wasi:io/streams)"
+)]
+pub(crate) struct WriteOverPermit {
+    pub stream: &'static str,
+    pub len: usize,
+    pub permit: usize,
 }
 
 /// The marker line as found on stdout.
@@ -280,6 +299,7 @@ impl OutputPipe {
                 truncation_noted: false,
             })),
             sink,
+            permit: 0,
         }
     }
 
@@ -465,7 +485,10 @@ impl IsTerminal for OutputPipe {
 
 impl StdoutStream for OutputPipe {
     fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
+        Box::new(OutputPipe {
+            permit: 0,
+            ..self.clone()
+        })
     }
 
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
@@ -476,6 +499,18 @@ impl StdoutStream for OutputPipe {
 #[wasmtime_wasi::async_trait]
 impl OutputStream for OutputPipe {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        if bytes.len() > self.permit {
+            let stream = match lock(&self.state).role {
+                LineRole::Logs(LogStream::Stderr) => "stderr",
+                LineRole::Chunks | LineRole::Logs(_) => "stdout",
+            };
+            return Err(StreamError::Trap(wasmtime::Error::new(WriteOverPermit {
+                stream,
+                len: bytes.len(),
+                permit: self.permit,
+            })));
+        }
+        self.permit -= bytes.len();
         self.write_bytes(&bytes);
         Ok(())
     }
@@ -486,11 +521,12 @@ impl OutputStream for OutputPipe {
 
     fn check_write(&mut self) -> StreamResult<usize> {
         // No permit while events wait for the caller: `ready` then waits for room.
-        Ok(if self.sink.is_backlogged() {
+        self.permit = if self.sink.is_backlogged() {
             0
         } else {
             WRITE_PERMIT
-        })
+        };
+        Ok(self.permit)
     }
 }
 
@@ -540,6 +576,36 @@ mod tests {
             out.push(serde_json::to_string(&event).unwrap());
         }
         out
+    }
+
+    #[test]
+    fn writes_stay_within_what_check_write_granted() {
+        let (tx, _rx) = mpsc::channel(100);
+        // One long line, held until its newline: no event fills the channel.
+        let caps = PipeCaps {
+            chunk: 1 << 20,
+            capture: 1 << 20,
+            ..caps()
+        };
+        let pipe = OutputPipe::new(LineRole::Chunks, caps, EventSink::new(Some(tx), 100));
+        // Each handle starts with no permit.
+        let mut stream = pipe.p2_stream();
+        assert!(matches!(
+            stream.write(Bytes::from_static(b"x")),
+            Err(StreamError::Trap(_))
+        ));
+        assert_eq!(stream.check_write().unwrap(), WRITE_PERMIT);
+        stream
+            .write(Bytes::from(vec![b'x'; WRITE_PERMIT - 1]))
+            .unwrap();
+        stream.write(Bytes::from_static(b"x")).unwrap();
+        let Err(StreamError::Trap(e)) = stream.write(Bytes::from_static(b"x")) else {
+            panic!("a write past the permit must trap");
+        };
+        assert!(e.downcast_ref::<WriteOverPermit>().is_some(), "{e}");
+        assert_eq!(stream.check_write().unwrap(), WRITE_PERMIT);
+        stream.write(Bytes::from_static(b"\n")).unwrap();
+        assert_eq!(pipe.finish().total, WRITE_PERMIT as u64 + 1);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
 use crate::event::{LogStream, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, json_string};
+use crate::http_budget::{HttpBudget, HttpBudgeted};
 use crate::outbound::{NetworkPolicy, Outbound};
 use crate::outcome::{
     ErrorCode, MemoryLimitExceeded, Outcome, Phase, RunError, Usage, classify_error,
@@ -28,6 +29,7 @@ pub(crate) struct RunState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     outbound: Outbound,
+    http_budget: HttpBudget,
     table: ResourceTable,
     limiter: MemoryLimiter,
     pub(crate) host: HostState,
@@ -49,6 +51,12 @@ impl WasiHttpView for RunState {
             table: &mut self.table,
             hooks: &mut self.outbound,
         }
+    }
+}
+
+impl HttpBudgeted for RunState {
+    fn http_budget(&mut self) -> &mut HttpBudget {
+        &mut self.http_budget
     }
 }
 
@@ -291,7 +299,7 @@ fn new_store(
         &flavor.engine,
         RunState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
+            http: crate::http_budget::http_ctx(),
             outbound: Outbound::new(
                 NetworkPolicy {
                     allowed_hosts: app.allowed_hosts.clone(),
@@ -302,6 +310,7 @@ fn new_store(
                 sink.clone(),
                 deadline,
             ),
+            http_budget: HttpBudget::new(caps.http_memory_bytes),
             table,
             limiter: MemoryLimiter {
                 limit: app.limits.memory_bytes,

@@ -107,6 +107,12 @@ pub struct ServeArgs {
     /// forever. The execution, its output and its final event stay.
     #[arg(long, default_value_t = 30)]
     pub event_retention_days: u64,
+    /// Host memory one run may make the server hold through wasi:http, in MiB: headers,
+    /// requests and what their bodies buffer, counted as they are made (a run using all
+    /// of its outbound requests needs about 20). Past it the run fails with
+    /// `memory_limit`.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_http_memory_mb: u64,
 
     /// Runs one caller (an agent token, or a client address when anonymous) may start
     /// per minute; 0 for no limit. The admin secret is exempt.
@@ -163,6 +169,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_event_bytes: args.max_event_mb << 20,
         event_retention: (args.event_retention_days > 0)
             .then(|| Duration::from_secs(args.event_retention_days * 86_400)),
+        max_http_memory_bytes: args.max_http_memory_mb << 20,
         api: ApiConfig {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,

@@ -57,6 +57,27 @@ fn main() -> ExitCode {
             }
             println!("\n__FLOOM_RESULT__{{\"written\":{written}}}");
         }
+        "write-unchecked" => {
+            // Raw `output-stream.write` calls of `bytes` each (64 KiB lines), never asking
+            // `check-write` first: every toolchain keeps that contract, a hostile guest
+            // need not.
+            let stdout = wasip2::cli::stdout::get_stdout();
+            let mut block = Vec::new();
+            while (block.len() as u64) < num("bytes", 4 << 20) {
+                block.extend_from_slice(&[b'x'; (64 << 10) - 1]);
+                block.push(b'\n');
+            }
+            for _ in 0..num("count", 256) {
+                if stdout.write(&block).is_err() {
+                    return ExitCode::from(4);
+                }
+            }
+            drop(stdout);
+            println!(
+                "__FLOOM_RESULT__{{\"written\":{}}}",
+                num("count", 256) * block.len() as u64
+            );
+        }
         "flood-no-marker" => {
             for _ in 0..num("count", 2048) {
                 let _ = out.write_all(&[b'y'; 1024]);

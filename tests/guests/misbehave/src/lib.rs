@@ -54,6 +54,15 @@ impl App for Misbehave {
                 let refused = floom_sdk::emit(&"x".repeat(num("bytes", 100 << 10) as usize)).err();
                 Ok(json!({ "refused": refused.map(|e| e.to_string()) }))
             }
+            "emit-flood" => {
+                // `count` chunks of `bytes` bytes each (a JSON string), as fast as the
+                // host takes them: the most a run may stream.
+                let chunk = "x".repeat(num("bytes", (64 << 10) - 2) as usize);
+                for _ in 0..num("count", 10_000) {
+                    floom_sdk::emit(&chunk)?;
+                }
+                Ok(json!({ "emitted": num("count", 10_000) }))
+            }
             "log" => {
                 floom_sdk::info!("an info line");
                 floom_sdk::warn!("a warning");
