@@ -41,9 +41,10 @@ impl App for Misbehave {
                 }
                 Ok(json!({ "emitted": num("count", 3) }))
             }
-            // `count` chunks of `bytes` each, as fast as the host takes them.
+            // `count` chunks of `bytes` each (a JSON string), as fast as the host takes
+            // them; counts the ones refused past the event caps.
             "chatty" => {
-                let chunk = "x".repeat(num("bytes", 60 << 10) as usize);
+                let chunk = "x".repeat(num("bytes", (64 << 10) - 2) as usize);
                 let mut refused = 0;
                 for _ in 0..num("count", 10_000) {
                     refused += u64::from(floom_sdk::emit(&chunk).is_err());
@@ -53,15 +54,6 @@ impl App for Misbehave {
             "big-chunk" => {
                 let refused = floom_sdk::emit(&"x".repeat(num("bytes", 100 << 10) as usize)).err();
                 Ok(json!({ "refused": refused.map(|e| e.to_string()) }))
-            }
-            "emit-flood" => {
-                // `count` chunks of `bytes` bytes each (a JSON string), as fast as the
-                // host takes them: the most a run may stream.
-                let chunk = "x".repeat(num("bytes", (64 << 10) - 2) as usize);
-                for _ in 0..num("count", 10_000) {
-                    floom_sdk::emit(&chunk)?;
-                }
-                Ok(json!({ "emitted": num("count", 10_000) }))
             }
             "log" => {
                 floom_sdk::info!("an info line");
