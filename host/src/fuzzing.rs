@@ -147,7 +147,13 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
     let live = Arc::new(Live::default());
     let store: DynStore = Arc::new(SqliteStore::open(&dir.join("floom.db"), live.clone())?);
     let metrics = Arc::new(Metrics::default());
-    let guests = Guests::new(tokio::runtime::Handle::current(), 1);
+    let current = tokio::runtime::Handle::current();
+    let lanes = crate::lanes::Lanes {
+        fast: current.clone(),
+        slow: current,
+        budget: std::time::Duration::from_millis(10),
+    };
+    let guests = Guests::new(lanes, 1);
     let registry = Arc::new(Registry::new(
         engine,
         guests.slots.clone(),

@@ -16,6 +16,7 @@ pub mod follow;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod lanes;
 pub mod live;
 pub mod metrics;
 pub mod ratelimit;

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crypto::Sealer;
 use crate::events;
+use crate::lanes::Lanes;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -170,17 +171,18 @@ pub enum Cancelled {
 /// guest code, whatever starts it, runs outside the bound.
 #[derive(Clone)]
 pub struct Guests {
-    /// The guest runtime.
-    pub runtime: tokio::runtime::Handle,
+    /// The guest runtimes: a run starts in the fast lane (where the scheduler's own
+    /// tasks run too) and moves to the slow one once it is busy.
+    pub lanes: Lanes,
     /// One permit per sandbox.
     pub slots: Arc<Semaphore>,
 }
 
 impl Guests {
-    /// `slots` sandboxes at most, on `runtime`.
-    pub fn new(runtime: tokio::runtime::Handle, slots: usize) -> Self {
+    /// `slots` sandboxes at most, in `lanes`.
+    pub fn new(lanes: Lanes, slots: usize) -> Self {
         Guests {
-            runtime,
+            lanes,
             slots: Arc::new(Semaphore::new(slots.max(1))),
         }
     }
@@ -222,6 +224,7 @@ pub struct Scheduler {
     per_app: Mutex<HashMap<String, usize>>,
     draining: AtomicBool,
     guests: tokio::runtime::Handle,
+    lanes: Lanes,
 }
 
 impl Scheduler {
@@ -252,7 +255,8 @@ impl Scheduler {
             per_app: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             config,
-            guests: guests.runtime,
+            guests: guests.lanes.fast.clone(),
+            lanes: guests.lanes,
         })
     }
 
@@ -623,7 +627,15 @@ impl Scheduler {
                         let request = request.secrets(secrets);
                         let (tx, rx) = mpsc::channel(256);
                         let pump = tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
-                        let outcome = loaded.app.run(request.events(tx).cancel(cancel)).await;
+                        let app = loaded.app.clone();
+                        let request = request.events(tx).cancel(cancel);
+                        let guest = self.lanes.run(async move { app.run(request).await });
+                        let outcome = guest.await.map_err(|e| {
+                            RunError::new(
+                                ErrorCode::SandboxUnavailable,
+                                format!("the run was lost by its runtime: {e}"),
+                            )
+                        });
                         seq = match pump.await {
                             Ok(last) => last,
                             Err(e) => {
@@ -631,7 +643,7 @@ impl Scheduler {
                                 seq
                             }
                         };
-                        Ok(outcome)
+                        outcome
                     }
                 }
             }

@@ -94,6 +94,10 @@ pub const QUEUE_WAIT: Duration = Duration::from_secs(5);
 /// How long a validation may take before the request is answered without it (413). The
 /// budgets keep it far shorter; this is the backstop.
 pub const TIME_LIMIT: Duration = Duration::from_secs(5);
+/// Work a [`Schema::quick_check`] does on the caller's thread at most (tens of µs).
+pub const INLINE_WORK: u64 = 10_000;
+/// Nesting a [`Schema::quick_check`] follows at most (a few KiB of stack on any thread).
+pub const INLINE_DEPTH: u32 = 32;
 /// Stack of a validation thread: [`MAX_EVAL_DEPTH`] levels need about 2.5 MiB; the rest
 /// is margin (it is reserved, not committed).
 const VALIDATION_STACK: usize = 32 << 20;
@@ -221,10 +225,22 @@ impl Schema {
         Ok(Schema { validator, plan })
     }
 
+    /// Checks `instance` on the calling thread when that is sure to be quick (at most
+    /// [`INLINE_WORK`] steps, [`INLINE_DEPTH`] levels) and it is valid; `None` when the
+    /// pool must do it: the inputs are larger, deeper, or invalid (listing errors costs
+    /// more). Most requests carry a few small values, so they skip the pool's two thread
+    /// hops.
+    pub fn quick_check(&self, instance: &Value) -> Option<()> {
+        self.plan
+            .estimate(instance, INLINE_WORK, INLINE_DEPTH)
+            .ok()?;
+        self.validator.is_valid(instance).then_some(())
+    }
+
     /// Checks `instance`, within the request budgets. Call it on a [`ValidationPool`]
     /// thread: it runs for up to a second and recurses deeply.
     pub fn validate(&self, instance: &Value) -> Result<(), Rejection> {
-        let estimate = self.plan.estimate(instance)?;
+        let estimate = self.plan.estimate(instance, WORK_BUDGET, MAX_EVAL_DEPTH)?;
         if self.validator.is_valid(instance) {
             return Ok(());
         }
@@ -819,13 +835,15 @@ impl Plan {
     }
 
     /// Walks `instance` along the plan, counting what validating it costs; stops at the
-    /// first budget passed.
-    fn estimate(&self, instance: &Value) -> Result<Estimate, Rejection> {
+    /// first budget passed (`work` steps, `depth` nested evaluations).
+    fn estimate(&self, instance: &Value, work: u64, depth: u32) -> Result<Estimate, Rejection> {
         let mut walk = Walk {
             plan: self,
             work: 0,
             errors: 0,
             listable: true,
+            budget: work,
+            max_depth: depth,
         };
         walk.visit(0, Instance::Value(instance), 1, false, 0)?;
         Ok(Estimate {
@@ -853,6 +871,8 @@ struct Walk<'p> {
     work: u64,
     errors: u64,
     listable: bool,
+    budget: u64,
+    max_depth: u32,
 }
 
 impl Walk<'_> {
@@ -867,7 +887,7 @@ impl Walk<'_> {
         copied: bool,
         depth: u32,
     ) -> Result<(), Rejection> {
-        if depth > MAX_EVAL_DEPTH {
+        if depth > self.max_depth {
             return Err(Rejection::TooDeep);
         }
         let plan = self.plan;
@@ -891,7 +911,7 @@ impl Walk<'_> {
             }
             Instance::Value(array @ Value::Array(_)) if node.unique_items => {
                 // Hashing reads every value of every item.
-                let room = WORK_BUDGET.saturating_sub(self.work) / times.max(1);
+                let room = self.budget.saturating_sub(self.work) / times.max(1);
                 work = work.saturating_add(count_values(array, room));
             }
             _ => {}
@@ -975,7 +995,7 @@ impl Walk<'_> {
 
     fn charge(&mut self, times: u64, work: u64) -> Result<(), Rejection> {
         self.work = self.work.saturating_add(times.saturating_mul(work));
-        if self.work > WORK_BUDGET {
+        if self.work > self.budget {
             return Err(Rejection::TooCostly);
         }
         Ok(())
@@ -1039,6 +1059,9 @@ impl ValidationPool {
     /// Validates `inputs` against `schema` on a pool thread; gives `inputs` back when they
     /// are valid.
     pub async fn validate(&self, schema: Arc<Schema>, inputs: Value) -> Result<Value, Rejection> {
+        if schema.quick_check(&inputs).is_some() {
+            return Ok(inputs);
+        }
         let permit = tokio::time::timeout(QUEUE_WAIT, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| Rejection::Busy)?

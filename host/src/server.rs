@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiConfig, Services};
 use crate::crypto::{Key, Sealer, WhenEmpty, load_key};
 use crate::http::ConnectionLimits;
+use crate::lanes::Lanes;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -113,9 +114,14 @@ fn make_private(dirs: &[&Path]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Slow-lane guest threads' nice value: runs that have been busy for a while, below
+/// every other run (see [`crate::lanes`]).
+const SLOW_GUEST_NICE: i32 = 19;
+/// Time inside the guest a run may take before it moves to the slow lane.
+const FAST_LANE_BUDGET: Duration = Duration::from_millis(3);
 /// Guest threads' nice value: below the HTTP runtime, so `/healthz` and the API answer
 /// while guests spin.
-const GUEST_NICE: i32 = 10;
+const GUEST_NICE: i32 = 5;
 /// Validation threads' nice value: below the HTTP runtime, so `/healthz` answers while
 /// costly inputs are checked, and above guests, as a client waits on each validation.
 const VALIDATION_NICE: i32 = 5;
@@ -144,31 +150,43 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     {
         tracing::debug!("the compile pool was already built: {e}");
     }
-    // Guests get a runtime of their own at a lower priority: a spinning guest shares its
+    // Guests get runtimes of their own at a lower priority: a spinning guest shares its
     // threads with other guests (it yields every epoch tick) but never starves the
-    // HTTP runtime.
-    let guests = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.guest_threads.max(1))
-        .thread_name("floom-guest")
-        .on_thread_start(|| lower_priority(GUEST_NICE))
-        .enable_all()
-        .build()
-        .context("cannot start the guest runtime")?;
+    // HTTP runtime; and once busy it moves to the slow lane, below the short runs.
+    let guest_runtime = |name: &'static str, threads: usize, nice: i32| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name(name)
+            .on_thread_start(move || lower_priority(nice))
+            .enable_all()
+            .build()
+            .with_context(|| format!("cannot start the {name} runtime"))
+    };
+    let guests = guest_runtime("floom-guest", config.guest_threads, GUEST_NICE)?;
+    // Busy runs only need a thread per core between them: more would only compete.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let slow_guests = guest_runtime(
+        "floom-guest-slow",
+        config.guest_threads.min(cores),
+        SLOW_GUEST_NICE,
+    )?;
     let http = tokio::runtime::Builder::new_multi_thread()
         .thread_name("floom-http")
         .enable_all()
         .build()
         .context("cannot start the HTTP runtime")?;
-    let result = http.block_on(run(config, admin_token, guests.handle().clone()));
+    let lanes = Lanes {
+        fast: guests.handle().clone(),
+        slow: slow_guests.handle().clone(),
+        budget: FAST_LANE_BUDGET,
+    };
+    let result = http.block_on(run(config, admin_token, lanes));
+    slow_guests.shutdown_timeout(Duration::from_secs(1));
     guests.shutdown_timeout(Duration::from_secs(1));
     result
 }
 
-async fn run(
-    config: ServerConfig,
-    admin_token: Key,
-    guests: tokio::runtime::Handle,
-) -> anyhow::Result<()> {
+async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Result<()> {
     let engine = Engine::new(EngineConfig {
         cache_dir: Some(config.cache_dir.clone()),
         max_instances: u32::try_from(config.max_concurrent_runs)
@@ -192,7 +210,7 @@ async fn run(
         live.clone(),
     )?);
     let metrics = Arc::new(Metrics::default());
-    let guests = Guests::new(guests, config.max_concurrent_runs);
+    let guests = Guests::new(lanes, config.max_concurrent_runs);
     let registry = Arc::new(Registry::new(
         engine,
         guests.slots.clone(),

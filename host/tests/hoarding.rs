@@ -109,8 +109,10 @@ async fn hoarding_through_wasi_http_is_refused_or_bounded_and_memory_comes_back(
         "the server kept {:.1} MiB",
         mib(after - baseline)
     );
+    // (Loose: runs now move between two guest runtimes, and glibc gives every thread that
+    // frees memory an arena of its own; what matters is no growth per round.)
     assert!(
-        after_again < after + (32 << 20),
+        after_again < after + (64 << 20),
         "the server kept more after a second round: {:.1} MiB, then {:.1} MiB",
         mib(after),
         mib(after_again)

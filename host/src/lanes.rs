@@ -1,0 +1,152 @@
+//! Two lanes for guest code, so a short run is not slowed by long, busy ones: every run
+//! starts in the fast lane; one that has spent more than its budget of time inside the
+//! guest moves, at its next yield (every epoch tick), to the slow lane, whose threads run
+//! at a lower CPU priority. Spinning, streaming or hoarding guests end up there within a
+//! few milliseconds; a run that takes its microseconds never leaves the fast lane.
+//!
+//! Moving is safe because a run is an ordinary `Send` future between two polls: its
+//! sandbox, fiber stack and timers go with it, and the fast lane just waits for its end.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::task::{JoinError, JoinHandle};
+
+/// The two guest runtimes and the budget that separates them.
+#[derive(Clone, Debug)]
+pub struct Lanes {
+    /// Where every run starts (and where the rest of a run's work, its store writes and
+    /// event pump, stays).
+    pub fast: Handle,
+    /// Where runs go once over budget.
+    pub slow: Handle,
+    /// Time inside the guest a run may take in the fast lane.
+    pub budget: Duration,
+}
+
+impl Lanes {
+    /// Runs `run` in the fast lane, moving it to the slow lane past the budget. Must be
+    /// awaited from a task of the fast lane. An error only when the slow lane lost the
+    /// run (it panicked, or the runtime is shutting down).
+    pub fn run<F>(&self, run: F) -> Laned<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Laned {
+            state: State::Fast {
+                run: Box::pin(run),
+                used: Duration::ZERO,
+            },
+            slow: self.slow.clone(),
+            budget: self.budget,
+        }
+    }
+}
+
+/// A run in its lane: see [`Lanes::run`].
+pub struct Laned<F: Future> {
+    state: State<F>,
+    slow: Handle,
+    budget: Duration,
+}
+
+enum State<F: Future> {
+    Fast { run: Pin<Box<F>>, used: Duration },
+    Slow(JoinHandle<F::Output>),
+    Moving,
+}
+
+impl<F> Future for Laned<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = Result<F::Output, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let State::Fast { run, used } = &mut this.state {
+            let started = Instant::now();
+            let poll = run.as_mut().poll(cx);
+            *used += started.elapsed();
+            match poll {
+                Poll::Ready(output) => return Poll::Ready(Ok(output)),
+                Poll::Pending if *used <= this.budget => return Poll::Pending,
+                Poll::Pending => {
+                    if let State::Fast { run, .. } =
+                        std::mem::replace(&mut this.state, State::Moving)
+                    {
+                        this.state = State::Slow(this.slow.spawn(run));
+                    }
+                }
+            }
+        }
+        match &mut this.state {
+            State::Slow(moved) => Pin::new(moved).poll(cx),
+            // Only between the two assignments above.
+            State::Fast { .. } | State::Moving => Poll::Pending,
+        }
+    }
+}
+
+impl<F: Future> Drop for Laned<F> {
+    fn drop(&mut self) {
+        // Nobody waits for it any more: the slot it holds must not outlive the wait.
+        if let State::Slow(moved) = &self.state {
+            moved.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime(name: &'static str) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or_default().to_owned()
+    }
+
+    /// Yields `times` times, spinning `spin` between yields, and says where it ended.
+    async fn busy(times: usize, spin: Duration) -> String {
+        for _ in 0..times {
+            let started = Instant::now();
+            while started.elapsed() < spin {}
+            tokio::task::yield_now().await;
+        }
+        thread_name()
+    }
+
+    #[test]
+    fn short_runs_stay_and_busy_ones_move() {
+        let (fast, slow) = (runtime("fast"), runtime("slow"));
+        let lanes = Lanes {
+            fast: fast.handle().clone(),
+            slow: slow.handle().clone(),
+            budget: Duration::from_millis(5),
+        };
+        let quick = lanes.run(busy(3, Duration::ZERO));
+        assert_eq!(fast.block_on(fast.spawn(quick)).unwrap().unwrap(), "fast");
+        let long = lanes.run(busy(20, Duration::from_millis(1)));
+        assert_eq!(fast.block_on(fast.spawn(long)).unwrap().unwrap(), "slow");
+        // A run dropped while it is in the slow lane is stopped there.
+        let forever = lanes.run(busy(usize::MAX, Duration::from_millis(1)));
+        let waiting = fast.spawn(forever);
+        std::thread::sleep(Duration::from_millis(50));
+        waiting.abort();
+        let aborted = fast.block_on(waiting).unwrap_err();
+        assert!(aborted.is_cancelled());
+    }
+}
