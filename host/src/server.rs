@@ -119,14 +119,14 @@ fn make_private(dirs: &[&Path]) -> anyhow::Result<()> {
 const SLOW_GUEST_NICE: i32 = 19;
 /// Time inside the guest a run may take before it moves to the slow lane.
 const FAST_LANE_BUDGET: Duration = Duration::from_millis(3);
-/// Guest threads' nice value: below the HTTP runtime, so `/healthz` and the API answer
-/// while guests spin.
+/// Fast-lane guest threads' nice value: below the HTTP runtime, so `/healthz` and the API
+/// answer while guests spin; far above the slow lane, so short runs go first.
 const GUEST_NICE: i32 = 5;
 /// Validation threads' nice value: below the HTTP runtime, so `/healthz` answers while
-/// costly inputs are checked, and above guests, as a client waits on each validation.
+/// costly inputs are checked, and level with short runs, as a client waits on each.
 const VALIDATION_NICE: i32 = 5;
 /// Compiler threads' nice value: the lowest, so compiling a (possibly hostile) component
-/// at publish takes what running executions leave.
+/// at publish takes what running executions leave (busy runs share it).
 const COMPILE_NICE: i32 = 19;
 
 /// Sets the nice value of the calling thread (Linux: per thread).

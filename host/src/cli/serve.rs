@@ -72,7 +72,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 30)]
     pub grace_period_s: u64,
 
-    /// Threads that run guests (default: twice the CPU count).
+    /// Threads that start guests (default: twice the CPU count). A run busy for more
+    /// than 3 ms of guest time moves to a slow lane at the lowest CPU priority, with at
+    /// most one thread per CPU.
     #[arg(long)]
     pub guest_threads: Option<usize>,
 
