@@ -73,17 +73,14 @@ async fn huge_app_errors_are_capped_and_lists_stay_small() {
 
 /// p99 of `samples` sequential sync runs of `hello`.
 async fn hello_p99(server: &Server, samples: usize) -> std::time::Duration {
-    let mut all = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let started = std::time::Instant::now();
+    let (_, p99) = support::latencies(samples, || async {
         let run = server
             .run_sync("/api/apps/hello/run", json!({ "name": "Ada" }))
             .await;
         assert_eq!(run["status"], "succeeded", "{run}");
-        all.push(started.elapsed());
-    }
-    all.sort();
-    all[samples * 99 / 100]
+    })
+    .await;
+    p99
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,28 +7,12 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use support::Server;
+use support::{Server, latencies};
 
 const SLOTS: &str = "8";
-
-/// p50 and p99 of `samples` sequential calls of `call`.
-async fn latencies<F, Fut>(samples: usize, mut call: F) -> (Duration, Duration)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let mut all = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let started = Instant::now();
-        call().await;
-        all.push(started.elapsed());
-    }
-    all.sort();
-    (all[samples / 2], all[samples * 99 / 100])
-}
 
 async fn hello(server: &Server) {
     let run = server

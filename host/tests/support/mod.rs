@@ -289,6 +289,22 @@ impl Drop for Server {
     }
 }
 
+/// p50 and p99 of `samples` sequential calls of `call`.
+pub async fn latencies<F, Fut>(samples: usize, mut call: F) -> (Duration, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut all = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        call().await;
+        all.push(started.elapsed());
+    }
+    all.sort();
+    (all[samples / 2], all[samples * 99 / 100])
+}
+
 /// Parses an SSE body into (id, event, data) triples.
 pub fn parse_sse(body: &str) -> Vec<(i64, String, Value)> {
     body.split("\n\n")
