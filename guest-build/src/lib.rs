@@ -44,7 +44,7 @@ pub fn build(root: &Path, dirs: &[&str]) -> Vec<Guest> {
         .collect();
     guests.sort_by(|a, b| a.package.cmp(&b.package));
 
-    for path in ["guest-sdk", "wit", "Cargo.lock", "Cargo.toml"] {
+    for path in ["sdk", "wit", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     for guest in &guests {

@@ -62,7 +62,7 @@ pub mod __private {
     #[allow(missing_docs, unused_qualifications, unsafe_code)]
     pub mod bindings {
         wit_bindgen::generate!({
-            path: "../wit",
+            path: "../../wit",
             world: "app",
             pub_export_macro: true,
             export_macro_name: "__export_floom_app",
