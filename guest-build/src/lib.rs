@@ -6,6 +6,8 @@
 //! the outer one (dev, test, release or bench) and cannot deadlock on them. Two build
 //! scripts building guests at once simply take turns on the nested lock.
 
+pub mod python;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

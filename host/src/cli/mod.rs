@@ -6,9 +6,11 @@ use clap::{Parser, Subcommand};
 
 pub mod apps;
 pub mod bench;
+pub mod build;
 pub mod client;
 pub mod exec;
 pub mod executions;
+pub mod new;
 pub mod publish;
 pub mod run;
 pub mod secrets;
@@ -29,6 +31,8 @@ pub struct Cli {
 #[allow(missing_docs)]
 pub enum Command {
     Serve(serve::ServeArgs),
+    New(new::NewArgs),
+    Build(build::BuildArgs),
     Publish(publish::PublishArgs),
     Run(run::RunArgs),
     Apps(apps::AppsArgs),
@@ -76,6 +80,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Exec(args) => exec::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::New(args) => done(new::run(&args)),
+            Command::Build(args) => done(build::run(&args)),
             Command::Publish(args) => done(publish::run(args).await),
             Command::Apps(args) => done(apps::run(args).await),
             Command::Executions(args) => done(executions::run(args).await),

@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use floom_runtime::Manifest;
 use serde_json::Value;
 
 use super::client::{Client, Failure, ServerArgs, print_json};
@@ -11,7 +10,8 @@ use super::client::{Client, Failure, ServerArgs, print_json};
 ///
 /// PATH is an app directory (holding floom.toml) or the manifest itself. Publishing the
 /// same component and manifest again changes nothing; anything else becomes a new,
-/// current version. Needs the admin token.
+/// current version. Needs the admin token. A manifest with a `[build]` table (a Python
+/// app) is built first, as `floom build` does.
 ///
 /// The manifest's `component` must be a file in the app's folder, or a `.wasm` under the
 /// `target/` folder of a Cargo project above it: a manifest from someone else cannot make
@@ -84,15 +84,13 @@ pub async fn run(args: PublishArgs) -> Result<(), Failure> {
     } else {
         args.path.clone()
     };
+    let (manifest_path, manifest) = super::build::read_manifest(&manifest_path)?;
     let text = std::fs::read_to_string(&manifest_path)
         .map_err(|e| Failure::refused(format!("cannot read {}: {e}", manifest_path.display())))?;
-    let manifest = Manifest::parse(&text)
-        .map_err(|e| Failure::refused(format!("{}: {e}", manifest_path.display())))?;
-    manifest
-        .validate()
-        .map_err(|e| Failure::refused(format!("{}: {e}", manifest_path.display())))?;
     let component_path = match args.component {
         Some(path) => path,
+        // A manifest that says how to build its component is built first.
+        None if manifest.build.is_some() => super::build::build(&manifest_path, &manifest)?,
         None => {
             let named = manifest.component_path(&manifest_path).ok_or_else(|| {
                 Failure::refused(format!(
