@@ -1,5 +1,6 @@
 //! Compiles guest crates for `wasm32-wasip2` from a build script, so `cargo test` and
-//! `cargo run` on a fresh clone need nothing else.
+//! `cargo run` on a fresh clone need nothing else; and Python apps with componentize-py
+//! ([`python`]), for build scripts and `floom build` alike.
 //!
 //! The guests are workspace members built by a nested cargo with the `guest` profile: a
 //! profile of its own means the nested build takes different build-directory locks than
@@ -56,9 +57,7 @@ pub fn build(root: &Path, dirs: &[&str]) -> Vec<Guest> {
 
     ensure_target();
     // The examples' floom.toml files point into the workspace's target dir.
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let target_dir = target_dir(root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut command = Command::new(cargo);
     command
@@ -97,6 +96,74 @@ pub fn build(root: &Path, dirs: &[&str]) -> Vec<Guest> {
             guest.wasm.display()
         );
     }
+    guests
+}
+
+/// The workspace's target dir (where the examples' manifests point, and where build
+/// scripts keep the Python toolchain and the Python guests they build).
+pub fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Python apps (folders with a `floom.toml` whose `[build]` names a `python` entry)
+/// directly under each of `dirs` of the workspace at `root`, built into
+/// `<target>/floom-python/<folder>.wasm` (skipped when nothing changed), with
+/// componentize-py installed into `<target>/floom-tools`. Panics with the build's
+/// message on failure, as build scripts do.
+pub fn build_python(root: &Path, dirs: &[&str]) -> Vec<Guest> {
+    let target = target_dir(root);
+    let mut guests = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for app in entries.filter_map(Result::ok).map(|e| e.path()) {
+            let manifest = app.join("floom.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            let table: toml::Table = toml::from_str(&text).expect("parse floom.toml");
+            let build = table.get("build").and_then(|b| b.as_table());
+            let Some(entry) = build.and_then(|b| b.get("python")).and_then(|p| p.as_str()) else {
+                continue;
+            };
+            let requirements = build
+                .and_then(|b| b.get("requirements"))
+                .and_then(|r| r.as_str())
+                .map(|r| app.join(r));
+            let name = app
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("app")
+                .to_owned();
+            let out = target.join("floom-python").join(format!("{name}.wasm"));
+            println!("cargo:rerun-if-changed={}", app.display());
+            let built = python::build_cached(
+                &target.join("floom-tools"),
+                &python::App {
+                    entry: &app.join(entry),
+                    requirements: requirements.as_deref(),
+                    sdk: &root.join("sdk/python"),
+                    wit: &root.join("wit"),
+                    work: &target.join("floom-python").join(format!(".work-{name}")),
+                    out: &out,
+                },
+                &mut |step| println!("cargo:warning={name}: {step}"),
+            );
+            if let Err(e) = built {
+                panic!("building the Python app {}: {e}", app.display());
+            }
+            guests.push(Guest {
+                package: name,
+                dir: app,
+                wasm: out,
+                manifest: Some(manifest),
+            });
+        }
+    }
+    guests.sort_by(|a, b| a.package.cmp(&b.package));
     guests
 }
 

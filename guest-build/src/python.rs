@@ -177,6 +177,72 @@ pub fn build(
     Ok(())
 }
 
+/// Like [`build`], skipped when `app.out` was built from exactly these inputs (its
+/// sources, requirements, the SDK, the WIT files and the toolchain version): build
+/// scripts run often, and a Python build takes seconds. Returns whether it built.
+pub fn build_cached(
+    cache: &Path,
+    app: &App<'_>,
+    say: &mut dyn FnMut(&str),
+) -> Result<bool, BuildError> {
+    let key = inputs_key(app);
+    let stamp = app.out.with_extension("inputs");
+    if app.out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|k| k == key) {
+        return Ok(false);
+    }
+    let toolchain = Toolchain::ensure(cache, say)?;
+    build(&toolchain, app, say)?;
+    std::fs::write(&stamp, key)
+        .map_err(|e| fail(format!("cannot write {}: {e}", stamp.display())))?;
+    Ok(true)
+}
+
+/// A digest of everything a build reads.
+fn inputs_key(app: &App<'_>) -> String {
+    use sha2::Digest as _;
+    let mut files = Vec::new();
+    let source_root = app.entry.parent().unwrap_or(Path::new("."));
+    for dir in [source_root, app.sdk, app.wit] {
+        python_files(dir, &mut files);
+    }
+    files.extend(app.requirements.map(Path::to_owned));
+    files.sort();
+    let mut digest = sha2::Sha256::new();
+    digest.update(format!(
+        "{COMPONENTIZE_PY} {WORLD} {}\n",
+        app.entry.display()
+    ));
+    for file in files {
+        digest.update(file.display().to_string());
+        digest.update(std::fs::read(&file).unwrap_or_default());
+    }
+    format!("{:x}", digest.finalize())
+}
+
+/// The `.py`, `.wit` and `.txt` files below `dir`, skipping hidden folders and
+/// `build/` (where components go).
+fn python_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        if path.is_dir() {
+            if !name.starts_with('.') && name != "build" && name != "__pycache__" {
+                python_files(&path, files);
+            }
+        } else if path
+            .extension()
+            .is_some_and(|e| e == "py" || e == "wit" || e == "txt")
+        {
+            files.push(path);
+        }
+    }
+}
+
 /// Refuses installed packages that carry native code (a WebAssembly build of CPython
 /// cannot load it), naming each.
 fn refuse_native(site: &Path) -> Result<(), BuildError> {

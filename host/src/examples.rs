@@ -4,8 +4,10 @@
 /// One bundled example app.
 #[derive(Debug, Clone, Copy)]
 pub struct Example {
-    /// The crate name.
+    /// The crate (or, for Python, folder) name.
     pub name: &'static str,
+    /// A Python app: a large component that takes seconds to compile the first time.
+    pub python: bool,
     /// Its `floom.toml`.
     pub manifest: &'static str,
     /// Its component.

@@ -221,29 +221,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     let loaded = registry.load_all().await?;
     tracing::info!(apps = loaded, "loaded apps");
     if config.examples {
-        for example in crate::examples::EXAMPLES {
-            let published = registry
-                .publish(
-                    example.manifest.to_owned(),
-                    bytes::Bytes::from_static(example.component),
-                )
-                .await;
-            let (published, _) = match published {
-                Ok(published) => published,
-                // Deleted by the operator: it stays deleted.
-                Err(PublishError::Retired(e)) => {
-                    eprintln!("not publishing the example {}: {e}", example.name);
-                    continue;
-                }
-                Err(e) => anyhow::bail!("publishing the example {}: {e}", example.name),
-            };
-            if published.created {
-                eprintln!(
-                    "published example {} (version {})",
-                    published.app.slug, published.app.current.version
-                );
-            }
-        }
+        publish_examples(&registry, false).await?;
     }
     let sealer = Arc::new(Sealer::load(&config.data_dir)?);
     let tokens = Arc::new(Tokens::load(store.clone()).await?);
@@ -294,6 +272,16 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         admin_token.source
     );
 
+    if config.examples {
+        // Python components take seconds each to compile the first time (they are
+        // cached after): publish them once the server answers.
+        let registry = services.registry.clone();
+        tokio::spawn(async move {
+            if let Err(e) = publish_examples(&registry, true).await {
+                eprintln!("error: {e:#}");
+            }
+        });
+    }
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     let server = crate::http::serve(
@@ -327,6 +315,37 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     // Open streams and waits get a moment to finish, then the process ends.
     if stopped.is_none() {
         let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    }
+    Ok(())
+}
+
+/// Publishes the bundled examples, the Python ones or the others. An example the
+/// operator deleted stays deleted.
+async fn publish_examples(registry: &Registry, python: bool) -> anyhow::Result<()> {
+    for example in crate::examples::EXAMPLES {
+        if example.python != python {
+            continue;
+        }
+        let published = registry
+            .publish(
+                example.manifest.to_owned(),
+                bytes::Bytes::from_static(example.component),
+            )
+            .await;
+        let (published, _) = match published {
+            Ok(published) => published,
+            Err(PublishError::Retired(e)) => {
+                eprintln!("not publishing the example {}: {e}", example.name);
+                continue;
+            }
+            Err(e) => anyhow::bail!("publishing the example {}: {e}", example.name),
+        };
+        if published.created {
+            eprintln!(
+                "published example {} (version {})",
+                published.app.slug, published.app.current.version
+            );
+        }
     }
     Ok(())
 }
