@@ -362,3 +362,36 @@ async fn publish_uploads_only_what_the_app_folder_may_name() {
     let output = floom(&server, &["publish", dir(guests::HELLO_MANIFEST)]);
     assert!(output.status.success(), "{}", stderr(&output));
 }
+
+#[tokio::test]
+async fn a_new_rust_app_builds_publishes_and_runs_as_written() {
+    let server = Server::start(&[]);
+    let dir = support::temp_dir("cli-new-rust");
+    let target = floom_guest_build::target_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+        .join("floom-new-rust");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_floom"))
+            .args(args)
+            .current_dir(&dir)
+            .env("FLOOM_API_URL", &server.base)
+            .env("FLOOM_TOKEN", TOKEN)
+            // Its own target dir, kept between test runs so the build is incremental.
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .expect("run floom")
+    };
+    let made = run(&["new", "counter", "--lang", "rust"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let again = run(&["new", "counter", "--lang", "rust"]);
+    assert_eq!(again.status.code(), Some(2), "an existing folder is kept");
+    let built = run(&["build", "counter"]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let published = run(&["publish", "counter"]);
+    assert!(published.status.success(), "{}", stderr(&published));
+    let ran = run(&["run", "counter", "--input", "text=to be or not to be"]);
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let out = stdout(&ran);
+    assert!(out.contains("\"words\": 6"), "{out}");
+    let refused = run(&["new", "Not A Slug"]);
+    assert!(stderr(&refused).contains("is not a slug"), "{}", stderr(&refused));
+}

@@ -78,11 +78,7 @@ pub fn build(manifest_path: &Path, manifest: &Manifest) -> Result<PathBuf, Failu
         Some(entry) => {
             // The build writes here: a manifest from someone else must not point it at
             // any other file.
-            if component.is_absolute()
-                || component
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
+            if !inside(app_dir, &out) {
                 return Err(Failure::refused(format!(
                     "component = {:?}: a Python build writes its component inside the app's \
                      folder; use a path like build/app.wasm",
@@ -115,7 +111,7 @@ pub fn build(manifest_path: &Path, manifest: &Manifest) -> Result<PathBuf, Failu
             let _ = std::fs::remove_dir_all(&work);
             built.map_err(refused)?;
         }
-        None if app_dir.join("Cargo.toml").is_file() => build_rust(app_dir, &mut say)?,
+        None if app_dir.join("Cargo.toml").is_file() => build_rust(app_dir, &out, &mut say)?,
         None => {
             return Err(Failure::refused(format!(
                 "{} has no [build] table and {} has no Cargo.toml: nothing to build (a \
@@ -145,29 +141,77 @@ fn refused(e: python::BuildError) -> Failure {
     Failure::refused(e.0)
 }
 
-fn build_rust(app_dir: &Path, say: &mut dyn FnMut(&str)) -> Result<(), Failure> {
+/// Builds a Rust app with cargo and puts its component where the manifest says (inside
+/// the app's folder), wherever cargo's target dir is.
+fn build_rust(app_dir: &Path, out: &Path, say: &mut dyn FnMut(&str)) -> Result<(), Failure> {
     say(&format!(
         "cargo build --target wasm32-wasip2 --release in {}",
         app_dir.display()
     ));
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
-        .args([
-            "build",
-            "--target",
-            "wasm32-wasip2",
-            "--release",
-            "--manifest-path",
-        ])
+    let output = std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+        .args(["build", "--target", "wasm32-wasip2", "--release"])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
         .arg(app_dir.join("Cargo.toml"))
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .map_err(|e| Failure::refused(format!("cannot run cargo: {e} (is Rust installed?)")))?;
-    if !status.success() {
+    if !output.status.success() {
         return Err(Failure::refused(format!(
-            "cargo build failed ({status}); its output is above (the target may need \
-             `rustup target add wasm32-wasip2`)"
+            "cargo build failed ({}); its output is above (the target may need \
+             `rustup target add wasm32-wasip2`)",
+            output.status
         )));
     }
+    // The last `.wasm` cargo reports is the app's own.
+    let built = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .flat_map(|message| {
+            message["filenames"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f.as_str().map(PathBuf::from))
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
+        .next_back()
+        .ok_or_else(|| {
+            Failure::refused(
+                "cargo built no .wasm: is the crate a cdylib (`[lib] crate-type = [\"cdylib\"]`) \
+                 or a binary?",
+            )
+        })?;
+    let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
+    if same(&built, out) {
+        return Ok(());
+    }
+    if !inside(app_dir, out) {
+        return Err(Failure::refused(format!(
+            "cargo built {}, but the manifest's component is {} (outside the app's folder, \
+             so it is not copied there)",
+            built.display(),
+            out.display()
+        )));
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::refused(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    std::fs::copy(&built, out).map_err(|e| {
+        Failure::refused(format!("cannot copy {} to {}: {e}", built.display(), out.display()))
+    })?;
     Ok(())
+}
+
+/// Whether `path` (which may not exist yet) is below `dir`, both as written.
+fn inside(dir: &Path, path: &Path) -> bool {
+    path.strip_prefix(dir).is_ok_and(|rest| {
+        rest.components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+    })
 }
 
 /// Where floom keeps its tools and unpacked SDK.
