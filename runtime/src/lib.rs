@@ -64,8 +64,8 @@ pub use atomic_file::write_atomically;
 pub use engine::{Caps, Engine, EngineConfig};
 pub use event::{Event, Level, LogStream};
 pub use manifest::{
-    Action, DEFAULT_ACTION, DEFAULT_MEMORY_MB, Limits, LimitsSection, MAX_TIMEOUT, Manifest,
-    ManifestError, NetworkSection, is_action_name, is_secret_name, is_slug,
+    Action, BuildSection, DEFAULT_ACTION, DEFAULT_MEMORY_MB, Limits, LimitsSection, MAX_TIMEOUT,
+    Manifest, ManifestError, NetworkSection, is_action_name, is_secret_name, is_slug,
 };
 pub use outcome::{ErrorCode, Outcome, RunError, Status, Usage};
 pub use output::RESULT_MARKER;

@@ -50,6 +50,23 @@ pub struct Manifest {
     /// The app's actions, by name. An app with none has a single `run` action.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub actions: BTreeMap<String, Action>,
+    /// How `floom build` makes the component; the server accepts and ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<BuildSection>,
+}
+
+/// The `[build]` table (SPEC section 6): what `floom build` runs to make the component.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildSection {
+    /// A Python app's entry module, relative to the manifest; its folder is the source
+    /// root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<PathBuf>,
+    /// Pure-Python packages to install and bundle, as a pip requirements file relative to
+    /// the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<PathBuf>,
 }
 
 /// The `[limits]` table.
@@ -111,6 +128,16 @@ pub enum ManifestError {
         /// Why.
         reason: String,
     },
+}
+
+/// Whether `path` is relative and stays below its base (no `..`, no root).
+fn is_inside(path: &Path) -> bool {
+    path.components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    }) && path.components().next().is_some()
 }
 
 /// The limits a run gets: the manifest's, resolved against the defaults and the
@@ -202,6 +229,30 @@ impl Manifest {
         for host in &self.network.allowed_hosts {
             if let Err(why) = check_host_pattern(host) {
                 problems.push(format!("network.allowed_hosts: {host:?} {why}"));
+            }
+        }
+        if let Some(build) = &self.build {
+            // A build reads these from the app's folder and bundles them: a manifest from
+            // someone else must not make it read anything else.
+            for (key, path) in [
+                ("python", &build.python),
+                ("requirements", &build.requirements),
+            ] {
+                if let Some(path) = path
+                    && !is_inside(path)
+                {
+                    problems.push(format!(
+                        "build.{key}: {} must be a relative path inside the app's folder",
+                        path.display()
+                    ));
+                }
+            }
+            if build.python.is_none() {
+                problems.push(
+                    "build: name the entry module with python = \"app.py\" (the only kind of \
+                     build it describes so far; Rust apps need no [build] table)"
+                        .to_owned(),
+                );
             }
         }
         for (name, action) in &self.actions {
@@ -373,6 +424,31 @@ output_schema = { type = "object" }
             run.input_schema.as_ref().unwrap()["required"][0],
             "transcript"
         );
+    }
+
+    #[test]
+    fn a_build_table_names_files_inside_the_app() {
+        let m = Manifest::parse(
+            "slug = \"a\"\n[build]\npython = \"src/app.py\"\nrequirements = \"requirements.txt\"\n",
+        )
+        .unwrap();
+        m.validate().unwrap();
+        assert_eq!(m.build.unwrap().python.unwrap(), Path::new("src/app.py"));
+        for bad in ["/etc/passwd", "../app.py", "src/../../app.py", ""] {
+            let text = format!("slug = \"a\"\n[build]\npython = {bad:?}\n");
+            let err = Manifest::parse(&text).unwrap().validate().unwrap_err();
+            assert!(
+                err.to_string().contains("inside the app's folder"),
+                "{bad}: {err}"
+            );
+        }
+        let err = Manifest::parse("slug = \"a\"\n[build]\nrequirements = \"r.txt\"\n")
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("python = "), "{err}");
+        let err = Manifest::parse("slug = \"a\"\n[build]\nrust = true\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `rust`"), "{err}");
     }
 
     #[test]
