@@ -367,8 +367,9 @@ async fn publish_uploads_only_what_the_app_folder_may_name() {
 async fn a_new_rust_app_builds_publishes_and_runs_as_written() {
     let server = Server::start(&[]);
     let dir = support::temp_dir("cli-new-rust");
-    let target = floom_guest_build::target_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
-        .join("floom-new-rust");
+    let target =
+        floom_guest_build::target_dir(Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap())
+            .join("floom-new-rust");
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_floom"))
             .args(args)
@@ -393,5 +394,9 @@ async fn a_new_rust_app_builds_publishes_and_runs_as_written() {
     let out = stdout(&ran);
     assert!(out.contains("\"words\": 6"), "{out}");
     let refused = run(&["new", "Not A Slug"]);
-    assert!(stderr(&refused).contains("is not a slug"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("is not a slug"),
+        "{}",
+        stderr(&refused)
+    );
 }

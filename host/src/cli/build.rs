@@ -201,7 +201,11 @@ fn build_rust(app_dir: &Path, out: &Path, say: &mut dyn FnMut(&str)) -> Result<(
             .map_err(|e| Failure::refused(format!("cannot create {}: {e}", parent.display())))?;
     }
     std::fs::copy(&built, out).map_err(|e| {
-        Failure::refused(format!("cannot copy {} to {}: {e}", built.display(), out.display()))
+        Failure::refused(format!(
+            "cannot copy {} to {}: {e}",
+            built.display(),
+            out.display()
+        ))
     })?;
     Ok(())
 }
