@@ -176,8 +176,7 @@ fn build_rust(app_dir: &Path, out: &Path, say: &mut dyn FnMut(&str)) -> Result<(
                 .filter_map(|f| f.as_str().map(PathBuf::from))
                 .collect::<Vec<_>>()
         })
-        .filter(|f| f.extension().is_some_and(|e| e == "wasm"))
-        .next_back()
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
         .ok_or_else(|| {
             Failure::refused(
                 "cargo built no .wasm: is the crate a cdylib (`[lib] crate-type = [\"cdylib\"]`) \
