@@ -123,7 +123,9 @@ def build(tools: Tools, name: str, entry: Path, requirements: Path | None = None
     shutil.rmtree(work, ignore_errors=True)
     (work / "entry").mkdir(parents=True)
     (work / "entry" / "floom_main.py").write_text(
-        f"import {entry.stem}\nfrom floom._export import Handler\n"
+        "import sys\n\nsys.dont_write_bytecode = True  # keep __pycache__ out of the sources\n"
+        f"import {entry.stem}  # noqa: E402, F401 (registers the actions)\n"
+        "from floom._export import Handler  # noqa: E402, F401\n"
     )
     paths = [work / "entry", SDK, entry.parent]
     if requirements:
