@@ -2,8 +2,12 @@
 
 componentize-py takes the export from a class named ``Handler`` in the module it builds.
 ``floom build`` writes that module (``floom_main.py``): it imports the app, whose
-``@floom.action`` functions register themselves, and then this module::
+``@floom.action`` functions register themselves, and then this module (importing it
+after the app matters: see ``_keep_app_sources``)::
 
+    import sys
+
+    sys.dont_write_bytecode = True  # keeps __pycache__ folders out of the sources
     import app
     from floom._export import Handler
 
@@ -112,7 +116,10 @@ def _unexpected(e: BaseException) -> AppError:
         lines = [f"{type(e).__name__}: (the traceback could not be formatted)"]
     for line in "".join(lines).splitlines():
         _wit.host.log(_wit.host.Level.ERROR, line)
-    detail = str(e)
+    try:
+        detail = str(e)
+    except Exception:  # an exception whose __str__ fails still ends the run cleanly
+        detail = "(its message could not be made into text)"
     message = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
     if isinstance(e, ImportError):
         message += (

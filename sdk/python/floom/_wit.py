@@ -9,10 +9,16 @@ public API and a change in their shape is fixed in this file alone.
 This module only imports inside a componentize-py build for ``-w python-app``.
 """
 
-from componentize_py_types import Err, Ok
-from wit_world.exports import Handler as HandlerProtocol
-from wit_world.exports.handler import AppError as WitAppError
-from wit_world.imports import host, outgoing_handler, poll, streams, types
+try:
+    from componentize_py_types import Err, Ok
+    from wit_world.exports import Handler as HandlerProtocol
+    from wit_world.exports.handler import AppError as WitAppError
+    from wit_world.imports import host, outgoing_handler, poll, streams, types
+except ImportError as e:
+    raise ImportError(
+        "the floom package only works inside a component built by `floom build` "
+        f"(componentize-py for the world `python-app` of wit/floom-app.wit): {e}"
+    ) from e
 
 __all__ = [
     "Err",

@@ -269,8 +269,8 @@ class Response:
         self.close()
 
     def __del__(self) -> None:
-        # The body's resources must be dropped child first; left to the garbage collector
-        # they could go in any order, which the host refuses with a trap.
+        # The body's resources must be dropped child first (the host traps when a parent
+        # goes before its child); left to the garbage collector, any order could happen.
         self.close()
 
     def __repr__(self) -> str:

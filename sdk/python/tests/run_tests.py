@@ -9,8 +9,9 @@ the way ``floom build`` builds it: a generated ``floom_main.py`` that imports th
 <entry dir> -p sdk/python -p <app dir> [-p <installed requirements>] floom_main``. Builds
 are kept in ``target/python-sdk-tests/`` under a hash of everything they are made of, and
 ``floom exec`` keeps its compile cache there too, so a second run builds and compiles
-nothing. Each test writes the manifest it needs, runs ``floom exec`` (the real binary,
-``target/debug/floom`` unless told otherwise) and checks its JSON lines. A small HTTP
+nothing but the one compile it times. Each test writes the manifest it needs, runs
+``floom exec`` (the real binary, ``target/debug/floom`` unless told otherwise) and checks
+its JSON lines. A small HTTP
 server on 127.0.0.1 stands in for the APIs the ``floom.http`` tests call.
 
 Prints one line per test, the build and run timings, and ``N passed, N failed`` last; the
@@ -41,9 +42,16 @@ APPS = SDK / "tests" / "apps"
 WORK = ROOT / "target" / "python-sdk-tests"
 WORLD = "python-app"
 PURE_PYTHON_ONLY = [
-    "--only-binary=:all:", "--platform", "any", "--implementation", "py", "--abi", "none",
-    "--python-version", "3.14",
-]  # fmt: skip
+    "--only-binary=:all:",
+    "--platform",
+    "any",
+    "--implementation",
+    "py",
+    "--abi",
+    "none",
+    "--python-version",
+    "3.14",
+]
 """pip options that install pure-Python wheels only, for the CPython 3.14 that
 componentize-py 0.25.1 bundles: a package with native code is not found, and pip names it."""
 
@@ -111,19 +119,25 @@ def digest(paths: list[Path], extra: str) -> str:
 
 def build(tools: Tools, name: str, entry: Path, requirements: Path | None = None) -> Path:
     """Builds the app whose entry module is ``entry`` as ``floom build`` does; returns the
-    component (cached under a hash of the app, the SDK, the WIT and the toolchain)."""
+    component. The component, or what componentize-py said when it refused the app, is
+    kept under a hash of the app, the SDK, the WIT and the toolchain."""
     version = subprocess.run(
         [tools.componentize_py, "--version"], capture_output=True, text=True, check=True
     ).stdout.strip()
     inputs = [entry.parent, SDK / "floom", ROOT / "wit"] + ([requirements] if requirements else [])
     out = WORK / f"{name}-{digest(inputs, version)}.wasm"
+    refused = out.with_suffix(".refused")
     if out.exists():
         return out
+    if refused.exists():
+        raise BuildFailed(refused.read_text())
     work = WORK / f".work-{name}"
     shutil.rmtree(work, ignore_errors=True)
     (work / "entry").mkdir(parents=True)
     (work / "entry" / "floom_main.py").write_text(
-        f"import {entry.stem}\nfrom floom._export import Handler\n"
+        "import sys\n\nsys.dont_write_bytecode = True  # keep __pycache__ out of the sources\n"
+        f"import {entry.stem}  # noqa: E402, F401 (registers the actions)\n"
+        "from floom._export import Handler  # noqa: E402, F401\n"
     )
     paths = [work / "entry", SDK, entry.parent]
     if requirements:
@@ -152,6 +166,7 @@ def build(tools: Tools, name: str, entry: Path, requirements: Path | None = None
     result = subprocess.run(command, capture_output=True, text=True)
     TIMINGS.builds[name] = time.monotonic() - started
     if result.returncode != 0:
+        refused.write_text(result.stderr)
         raise BuildFailed(result.stderr)
     (work / "app.wasm").rename(out)
     shutil.rmtree(work)
@@ -218,8 +233,11 @@ class Api(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Length", str(1 << 20))
             self.end_headers()
-            for _ in range(16):
-                self.wfile.write(b"x" * (64 << 10))
+            try:
+                for _ in range(16):
+                    self.wfile.write(b"x" * (64 << 10))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # a client that drops the response unread
         elif self.path.startswith("/repos/"):
             self.repo(self.path.removeprefix("/repos/"))
         else:
@@ -454,6 +472,24 @@ def http_get_reads_status_headers_and_text(ctx: Context) -> None:
         },
         f"{run.outcome}",
     )
+
+
+@test
+def http_responses_dropped_unread_are_cleaned_up_until_the_request_cap(ctx: Context) -> None:
+    manifest, private = probe_manifest(network=True), ("--allow-private-network",)
+    run = ctx.run(
+        "probe",
+        manifest,
+        "fetch",
+        inputs={"url": ctx.url("/big"), "discard": 99, "stream": True},
+        args=private,
+    )
+    check(run.outcome["status"] == "succeeded", f"{run.outcome}")
+    run = ctx.run(
+        "probe", manifest, "fetch", inputs={"url": ctx.url("/hello"), "discard": 100}, args=private
+    )
+    check(run.error()[:2] == ("app_error", "request_denied"), f"{run.outcome}")
+    check(any("cap of 100 requests" in e["line"] for e in run.logs), f"{run.events}")
 
 
 @test

@@ -51,6 +51,9 @@ def big_chunk(inputs: dict) -> dict:
 
 @floom.action("fetch")
 def fetch(inputs: dict) -> dict:
+    for _ in range(inputs.get("discard", 0)):
+        # Responses dropped unread: their resources must go back in order.
+        floom.http.get(inputs["url"])
     response = floom.http.request(
         inputs.get("method", "GET"),
         inputs["url"],
