@@ -11,6 +11,8 @@ use std::process::{Command, Output};
 
 /// The componentize-py release every build uses.
 pub const COMPONENTIZE_PY: &str = "0.25.1";
+/// The CPython version componentize-py bundles: requirements are resolved for it.
+pub const BUNDLED_PYTHON: &str = "3.14";
 /// The world Python apps are built for (the `floom:app` package in `wit/`).
 pub const WORLD: &str = "python-app";
 
@@ -45,6 +47,13 @@ impl Toolchain {
         let toolchain = Toolchain { venv };
         // Written last: a venv without it is an install that did not finish.
         let installed = toolchain.venv.join(".floom-installed");
+        if installed.exists() {
+            return Ok(toolchain);
+        }
+        // Two builds (two build scripts, two `floom build`s) take turns installing.
+        std::fs::create_dir_all(cache)
+            .map_err(|e| fail(format!("cannot create {}: {e}", cache.display())))?;
+        let _turn = lock(&cache.join(".install.lock"))?;
         if installed.exists() {
             return Ok(toolchain);
         }
@@ -128,7 +137,12 @@ pub fn build(
     // that imports the app (registering its actions) and the SDK's dispatcher.
     std::fs::write(
         entry_dir.join("floom_main.py"),
-        format!("import {module}  # noqa: F401 (registers the actions)\nfrom floom._export import Handler  # noqa: F401\n"),
+        format!(
+            "import sys\n\n# Keeps __pycache__ folders out of the app's and the SDK's sources.\n\
+             sys.dont_write_bytecode = True\n\
+             import {module}  # noqa: E402,F401 (registers the actions)\n\
+             from floom._export import Handler  # noqa: E402,F401\n"
+        ),
     )
     .map_err(|e| fail(format!("cannot write the entry module: {e}")))?;
     let mut paths = vec![entry_dir, app.sdk.to_owned(), source_root.to_owned()];
@@ -187,6 +201,13 @@ pub fn build_cached(
 ) -> Result<bool, BuildError> {
     let key = inputs_key(app);
     let stamp = app.out.with_extension("inputs");
+    if let Some(parent) = app.out.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    // Build scripts of several crates build the same apps at once: one builds, the
+    // others wait and find it done.
+    let _turn = lock(&app.out.with_extension("lock"))?;
     if app.out.is_file() && std::fs::read_to_string(&stamp).is_ok_and(|k| k == key) {
         return Ok(false);
     }
@@ -278,6 +299,19 @@ fn refuse_native(site: &Path) -> Result<(), BuildError> {
         native.join(", "),
         if native.len() == 1 { "s" } else { "" }
     )))
+}
+
+/// An exclusive lock on `path` (created if missing), held until dropped.
+fn lock(path: &Path) -> Result<std::fs::File, BuildError> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| fail(format!("cannot open {}: {e}", path.display())))?;
+    file.lock()
+        .map_err(|e| fail(format!("cannot lock {}: {e}", path.display())))?;
+    Ok(file)
 }
 
 fn is_identifier(name: &str) -> bool {

@@ -156,7 +156,7 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
     let guests = Guests::new(lanes, 1);
     let registry = Arc::new(Registry::new(
         engine,
-        guests.slots.clone(),
+        guests.clone(),
         store.clone(),
         dir.join("components"),
         metrics.clone(),

@@ -9,9 +9,8 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context as _;
 use floom_runtime::{CompiledApp, ComponentError, Engine, Manifest, ManifestError};
 
-use tokio::sync::Semaphore;
-
 use crate::metrics::Metrics;
+use crate::scheduler::Guests;
 use crate::schema::Schema;
 use crate::store::{
     AppRecord, DeletedApp, DynStore, Published, SlugRetired, VersionRecord, now_ms,
@@ -97,8 +96,8 @@ const PROBE_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// The apps the server can run.
 pub struct Registry {
     engine: Engine,
-    /// The sandbox slots, shared with the scheduler: a probe takes one like a run.
-    slots: Arc<Semaphore>,
+    /// The sandboxes, shared with the scheduler: a probe takes a slot like a run.
+    guests: Guests,
     metrics: Arc<Metrics>,
     store: DynStore,
     components: PathBuf,
@@ -108,10 +107,10 @@ pub struct Registry {
 
 impl Registry {
     /// A registry storing components under `components` (content-addressed), probing
-    /// new ones in one of the sandbox `slots`.
+    /// new ones in one of the `guests`' sandboxes.
     pub fn new(
         engine: Engine,
-        slots: Arc<Semaphore>,
+        guests: Guests,
         store: DynStore,
         components: PathBuf,
         metrics: Arc<Metrics>,
@@ -120,7 +119,7 @@ impl Registry {
             .with_context(|| format!("cannot create {}", components.display()))?;
         Ok(Registry {
             engine,
-            slots,
+            guests,
             metrics,
             store,
             components,
@@ -184,25 +183,22 @@ impl Registry {
     }
 
     /// Starts `app` once in a sandbox, as a run would: in a sandbox slot, under the app's
-    /// limits and deadline (the runtime bounds it further), on the compile pool at the
-    /// lowest CPU priority, like the rest of a publish, so a start function that spins
-    /// takes only what runs leave. The slot goes with the probe, so a publisher that goes
-    /// away still frees it in time.
+    /// limits and deadline (the runtime bounds it further), in the slow guest lane, so a
+    /// start function that spins takes only what runs leave, and never waits behind
+    /// compiles. The slot goes with the probe, so a publisher that goes away still frees
+    /// it in time.
     async fn probe(&self, app: &CompiledApp) -> Result<(), PublishError> {
-        let wait = tokio::time::timeout(PROBE_SLOT_WAIT, self.slots.clone().acquire_owned());
+        let slots = self.guests.slots.clone();
+        let wait = tokio::time::timeout(PROBE_SLOT_WAIT, slots.acquire_owned());
         let Ok(Ok(slot)) = wait.await else {
             return Err(PublishError::Busy);
         };
         let app = app.clone();
-        let probed = on_compile_pool(move || {
+        let probed = self.guests.lanes.slow.spawn(async move {
             let _slot = slot;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .context("cannot start a runtime for the probe")?;
-            anyhow::Ok(runtime.block_on(app.probe()))
-        })
-        .await??;
+            app.probe().await
+        });
+        let probed = probed.await.context("the probe panicked")?;
         probed.map_err(|e| ComponentError::DoesNotStart(e.message).into())
     }
 

@@ -50,8 +50,8 @@ pub struct ServerConfig {
     pub grace_period: Duration,
     /// Threads that run guests.
     pub guest_threads: usize,
-    /// Publish the bundled example apps at startup.
-    pub examples: bool,
+    /// Which bundled example apps to publish at startup.
+    pub examples: Option<Examples>,
     /// Whether apps may reach private addresses.
     pub allow_private_network: bool,
     /// Outbound HTTP requests per run.
@@ -137,6 +137,27 @@ fn lower_priority(nice: i32) {
     }
 }
 
+/// Which bundled example apps `floom serve --examples` publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Examples {
+    /// Every example.
+    All,
+    /// The Rust examples.
+    Rust,
+    /// The Python examples.
+    Python,
+}
+
+impl Examples {
+    fn rust(self) -> bool {
+        self != Examples::Python
+    }
+
+    fn python(self) -> bool {
+        self != Examples::Rust
+    }
+}
+
 /// Runs the server until SIGTERM or Ctrl-C.
 pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     make_private(&[&config.data_dir, &config.cache_dir])?;
@@ -213,14 +234,14 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     let guests = Guests::new(lanes, config.max_concurrent_runs);
     let registry = Arc::new(Registry::new(
         engine,
-        guests.slots.clone(),
+        guests.clone(),
         store.clone(),
         config.data_dir.join("components"),
         metrics.clone(),
     )?);
     let loaded = registry.load_all().await?;
     tracing::info!(apps = loaded, "loaded apps");
-    if config.examples {
+    if config.examples.is_some_and(|set| set.rust()) {
         publish_examples(&registry, false).await?;
     }
     let sealer = Arc::new(Sealer::load(&config.data_dir)?);
@@ -272,7 +293,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         admin_token.source
     );
 
-    if config.examples {
+    if config.examples.is_some_and(|set| set.python()) {
         // Python components take seconds each to compile the first time (they are
         // cached after): publish them once the server answers.
         let registry = services.registry.clone();

@@ -226,7 +226,7 @@ async fn scoped_admin_tokens_administer_their_apps_only() {
 
 #[tokio::test]
 async fn expired_and_revoked_tokens_are_refused() {
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     let short = token(&server, json!({ "name": "short", "expires_in_s": 1 })).await;
     let revoked = token(&server, json!({ "name": "revoked" })).await;
     let run = |token: &str| {
@@ -324,7 +324,7 @@ async fn expired_and_revoked_tokens_are_refused() {
 
 #[tokio::test]
 async fn a_view_token_reads_its_execution_only() {
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     let first = server
         .start_run("/api/apps/hello/run", json!({ "name": "a" }))
         .await;
@@ -365,7 +365,7 @@ async fn a_view_token_reads_its_execution_only() {
 
 #[tokio::test]
 async fn idempotency_keys_return_the_same_execution() {
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     let post_as = |caller: &str, key: &str, name: &str| {
         server
             .post("/api/apps/hello/run")
@@ -460,7 +460,7 @@ async fn idempotency_keys_return_the_same_execution() {
 
 #[tokio::test]
 async fn secrets_reach_only_declared_names_and_never_leak() {
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     server
         .publish_misbehave("peek", "secrets = [\"DECLARED\"]")
         .await;
@@ -682,7 +682,7 @@ async fn versions_and_rollback() {
 
 #[tokio::test]
 async fn rate_limits_and_stats() {
-    let server = Server::start(&["--examples", "--runs-per-minute", "3"]);
+    let server = Server::start(&["--examples=rust", "--runs-per-minute", "3"]);
     let run = |name: &str| {
         server
             .post("/api/apps/hello/run?wait=true")

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use support::{Server, TOKEN, parse_sse};
 
 fn examples() -> Server {
-    Server::start(&["--examples"])
+    Server::start(&["--examples=rust"])
 }
 
 async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {

@@ -210,7 +210,7 @@ async fn publishing_without_the_admin_token_is_refused() {
 
 #[tokio::test]
 async fn tokens_secrets_and_versions_from_the_command_line() {
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     // A token printed once on stdout, usable at once.
     let created = floom(&server, &["tokens", "create", "ci", "--app", "hello"]);
     assert!(created.status.success(), "{}", stderr(&created));

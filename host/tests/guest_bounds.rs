@@ -87,7 +87,7 @@ async fn hello_p99(server: &Server, samples: usize) -> std::time::Duration {
 async fn chatty_runs_store_a_bounded_stream_and_do_not_stall_others() {
     // Review finding 9: three runs emitting 10,000 chunks of 60 KiB each pushed `hello`
     // from 5 ms to 3.4-7 s, and each stored ~624 MB.
-    let server = Server::start(&["--examples", "--runs-per-minute", "0"]);
+    let server = Server::start(&["--examples=rust", "--runs-per-minute", "0"]);
     server.publish_misbehave("chatty", "").await;
     let idle = hello_p99(&server, 100).await;
     let chatty: Vec<String> = {

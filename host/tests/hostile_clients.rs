@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 
 /// Short timeouts so the tests take seconds.
 const ARGS: &[&str] = &[
-    "--examples",
+    "--examples=rust",
     "--header-timeout-s",
     "2",
     "--body-timeout-s",

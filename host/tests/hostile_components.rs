@@ -117,7 +117,7 @@ async fn data_that_does_not_fit_the_memory_limit_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_compile_leaves_running_executions_alone() {
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     // 30,000 functions: a real compile, bounded, on the lowest-priority threads.
     let mut core = String::new();
     for i in 0..30_000 {
@@ -183,7 +183,7 @@ async fn sync_runs(server: &Server, length: Duration) -> Vec<Duration> {
 async fn start_functions_that_never_end_are_stopped_at_the_deadline() {
     // Review finding 5: the publish probe ran guest code on the HTTP runtime with no
     // deadline, so this never answered, and six of them starved the server.
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     let looping = command(
         r#"(func $forever (loop $again (br $again)))
            (start $forever)

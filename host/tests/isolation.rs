@@ -11,7 +11,7 @@ use support::Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spinning_guests_on_every_core_do_not_delay_healthz_or_other_runs() {
-    let server = Server::start(&["--examples"]);
+    let server = Server::start(&["--examples=rust"]);
     server
         .publish_misbehave("spinner", "[limits]\ntimeout_s = 60")
         .await;

@@ -102,7 +102,7 @@ async fn the_data_dir_and_everything_in_it_are_private() {
         std::fs::Permissions::from_mode(0o644),
     )
     .unwrap();
-    let server = Server::start_in(dir.clone(), &["--examples"]);
+    let server = Server::start_in(dir.clone(), &["--examples=rust"]);
     let run = server
         .run_sync("/api/apps/hello/run", serde_json::json!({}))
         .await;

@@ -28,7 +28,7 @@ async fn healthz(server: &Server) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_well_behaved_app_keeps_its_latency_beside_a_noisy_one() {
     let server = Server::start(&[
-        "--examples",
+        "--examples=rust",
         "--max-concurrent-runs",
         SLOTS,
         "--runs-per-minute",
@@ -133,7 +133,7 @@ async fn the_review_attacks_leave_a_well_behaved_app_alone() {
     // functions that never end (5), inputs costly to validate (3), one caller flooding
     // the queue (6), idle HTTP/2 connections (8).
     let server = Arc::new(Server::start(&[
-        "--examples",
+        "--examples=rust",
         "--max-concurrent-runs",
         "16",
         "--runs-per-minute",

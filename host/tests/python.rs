@@ -328,3 +328,44 @@ async fn new_build_publish_run_end_to_end() {
         stderr(&refused)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quick_start_server_serves_the_python_examples() {
+    // `--examples` (the README's first command) publishes the Python examples once the
+    // server answers; the Rust ones are there from the first request.
+    let server = Server::start(&["--examples"]);
+    let apps = server.get("/api/apps").send().await.unwrap();
+    let apps: Value = apps.json().await.unwrap();
+    assert!(apps.to_string().contains("\"hello\""), "{apps}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let slugs = ["py-meeting-action-items", "py-markdown", "py-github-repo"];
+    loop {
+        let apps: Value = server
+            .get("/api/apps")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if slugs
+            .iter()
+            .all(|slug| apps.to_string().contains(&format!("\"{slug}\"")))
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{apps}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let run = sync(
+        &server,
+        "py-meeting-action-items",
+        "run",
+        json!({ "transcript": "Ada: I will send the report by Friday." }),
+    )
+    .await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["output"]["items"][0]["owner"], "Ada", "{run}");
+    let run = sync(&server, "py-markdown", "run", json!({ "markdown": "# Hi" })).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+}

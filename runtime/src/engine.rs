@@ -355,9 +355,11 @@ pub(crate) fn pooling(config: &EngineConfig) -> PoolingAllocationConfig {
     // One component instance per sandbox.
     pool.total_component_instances(n);
     // A Rust `wasm32-wasip2` component holds the program, the WASI adapter and a few
-    // shims: up to 4 core instances, 2 memories and 2 tables in practice; a component
-    // needing more than the per-component caps is refused at instantiation.
-    pool.total_core_instances(n.saturating_mul(4));
+    // shims: up to 4 core instances, 2 memories and 2 tables in practice; a Python one
+    // (componentize-py) instantiates 14 core modules. Core-instance slots are small
+    // (a reservation of metadata, not memory), so every sandbox may hold the
+    // per-component cap; a component needing more is refused at instantiation.
+    pool.total_core_instances(n.saturating_mul(16));
     pool.max_core_instances_per_component(16);
     pool.total_memories(n.saturating_mul(2));
     pool.max_memories_per_component(4);

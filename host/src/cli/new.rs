@@ -144,7 +144,7 @@ pub fn run(args: &NewArgs) -> Result<(), Failure> {
     match args.lang {
         Lang::Python => {
             files.push(("app.py", PYTHON_APP.replace("NAME", name)));
-            files.push((".gitignore", "build/\n".to_owned()));
+            files.push((".gitignore", "build/\n__pycache__/\n".to_owned()));
         }
         Lang::Rust => {
             files.push(("Cargo.toml", cargo_toml(name)));

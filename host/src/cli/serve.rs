@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::api::ApiConfig;
 use crate::http::ConnectionLimits;
-use crate::server::{ServerConfig, serve};
+use crate::server::{Examples, ServerConfig, serve};
 
 /// Serve the HTTP API on an embedded SQLite store.
 ///
@@ -31,10 +31,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./floom-data", env = "FLOOM_DATA_DIR")]
     pub data_dir: PathBuf,
 
-    /// Publish the bundled example apps (hello, meeting-action-items, word-count,
-    /// webhook-signer) at startup.
-    #[arg(long)]
-    pub examples: bool,
+    /// Publish the bundled example apps at startup: all of them, or only the Rust or the
+    /// Python ones (Python components take seconds each to compile the first time; they
+    /// are published once the server answers).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "all")]
+    pub examples: Option<Examples>,
 
     /// Executions that run at once.
     #[arg(long, default_value_t = 64)]
