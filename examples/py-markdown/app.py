@@ -14,6 +14,12 @@ from markdown.extensions.toc import TocExtension
 MAX_MARKDOWN = 256 * 1024
 """The longest document accepted, in characters."""
 
+RENDERER = markdown.Markdown(extensions=[TableExtension(), FencedCodeExtension(), TocExtension()])
+"""Made, and warmed up on a document using every extension, at import: that is once, when
+the app is built. Every run starts from that snapshot, with the extensions set up and
+their patterns compiled; making the renderer inside the action costs ~20 ms per run."""
+RENDERER.convert("# Title\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n```\ncode\n```\n\n*text*")
+
 
 @floom.action
 def run(inputs: dict) -> dict:
@@ -25,11 +31,8 @@ def run(inputs: dict) -> dict:
         raise floom.AppError(
             "invalid_input", f"markdown is {len(text)} characters; the limit is {MAX_MARKDOWN}"
         )
-    renderer = markdown.Markdown(
-        extensions=[TableExtension(), FencedCodeExtension(), TocExtension()]
-    )
-    html = renderer.convert(text)
-    headings = flatten(renderer.toc_tokens)
+    html = RENDERER.reset().convert(text)
+    headings = flatten(RENDERER.toc_tokens)
     floom.log.info(f"rendered {len(text)} characters, {len(headings)} headings")
     return {"html": html, "headings": headings}
 

@@ -111,7 +111,12 @@ def next_speaker(text: str) -> int:
 
 def sentences(text: str) -> list[str]:
     """Splits a turn into sentences."""
-    return [s.strip() for s in re.split(r"[.!?;\n]", text) if s.strip()]
+    return [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
+
+
+SENTENCE_END = re.compile(r"[.!?;\n]")
+"""Compiled at import, that is once, when the app is built: every run starts from that
+snapshot, so a pattern compiled inside an action would be compiled again on every run."""
 
 
 FILLERS = (

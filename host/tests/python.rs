@@ -201,6 +201,14 @@ async fn python_limits_hold() {
         ["trap", "app_error"].contains(&recurse["error"]["code"].as_str().unwrap()),
         "{recurse}"
     );
+    println!(
+        "spin: {}, alloc: {} ({}), recurse: {} ({})",
+        spin["error"]["code"],
+        alloc["error"]["code"],
+        alloc["error"]["message"],
+        recurse["error"]["code"],
+        recurse["error"]["message"]
+    );
     // The host is unharmed: the app still runs.
     let run = sync(&server, "py", "run", json!({})).await;
     assert_eq!(run["status"], "succeeded", "{run}");
