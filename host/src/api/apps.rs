@@ -16,9 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, Need};
 use super::error::{ApiError, Problem};
 use super::extract::{PathParams, QueryParams};
-use super::{AppState, runs, timestamp};
+use super::{AppState, date, runs, timestamp};
 use crate::registry::PublishError;
-use crate::store::{AppRecord, ExecStatus, NotPurgeable};
+use crate::store::{AppRecord, DayStats, ExecStatus, NotPurgeable, now_ms};
 use crate::tokens::Role;
 
 /// Largest manifest part of a publish.
@@ -46,6 +46,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/apps/{slug}/versions", get(versions))
         .route("/api/apps/{slug}/rollback/{version}", post(rollback))
         .route("/api/apps/{slug}/stats", get(stats))
+        .route("/api/apps/{slug}/timeseries", get(timeseries))
         .route("/api/apps/{slug}/run", post(runs::run_app))
         .route(
             "/api/apps/{slug}/actions/{action}/run",
@@ -498,20 +499,7 @@ async fn stats(
     }
     let mut stats = state.store.stats(&slug).await?;
     stats.durations_ms.sort_unstable();
-    let mut by_status: BTreeMap<&'static str, i64> = [
-        ExecStatus::Queued,
-        ExecStatus::Running,
-        ExecStatus::Succeeded,
-        ExecStatus::Failed,
-        ExecStatus::TimedOut,
-        ExecStatus::Cancelled,
-    ]
-    .into_iter()
-    .map(|s| (s.as_str(), 0))
-    .collect();
-    for (status, count) in &stats.counts {
-        by_status.insert(status.as_str(), *count);
-    }
+    let by_status = status_counts(&stats.counts);
     let finished: i64 = stats
         .counts
         .iter()
@@ -527,5 +515,101 @@ async fn stats(
             p95: percentile(&stats.durations_ms, 95.0),
         },
         by_status,
+    }))
+}
+
+/// Counts per status, every status present (zero when none).
+fn status_counts(counts: &[(ExecStatus, i64)]) -> BTreeMap<&'static str, i64> {
+    let mut by_status: BTreeMap<&'static str, i64> =
+        ExecStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+    for (status, count) in counts {
+        by_status.insert(status.as_str(), *count);
+    }
+    by_status
+}
+
+/// `?days=`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct TimeseriesQuery {
+    /// How many days, up to today (UTC), 1 to 90 (default 30).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 90)]
+    days: Option<String>,
+}
+
+/// Most days a timeseries covers.
+pub const MAX_DAYS: u32 = 90;
+
+/// Reads `?days=`: 1 to [`MAX_DAYS`], `default` when absent or empty.
+pub fn days_param(days: Option<&str>, default: u32) -> Result<u32, ApiError> {
+    match days.filter(|d| !d.is_empty()) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_DAYS).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_input(format!(
+                    "days {text:?} must be a number from 1 to {MAX_DAYS}"
+                ))
+            }),
+    }
+}
+
+/// An app's executions per UTC day.
+#[derive(Serialize, ToSchema)]
+pub struct TimeseriesView {
+    /// One entry per day, oldest first, today last.
+    days: Vec<DayView>,
+}
+
+/// One UTC day of an app's executions (by when they were accepted).
+#[derive(Serialize, ToSchema)]
+pub struct DayView {
+    /// `2026-12-01`
+    date: String,
+    /// Executions per status.
+    counts: BTreeMap<&'static str, i64>,
+    /// Median run duration of those that ran and ended.
+    p50_ms: Option<i64>,
+    /// 95th percentile of the same.
+    p95_ms: Option<i64>,
+}
+
+impl From<&DayStats> for DayView {
+    fn from(day: &DayStats) -> Self {
+        DayView {
+            date: date(day.day),
+            counts: status_counts(&day.counts),
+            p50_ms: day.p50_ms,
+            p95_ms: day.p95_ms,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/apps/{slug}/timeseries", tag = "apps",
+    summary = "An app's executions per UTC day: counts per status and p50/p95 durations",
+    params(("slug" = String, Path, description = "The app's slug"), TimeseriesQuery),
+    responses((status = 200, body = TimeseriesView, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
+    security(("bearer" = [])))]
+async fn timeseries(
+    State(state): State<AppState>,
+    PathParams(slug): PathParams<String>,
+    QueryParams(query): QueryParams<TimeseriesQuery>,
+    caller: Caller,
+) -> Result<Json<TimeseriesView>, ApiError> {
+    if !caller.has_credentials() {
+        return Err(ApiError::auth_failed(
+            "the timeseries needs a token that covers the app",
+        ));
+    }
+    let days = days_param(query.days.as_deref(), 30)?;
+    authorized_app(&state, &caller, &slug, Need::Run).await?;
+    if !caller.covers(&slug) {
+        return Err(ApiError::not_found(format!("no app {slug:?}")));
+    }
+    let series = crate::store::timeseries(state.store.as_ref(), &slug, days, now_ms()).await?;
+    Ok(Json(TimeseriesView {
+        days: series.iter().map(DayView::from).collect(),
     }))
 }

@@ -493,6 +493,9 @@ struct ListQuery {
     /// Only this status.
     #[param(value_type = Option<ExecStatus>)]
     status: Option<String>,
+    /// Only those started this way.
+    #[param(value_type = Option<TriggerSource>)]
+    trigger_source: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
@@ -548,6 +551,11 @@ async fn list(
         .map(str::parse::<ExecStatus>)
         .transpose()
         .map_err(ApiError::invalid_input)?;
+    let trigger_source = nonempty(query.trigger_source)
+        .as_deref()
+        .map(str::parse::<TriggerSource>)
+        .transpose()
+        .map_err(ApiError::invalid_input)?;
     let before = nonempty(query.cursor)
         .as_deref()
         .map(|c| {
@@ -562,6 +570,7 @@ async fn list(
             app: nonempty(query.app),
             apps,
             status,
+            trigger_source,
             before,
             limit,
         })

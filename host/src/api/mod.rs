@@ -126,3 +126,10 @@ pub fn timestamp(ms: i64) -> String {
         })
         .unwrap_or_default()
 }
+
+/// A day since the unix epoch as its UTC date, `2026-12-01`.
+pub fn date(day: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(day.saturating_mul(86_400))
+        .map(|t| t.date().to_string())
+        .unwrap_or_default()
+}

@@ -27,7 +27,7 @@ pub struct SlugDoc(String);
     ),
     paths(
         system::healthz,
-        apps::list, apps::publish, apps::detail, apps::delete, apps::versions, apps::rollback, apps::stats,
+        apps::list, apps::publish, apps::detail, apps::delete, apps::versions, apps::rollback, apps::stats, apps::timeseries,
         runs::run_app, runs::run_action,
         secrets::list, secrets::set, secrets::remove,
         executions::list, executions::detail, executions::events, executions::logs, executions::cancel,

@@ -30,6 +30,29 @@ pub struct RunBody {
     /// The action (first form only; default `run` or the app's only action).
     #[serde(default)]
     action: Option<String>,
+    /// How the run was started, as the client says: `api` (the default), `cli` (the
+    /// `floom` CLI sends it) or `ui` (the web pages send it). The other sources (`mcp`,
+    /// `webhook`, `schedule`) are set by the server only.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^(api|cli|ui)$")]
+    trigger_source: Option<String>,
+}
+
+/// The source a run request claims. Only the sources that a client of this endpoint can
+/// be are accepted: a label for the operator, never a credential, but a run must not
+/// pass for one the server started itself.
+fn claimed_source(claimed: Option<&str>) -> Result<TriggerSource, ApiError> {
+    let Some(claimed) = claimed else {
+        return Ok(TriggerSource::Api);
+    };
+    match claimed.parse::<TriggerSource>() {
+        Ok(source @ (TriggerSource::Api | TriggerSource::Cli | TriggerSource::Ui)) => Ok(source),
+        Ok(source) => Err(ApiError::invalid_input(format!(
+            "trigger_source {:?} is set by the server only: send \"api\", \"cli\" or \"ui\"",
+            source.as_str()
+        ))),
+        Err(e) => Err(ApiError::invalid_input(e)),
+    }
 }
 
 /// `?wait=` and `?stream=`.
@@ -143,6 +166,7 @@ async fn start(
         .get("idempotency-key")
         .map(|v| runs::idempotency_key(v.to_str().unwrap_or_default()))
         .transpose()?;
+    let trigger_source = claimed_source(body.trigger_source.as_deref())?;
     let started = runs::start(
         state,
         &caller,
@@ -152,7 +176,7 @@ async fn start(
             action_in_path,
             inputs: body.inputs,
             idempotency_key,
-            trigger_source: TriggerSource::Api,
+            trigger_source,
             mcp_call: None,
             watch: wait,
         },

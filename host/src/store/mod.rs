@@ -5,6 +5,7 @@
 //! they are committed, so a subscriber that reads the store and then follows the live
 //! stream never sees a gap.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -102,6 +103,16 @@ pub enum ExecStatus {
 }
 
 impl ExecStatus {
+    /// Every status, in the order an execution can pass through them.
+    pub const ALL: [ExecStatus; 6] = [
+        ExecStatus::Queued,
+        ExecStatus::Running,
+        ExecStatus::Succeeded,
+        ExecStatus::Failed,
+        ExecStatus::TimedOut,
+        ExecStatus::Cancelled,
+    ];
+
     /// The status as the API spells it.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -378,6 +389,8 @@ pub struct ListExecutions {
     pub apps: Option<Vec<String>>,
     /// Only this status.
     pub status: Option<ExecStatus>,
+    /// Only those started this way.
+    pub trigger_source: Option<TriggerSource>,
     /// Only executions inserted before this one (the cursor).
     pub before: Option<i64>,
     /// At most this many.
@@ -458,6 +471,11 @@ pub trait Store: Send + Sync + 'static {
     async fn set_current(&self, slug: &str, version: i64) -> anyhow::Result<Option<AppRecord>>;
     /// Execution counts and recent durations of an app.
     async fn stats(&self, slug: &str) -> anyhow::Result<AppStats>;
+    /// When each app's newest execution was accepted, for the apps that have one.
+    async fn last_runs(&self) -> anyhow::Result<HashMap<String, Millis>>;
+    /// An app's executions accepted from `since` on, per UTC day that has any, oldest
+    /// first: counts per status and the p50/p95 run duration of those that ran.
+    async fn daily_stats(&self, slug: &str, since: Millis) -> anyhow::Result<Vec<DayStats>>;
 
     /// Adds an agent token.
     async fn insert_token(&self, token: TokenRecord) -> anyhow::Result<()>;
@@ -575,6 +593,49 @@ pub struct AppStats {
     pub counts: Vec<(ExecStatus, i64)>,
     /// Run durations of the most recent finished executions, in milliseconds.
     pub durations_ms: Vec<i64>,
+}
+
+/// Milliseconds in a day: [`DayStats::day`] is a unix time divided by this.
+pub const DAY_MS: Millis = 24 * 60 * 60 * 1000;
+
+/// One UTC day of an app's executions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayStats {
+    /// Days since the unix epoch (UTC) of the executions' `created_at`.
+    pub day: i64,
+    /// Executions accepted that day, per status (statuses with none left out).
+    pub counts: Vec<(ExecStatus, i64)>,
+    /// The median duration, start to end, of those that ran and ended.
+    pub p50_ms: Option<i64>,
+    /// The 95th percentile of the same durations.
+    pub p95_ms: Option<i64>,
+}
+
+/// The last `days` UTC days of an app's executions up to the one holding `now`, oldest
+/// first, one entry per day (days without executions are empty).
+pub async fn timeseries(
+    store: &dyn Store,
+    slug: &str,
+    days: u32,
+    now: Millis,
+) -> anyhow::Result<Vec<DayStats>> {
+    let today = now.div_euclid(DAY_MS);
+    let first = today - i64::from(days.max(1)) + 1;
+    let mut found = store
+        .daily_stats(slug, first * DAY_MS)
+        .await?
+        .into_iter()
+        .peekable();
+    let mut series = Vec::with_capacity(days as usize);
+    for day in first..=today {
+        // Skip a day before the window, which only a clock set back can produce.
+        while found.next_if(|d| d.day < day).is_some() {}
+        series.push(found.next_if(|d| d.day == day).unwrap_or(DayStats {
+            day,
+            ..DayStats::default()
+        }));
+    }
+    Ok(series)
 }
 
 /// The store as the server holds it.

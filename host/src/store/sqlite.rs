@@ -14,7 +14,7 @@
 //! while the writer writes. Checkpoints (copying the WAL back into the database, with
 //! its fsyncs) run on a thread of their own, so no commit waits for one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -27,7 +27,7 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use super::{
-    AppRecord, AppStats, Appended, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
+    AppRecord, AppStats, Appended, DAY_MS, DayStats, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
     Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
     NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
     StoredEvent, TokenRecord, TriggerSource, VersionRecord,
@@ -42,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_retired_slugs.sql"),
     include_str!("migrations/0004_event_retention.sql"),
     include_str!("migrations/0005_trigger_source.sql"),
+    include_str!("migrations/0006_executions_by_day.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -973,6 +974,7 @@ impl Store for SqliteStore {
                 "SELECT {SUMMARY_COLUMNS} FROM executions \
                  WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR n < ?3) \
                  AND (?5 IS NULL OR app IN (SELECT value FROM json_each(?5))) \
+                 AND (?6 IS NULL OR trigger_source = ?6) \
                  ORDER BY n DESC LIMIT ?4"
             ))?;
             let apps = filter.apps.map(|apps| serde_json::to_string(&apps)).transpose()?;
@@ -982,7 +984,8 @@ impl Store for SqliteStore {
                     filter.status.map(ExecStatus::as_str),
                     filter.before,
                     filter.limit,
-                    apps
+                    apps,
+                    filter.trigger_source.map(TriggerSource::as_str)
                 ],
                 summary_row,
             )?;
@@ -1066,6 +1069,78 @@ impl Store for SqliteStore {
                 counts,
                 durations_ms,
             })
+        })
+        .await
+    }
+
+    async fn last_runs(&self) -> anyhow::Result<HashMap<String, Millis>> {
+        self.read(|conn| {
+            // One index lookup per app, not a scan of every execution.
+            let mut stmt = conn.prepare_cached(
+                "SELECT a.slug, (SELECT e.created_at FROM executions e INDEXED BY executions_by_app \
+                 WHERE e.app = a.slug ORDER BY e.n DESC LIMIT 1) FROM apps a",
+            )?;
+            let rows = stmt.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, Option<Millis>>(1)?))
+            })?;
+            let mut last = HashMap::new();
+            for row in rows {
+                if let (slug, Some(at)) = row? {
+                    last.insert(slug, at);
+                }
+            }
+            Ok(last)
+        })
+        .await
+    }
+
+    async fn daily_stats(&self, slug: &str, since: Millis) -> anyhow::Result<Vec<DayStats>> {
+        let slug = slug.to_owned();
+        self.read(move |conn| {
+            let mut days: BTreeMap<i64, DayStats> = BTreeMap::new();
+            let counts = conn
+                .prepare_cached(
+                    "SELECT created_at / ?3, status, COUNT(*) FROM executions \
+                     INDEXED BY executions_by_app_created \
+                     WHERE app = ?1 AND created_at >= ?2 GROUP BY 1, 2",
+                )?
+                .query_map(params![slug, since, DAY_MS], |row| {
+                    Ok((row.get::<_, i64>(0)?, status_column(row, 1)?, row.get(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, ExecStatus, i64)>>>()?;
+            for (day, status, n) in counts {
+                let entry = days.entry(day).or_insert_with(|| DayStats {
+                    day,
+                    ..DayStats::default()
+                });
+                entry.counts.push((status, n));
+            }
+            // Nearest-rank percentiles (as GET /api/apps/{slug}/stats computes them): the
+            // value at rank ceil(p% of the day's count), in integer arithmetic.
+            let percentiles = conn
+                .prepare_cached(
+                    "WITH ranked AS (SELECT created_at / ?3 AS day, finished_at - started_at AS ms, \
+                       ROW_NUMBER() OVER (PARTITION BY created_at / ?3 ORDER BY finished_at - started_at) AS rank, \
+                       COUNT(*) OVER (PARTITION BY created_at / ?3) AS n \
+                     FROM executions INDEXED BY executions_by_app_created \
+                     WHERE app = ?1 AND created_at >= ?2 \
+                       AND started_at IS NOT NULL AND finished_at IS NOT NULL) \
+                     SELECT day, \
+                       MAX(CASE WHEN rank = (50 * n + 99) / 100 THEN ms END), \
+                       MAX(CASE WHEN rank = (95 * n + 99) / 100 THEN ms END) \
+                     FROM ranked GROUP BY day",
+                )?
+                .query_map(params![slug, since, DAY_MS], |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?))
+                })?
+                .collect::<rusqlite::Result<Vec<(i64, Option<i64>, Option<i64>)>>>()?;
+            for (day, p50, p95) in percentiles {
+                if let Some(entry) = days.get_mut(&day) {
+                    entry.p50_ms = p50;
+                    entry.p95_ms = p95;
+                }
+            }
+            Ok(days.into_values().collect())
         })
         .await
     }
