@@ -9,8 +9,8 @@ use futures_util::FutureExt as _;
 use floom_host::events;
 use floom_host::live::Live;
 use floom_host::store::{
-    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent, TriggerSource,
-    now_ms,
+    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent,
+    TriggerSource, now_ms,
 };
 
 /// A fresh SQLite store in a temp dir, with one app `app`.
@@ -151,5 +151,181 @@ async fn old_events_are_pruned_and_the_end_stays() {
     assert_eq!(new.len(), 5, "a recent run keeps its events");
     let record = store.execution("exec_old").await.unwrap().unwrap();
     assert_eq!(record.output.as_deref(), Some("{}"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Writes an execution of `app` accepted at `created_at` that ran `ms` (when given) and
+/// ended `status`; or one still queued when `status` is queued.
+async fn ended(
+    store: &DynStore,
+    id: &str,
+    app: &str,
+    created_at: i64,
+    ms: Option<i64>,
+    status: ExecStatus,
+    trigger_source: TriggerSource,
+) {
+    store
+        .insert_execution(
+            NewExecution {
+                id: id.into(),
+                app: app.into(),
+                version: 1,
+                action: "run".into(),
+                inputs: "{}".into(),
+                view_token_hash: "0".repeat(64),
+                created_at,
+                started_at: ms.map(|_| created_at),
+                trigger_source,
+                mcp_call: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let Some(ms) = ms else { return };
+    let mut finish = succeeded(id, 2, created_at + ms);
+    finish.status = status;
+    store.finish_execution(id, finish).await.unwrap();
+}
+
+#[tokio::test]
+async fn executions_per_day_count_each_status_and_take_nearest_rank_percentiles() {
+    let (store, dir) = sqlite().await;
+    let day = floom_host::store::DAY_MS;
+    let today = now_ms() / day;
+    let api = TriggerSource::Api;
+    // Long ago (inserted first, as the list order follows insertion): not in the window.
+    ended(
+        &store,
+        "exec_d",
+        "app",
+        (today - 40) * day,
+        Some(1),
+        ExecStatus::Succeeded,
+        api,
+    )
+    .await;
+    // Two days ago: ten runs of 10, 20, ..., 100 ms, the last two failed.
+    for i in 0..10 {
+        let status = if i < 8 {
+            ExecStatus::Succeeded
+        } else {
+            ExecStatus::Failed
+        };
+        let at = (today - 2) * day + 1000 * i;
+        ended(
+            &store,
+            &format!("exec_a{i}"),
+            "app",
+            at,
+            Some(10 * (i + 1)),
+            status,
+            api,
+        )
+        .await;
+    }
+    // Today: one run of 7 ms, one still queued (no duration).
+    ended(
+        &store,
+        "exec_b",
+        "app",
+        today * day + 5,
+        Some(7),
+        ExecStatus::Succeeded,
+        api,
+    )
+    .await;
+    ended(
+        &store,
+        "exec_c",
+        "app",
+        today * day + 6,
+        None,
+        ExecStatus::Queued,
+        api,
+    )
+    .await;
+    // Another app's run does not count.
+    ended(
+        &store,
+        "exec_e",
+        "other",
+        today * day,
+        Some(1),
+        ExecStatus::Succeeded,
+        api,
+    )
+    .await;
+
+    let series = floom_host::store::timeseries(store.as_ref(), "app", 3, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        series.iter().map(|d| d.day).collect::<Vec<_>>(),
+        [today - 2, today - 1, today],
+        "one entry per day, oldest first, empty days included"
+    );
+    let mut counts = series[0].counts.clone();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        [(ExecStatus::Failed, 2), (ExecStatus::Succeeded, 8)]
+    );
+    // Nearest rank: p50 is the 5th of 10 (50 ms), p95 the 10th (100 ms).
+    assert_eq!((series[0].p50_ms, series[0].p95_ms), (Some(50), Some(100)));
+    assert!(series[1].counts.is_empty());
+    assert_eq!((series[1].p50_ms, series[1].p95_ms), (None, None));
+    let mut counts = series[2].counts.clone();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        [(ExecStatus::Queued, 1), (ExecStatus::Succeeded, 1)]
+    );
+    assert_eq!((series[2].p50_ms, series[2].p95_ms), (Some(7), Some(7)));
+
+    let last = store.last_runs().await.unwrap();
+    assert_eq!(
+        last.get("app"),
+        Some(&(today * day + 6)),
+        "the newest run's time"
+    );
+    // Runs of an app that was never published are not listed.
+    assert!(!last.contains_key("other"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn executions_are_listed_by_trigger_source() {
+    let (store, dir) = sqlite().await;
+    let now = now_ms();
+    for (id, source) in [
+        ("exec_api", TriggerSource::Api),
+        ("exec_ui", TriggerSource::Ui),
+        ("exec_cli", TriggerSource::Cli),
+        ("exec_ui2", TriggerSource::Ui),
+    ] {
+        ended(
+            &store,
+            id,
+            "app",
+            now,
+            Some(1),
+            ExecStatus::Succeeded,
+            source,
+        )
+        .await;
+    }
+    let listed = store
+        .executions(floom_host::store::ListExecutions {
+            trigger_source: Some(TriggerSource::Ui),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["exec_ui2", "exec_ui"]);
+    assert!(listed.iter().all(|e| e.trigger_source == TriggerSource::Ui));
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -27,10 +27,10 @@ use rusqlite::{
 use tokio::sync::oneshot;
 
 use super::{
-    AppRecord, AppStats, Appended, DAY_MS, DayStats, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
-    Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
-    NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
-    StoredEvent, TokenRecord, TriggerSource, VersionRecord,
+    AppRecord, AppStats, Appended, DAY_MS, DayStats, DeletedApp, ExecStatus, ExecutionRecord,
+    ExecutionSummary, Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions,
+    Millis, NewExecution, NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired,
+    Started, Store, StoredEvent, TokenRecord, TriggerSource, VersionRecord,
 };
 use crate::events;
 use crate::live::Live;
@@ -833,7 +833,11 @@ impl Store for SqliteStore {
                     e.created_at
                 ])?;
             }
-            let status = if e.started_at.is_some() { "running" } else { "queued" };
+            let status = if e.started_at.is_some() {
+                "running"
+            } else {
+                "queued"
+            };
             tx.prepare_cached(
                 "INSERT INTO executions \
                  (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
