@@ -19,6 +19,7 @@ pub mod http;
 pub mod lanes;
 pub mod live;
 pub mod metrics;
+pub mod pages;
 pub mod ratelimit;
 pub mod registry;
 pub mod runs;

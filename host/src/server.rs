@@ -307,7 +307,9 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     tokio::spawn(watch_signals(shutdown.clone()));
     let server = crate::http::serve(
         listener,
-        api::router(services),
+        crate::pages::router()
+            .with_state(services.clone())
+            .merge(api::router(services)),
         config.connections.clone(),
         shutdown.clone(),
     );

@@ -537,25 +537,6 @@ pub struct TimeseriesQuery {
     days: Option<String>,
 }
 
-/// Most days a timeseries covers.
-pub const MAX_DAYS: u32 = 90;
-
-/// Reads `?days=`: 1 to [`MAX_DAYS`], `default` when absent or empty.
-pub fn days_param(days: Option<&str>, default: u32) -> Result<u32, ApiError> {
-    match days.filter(|d| !d.is_empty()) {
-        None => Ok(default),
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_DAYS).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_input(format!(
-                    "days {text:?} must be a number from 1 to {MAX_DAYS}"
-                ))
-            }),
-    }
-}
-
 /// An app's executions per UTC day.
 #[derive(Serialize, ToSchema)]
 pub struct TimeseriesView {
@@ -603,7 +584,7 @@ async fn timeseries(
             "the timeseries needs a token that covers the app",
         ));
     }
-    let days = days_param(query.days.as_deref(), 30)?;
+    let days = super::extract::days_param(query.days.as_deref(), 30)?;
     authorized_app(&state, &caller, &slug, Need::Run).await?;
     if !caller.covers(&slug) {
         return Err(ApiError::not_found(format!("no app {slug:?}")));

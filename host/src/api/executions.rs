@@ -305,7 +305,9 @@ impl FromRequestParts<AppState> for Readable {
     }
 }
 
-async fn readable(
+/// The execution `id` when `caller` may read it: with a token that covers its app, or
+/// with its view token (`view_token`, else the `x-floom-view-token` header).
+pub async fn readable(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,

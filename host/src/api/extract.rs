@@ -124,3 +124,22 @@ pub fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
         ))),
     }
 }
+
+/// Most days a timeseries covers.
+pub const MAX_DAYS: u32 = 90;
+
+/// Reads `?days=`: 1 to [`MAX_DAYS`], `default` when absent or empty.
+pub fn days_param(days: Option<&str>, default: u32) -> Result<u32, ApiError> {
+    match days.filter(|d| !d.is_empty()) {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_DAYS).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_input(format!(
+                    "days {text:?} must be a number from 1 to {MAX_DAYS}"
+                ))
+            }),
+    }
+}

@@ -187,6 +187,16 @@ pub enum TriggerSource {
 }
 
 impl TriggerSource {
+    /// Every source.
+    pub const ALL: [TriggerSource; 6] = [
+        TriggerSource::Api,
+        TriggerSource::Cli,
+        TriggerSource::Mcp,
+        TriggerSource::Webhook,
+        TriggerSource::Ui,
+        TriggerSource::Schedule,
+    ];
+
     /// The source as the API spells it.
     pub fn as_str(self) -> &'static str {
         match self {
