@@ -290,6 +290,9 @@ struct AppCard {
     last_run: Option<When>,
     /// What the search box matches, lowercased.
     search: String,
+    /// Whether it matches the search (`?q=`); the others are sent hidden, for the
+    /// script's search as you type.
+    hit: bool,
 }
 
 #[derive(Template)]
@@ -298,8 +301,8 @@ struct GalleryPage {
     nav: &'static str,
     q: String,
     apps: Vec<AppCard>,
-    /// Apps visible before the search: the search found none of them, or there are none.
-    visible: usize,
+    /// How many match the search.
+    hits: usize,
     with_token: bool,
 }
 
@@ -314,7 +317,7 @@ async fn gallery(
     let last_runs = state.store.last_runs().await?;
     let now = now_ms();
     let needle = q.trim().to_lowercase();
-    let cards: Vec<AppCard> = state
+    let apps: Vec<AppCard> = state
         .registry
         .all()
         .into_iter()
@@ -325,8 +328,11 @@ async fn gallery(
             let name = display_name(&app);
             let description = manifest.description.clone().unwrap_or_default();
             let actions: Vec<String> = manifest.actions().map(|(a, _)| a.to_owned()).collect();
+            let search =
+                format!("{name} {slug} {description} {}", actions.join(" ")).to_lowercase();
             AppCard {
-                search: format!("{name} {slug} {description} {}", actions.join(" ")).to_lowercase(),
+                hit: needle.split_whitespace().all(|word| search.contains(word)),
+                search,
                 last_run: last_runs.get(&slug).map(|at| When::new(*at, now)),
                 public: app.record.public,
                 slug,
@@ -336,16 +342,11 @@ async fn gallery(
             }
         })
         .collect();
-    let visible = cards.len();
-    let apps = cards
-        .into_iter()
-        .filter(|card| needle.is_empty() || card.search.contains(&needle))
-        .collect();
     Ok(html(&GalleryPage {
         nav: "apps",
         q,
+        hits: apps.iter().filter(|card| card.hit).count(),
         apps,
-        visible,
         with_token: who.has_credentials(),
     }))
 }
