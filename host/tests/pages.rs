@@ -201,6 +201,10 @@ impl Browser {
             .set_window_size(width, height.clamp(600, 6000))
             .await
             .unwrap();
+        self.client
+            .execute("window.scrollTo(0, 0)", vec![])
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         self.client.screenshot().await.unwrap()
     }
@@ -798,11 +802,12 @@ async fn the_operators_view_charts_the_runs_and_cancels_one() {
 /// (`scripts/screenshots.sh`), else only taken.
 #[tokio::test]
 async fn screenshots_of_the_gallery_an_app_after_a_run_and_the_operators_view() {
-    let server = server().await;
+    // The examples only, as a new user sees them.
+    let server = Server::start(&["--examples=rust"]);
     for _ in 0..4 {
         server.run_sync("/api/apps/meeting-action-items/run", json!({"transcript": "Alice: I will ship it by Friday."})).await;
     }
-    server.run_sync("/api/apps/word-count/run", json!({})).await.to_string();
+    server.run_sync("/api/apps/word-count/run", json!({"text": "one two two"})).await;
     let save = std::env::var_os("FLOOM_SCREENSHOTS").is_some();
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/screenshots"));
     for (width, suffix) in [(1280, "desktop"), (375, "phone")] {

@@ -6,11 +6,14 @@ use askama::Template;
 
 use crate::store::{DayStats, ExecStatus};
 
-/// The drawing's size in SVG units (it scales to its box).
-const WIDTH: f64 = 720.0;
+/// The drawing's width in SVG units for a wide screen (it scales to its box).
+pub const WIDE: f64 = 600.0;
+/// The drawing's width for a phone's screen: fewer days, larger type.
+pub const NARROW: f64 = 360.0;
+/// The drawing's height.
 const HEIGHT: f64 = 220.0;
 /// Room for the y axis labels on the left and the dates below.
-const LEFT: f64 = 56.0;
+const LEFT: f64 = 60.0;
 const RIGHT: f64 = 12.0;
 const TOP: f64 = 12.0;
 const BOTTOM: f64 = 28.0;
@@ -33,6 +36,8 @@ pub const STACK: [ExecStatus; 6] = [
 pub struct Chart {
     /// A prefix for its ids.
     pub id: String,
+    /// Its width in SVG units.
+    pub size: f64,
     /// Its accessible name.
     pub title: String,
     /// What it shows, in words, for those who cannot see it.
@@ -135,9 +140,9 @@ fn ticks(max: f64, whole: bool) -> (Vec<f64>, f64) {
     (values, top)
 }
 
-/// The x centre of day `i` of `n`.
-fn x_center(i: usize, n: usize) -> f64 {
-    let slot = (WIDTH - LEFT - RIGHT) / n.max(1) as f64;
+/// The x centre of day `i` of `n` in a drawing `width` wide.
+fn x_center(i: usize, n: usize, width: f64) -> f64 {
+    let slot = (width - LEFT - RIGHT) / n.max(1) as f64;
     LEFT + slot * (i as f64 + 0.5)
 }
 
@@ -146,13 +151,13 @@ fn y_of(value: f64, top: f64) -> f64 {
     HEIGHT - BOTTOM - plot * (value / top)
 }
 
-fn x_labels(days: &[(String, &DayStats)]) -> Vec<Label> {
+fn x_labels(days: &[(String, &DayStats)], width: f64) -> Vec<Label> {
     let every = days.len().div_ceil(MAX_X_LABELS).max(1);
     days.iter()
         .enumerate()
         .filter(|(i, _)| (days.len() - 1 - i) % every == 0)
         .map(|(i, (date, _))| Label {
-            x: num(x_center(i, days.len())),
+            x: num(x_center(i, days.len(), width)),
             // `2026-12-01` → `12-01`: the year is in the table and the title.
             text: date.get(5..).unwrap_or(date).to_owned(),
         })
@@ -182,16 +187,17 @@ fn count(day: &DayStats, status: ExecStatus) -> i64 {
         .map_or(0, |(_, n)| *n)
 }
 
-/// Runs per day, stacked by status. `days` pairs each day's date with its figures.
-pub fn runs(id: &str, days: &[(String, &DayStats)]) -> Chart {
+/// Runs per day, stacked by status, `width` wide. `days` pairs each day's date with its
+/// figures.
+pub fn runs(id: &str, days: &[(String, &DayStats)], width: f64) -> Chart {
     let totals: Vec<i64> = days
         .iter()
         .map(|(_, d)| d.counts.iter().map(|(_, n)| n).sum())
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0);
     let (values, top) = ticks(max as f64, true);
-    let slot = (WIDTH - LEFT - RIGHT) / days.len().max(1) as f64;
-    let width = (slot * 0.7).max(1.0);
+    let slot = (width - LEFT - RIGHT) / days.len().max(1) as f64;
+    let bar = (slot * 0.7).max(1.0);
     let mut bars = Vec::new();
     for (i, (date, day)) in days.iter().enumerate() {
         let mut base = 0i64;
@@ -204,9 +210,9 @@ pub fn runs(id: &str, days: &[(String, &DayStats)]) -> Chart {
             let y_bottom = y_of(base as f64, top);
             bars.push(Bar {
                 class: format!("s-{}", status.as_str()),
-                x: num(x_center(i, days.len()) - width / 2.0),
+                x: num(x_center(i, days.len(), width) - bar / 2.0),
                 y: num(y_top),
-                w: num(width),
+                w: num(bar),
                 h: num((y_bottom - y_top).max(0.5)),
                 title: format!("{date}: {n} {}", status.as_str().replace('_', " ")),
             });
@@ -232,6 +238,7 @@ pub fn runs(id: &str, days: &[(String, &DayStats)]) -> Chart {
     };
     Chart {
         id: id.to_owned(),
+        size: width,
         title: "Runs per day, by status".to_owned(),
         desc,
         y_ticks: values
@@ -241,7 +248,7 @@ pub fn runs(id: &str, days: &[(String, &DayStats)]) -> Chart {
                 label: format!("{v:.0}"),
             })
             .collect(),
-        x_labels: x_labels(days),
+        x_labels: x_labels(days, width),
         bars,
         lines: Vec::new(),
         dots: Vec::new(),
@@ -249,8 +256,8 @@ pub fn runs(id: &str, days: &[(String, &DayStats)]) -> Chart {
     }
 }
 
-/// The p50 and p95 run duration per day, as two lines.
-pub fn durations(id: &str, days: &[(String, &DayStats)]) -> Chart {
+/// The p50 and p95 run duration per day, as two lines, `width` wide.
+pub fn durations(id: &str, days: &[(String, &DayStats)], width: f64) -> Chart {
     let max = days
         .iter()
         .filter_map(|(_, d)| d.p95_ms.or(d.p50_ms))
@@ -268,7 +275,7 @@ pub fn durations(id: &str, days: &[(String, &DayStats)]) -> Chart {
         for (i, (date, day)) in days.iter().enumerate() {
             match pick(day) {
                 Some(ms) => {
-                    let (x, y) = (x_center(i, days.len()), y_of(ms as f64, top));
+                    let (x, y) = (x_center(i, days.len(), width), y_of(ms as f64, top));
                     segment.push(format!("{},{}", num(x), num(y)));
                     dots.push(Dot {
                         class: class.to_owned(),
@@ -309,6 +316,7 @@ pub fn durations(id: &str, days: &[(String, &DayStats)]) -> Chart {
     };
     Chart {
         id: id.to_owned(),
+        size: width,
         title: "Run duration per day, p50 and p95".to_owned(),
         desc,
         y_ticks: values
@@ -318,7 +326,7 @@ pub fn durations(id: &str, days: &[(String, &DayStats)]) -> Chart {
                 label: duration(*v),
             })
             .collect(),
-        x_labels: x_labels(days),
+        x_labels: x_labels(days, width),
         bars: Vec::new(),
         lines,
         dots,
@@ -330,7 +338,7 @@ pub fn durations(id: &str, days: &[(String, &DayStats)]) -> Chart {
 impl Chart {
     /// The drawing's width.
     pub fn width(&self) -> String {
-        num(WIDTH)
+        num(self.size)
     }
 
     /// The drawing's height.
@@ -350,7 +358,7 @@ impl Chart {
 
     /// The x where the plot ends.
     pub fn right(&self) -> String {
-        num(WIDTH - RIGHT)
+        num(self.size - RIGHT)
     }
 
     /// The y of the x axis.
@@ -365,7 +373,10 @@ impl Chart {
 
     /// The middle of the plot, for the "nothing to draw" note.
     pub fn middle(&self) -> (String, String) {
-        (num((LEFT + WIDTH - RIGHT) / 2.0), num((TOP + HEIGHT - BOTTOM) / 2.0))
+        (
+            num((LEFT + self.size - RIGHT) / 2.0),
+            num((TOP + HEIGHT - BOTTOM) / 2.0),
+        )
     }
 }
 
@@ -387,7 +398,7 @@ mod tests {
         let a = day(0, &[(ExecStatus::Succeeded, 6), (ExecStatus::Failed, 1)], Some(5), Some(9));
         let b = day(1, &[], None, None);
         let days = vec![("2026-12-01".to_owned(), &a), ("2026-12-02".to_owned(), &b)];
-        let chart = runs("c", &days);
+        let chart = runs("c", &days, WIDE);
         assert_eq!(chart.bars.len(), 2);
         assert_eq!(chart.bars[0].class, "s-succeeded");
         assert_eq!(chart.bars[1].class, "s-failed");
@@ -411,7 +422,7 @@ mod tests {
             ("2026-12-02".to_owned(), &b),
             ("2026-12-03".to_owned(), &c),
         ];
-        let chart = durations("d", &days);
+        let chart = durations("d", &days, WIDE);
         assert_eq!(chart.lines.len(), 4, "two segments per line");
         assert_eq!(chart.dots.len(), 4);
         assert!(chart.desc.contains("1.5 s"), "{}", chart.desc);
@@ -422,7 +433,7 @@ mod tests {
     fn nothing_to_draw_says_so() {
         let a = day(0, &[], None, None);
         let days = vec![("2026-12-01".to_owned(), &a)];
-        assert!(runs("c", &days).empty);
-        assert!(durations("d", &days).to_string().contains("No finished runs"));
+        assert!(runs("c", &days, WIDE).empty);
+        assert!(durations("d", &days, WIDE).to_string().contains("No finished runs"));
     }
 }

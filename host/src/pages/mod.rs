@@ -48,6 +48,8 @@ use form::Field;
 const RUNS_PER_PAGE: u32 = 50;
 /// Days the operator's charts cover unless `?days=` says otherwise.
 const DEFAULT_DAYS: u32 = 14;
+/// Days the charts show on a phone's screen (where 14 would be too small to read).
+const NARROW_DAYS: usize = 7;
 /// Most bytes of an execution's inputs its page shows (they can be a megabyte).
 const MAX_SHOWN_INPUTS: usize = 64 << 10;
 /// Longest MCP tool name (SPEC section 7).
@@ -670,6 +672,9 @@ struct OpsAppPage {
     filtered: bool,
     runs_chart: Chart,
     duration_chart: Chart,
+    /// The same for a phone: the last [`NARROW_DAYS`] days.
+    runs_chart_narrow: Chart,
+    duration_chart_narrow: Chart,
     legend: Vec<(&'static str, String)>,
     table: Vec<DayRow>,
     runs: Vec<RunRow>,
@@ -741,6 +746,7 @@ async fn ops_app(
         })
         .collect();
     let label = |s: &str| s.replace('_', " ");
+    let recent = &dated[dated.len().saturating_sub(NARROW_DAYS)..];
     Ok(html(&OpsAppPage {
         nav: "ops",
         name: display_name(&app),
@@ -775,8 +781,10 @@ async fn ops_app(
             })
             .collect(),
         filtered: status.is_some() || trigger.is_some(),
-        runs_chart: chart::runs("runs-chart", &dated),
-        duration_chart: chart::durations("duration-chart", &dated),
+        runs_chart: chart::runs("runs-chart", &dated, chart::WIDE),
+        duration_chart: chart::durations("duration-chart", &dated, chart::WIDE),
+        runs_chart_narrow: chart::runs("runs-chart-narrow", recent, chart::NARROW),
+        duration_chart_narrow: chart::durations("duration-chart-narrow", recent, chart::NARROW),
         legend: chart::STACK
             .iter()
             .map(|s| (s.as_str(), label(s.as_str())))

@@ -666,7 +666,7 @@
   function renumber(list) {
     const entries = $$(list, ':scope > .items > .item');
     entries.forEach((item, i) => {
-      const label = $(item, ':scope > .field > label, :scope > .field > legend');
+      const label = $(item, ':scope > .field > label > .label-text, :scope > .field > legend > .label-text');
       if (label) {
         if (!label.dataset.base) label.dataset.base = label.textContent.trim();
         label.textContent = `${label.dataset.base} ${i + 1}`;
