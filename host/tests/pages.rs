@@ -848,3 +848,49 @@ async fn screenshots_of_the_gallery_an_app_after_a_run_and_the_operators_view() 
         }
     }
 }
+
+/// What a new user does: open each bundled example's page, fill in its required inputs
+/// and run it. Every run must end on the page (the ones that need the internet or a
+/// secret end in an error that the page shows).
+#[tokio::test]
+async fn every_example_runs_from_its_page() {
+    let server = Server::start(&["--examples=rust"]);
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&server, "/").await;
+    browser.use_token(TOKEN).await;
+    let fill: &[(&str, &str, &[(&str, &str)])] = &[
+        ("hello", "run", &[("name", "Ada")]),
+        ("meeting-action-items", "run", &[("transcript", "Alice: I will ship it by Friday.")]),
+        ("word-count", "run", &[("text", "one two two")]),
+        // No network here: these end in the error their pages show.
+        ("github-repo", "run", &[("repo", "rust-lang/rust"), ("api_base", "http://127.0.0.1:9")]),
+        ("page-summary", "run", &[("url", "http://127.0.0.1:9/")]),
+        // Its secret is not set: the app says so.
+        ("webhook-signer", "sign", &[("body", "{}")]),
+        ("webhook-signer", "verify", &[("body", "{}"), ("signature", "t=1,v1=00")]),
+    ];
+    for (slug, action, inputs) in fill {
+        browser.goto(&server, &format!("/apps/{slug}")).await;
+        for (name, value) in *inputs {
+            browser.fill(&format!("{} > .control", field(action, name)), value).await;
+        }
+        browser.click(&format!("section[data-action=\"{action}\"] [data-run]")).await;
+        let status = browser
+            .until(
+                &format!(
+                    "const s = document.querySelector('section[data-action=\"{action}\"] [data-status]'); \
+                     return s && /^(Succeeded|Failed|Timed out|Cancelled)/.test(s.textContent) ? s.textContent : null"
+                ),
+                &format!("{slug} {action} to end"),
+            )
+            .await;
+        let shown = browser
+            .text(&format!("section[data-action=\"{action}\"] [data-output]"))
+            .await;
+        assert!(!shown.is_empty(), "{slug} {action}: {status} with nothing shown");
+        if ["hello", "meeting-action-items", "word-count"].contains(slug) {
+            assert!(status.as_str().unwrap().starts_with("Succeeded"), "{slug}: {status} {shown}");
+        }
+    }
+    browser.close().await;
+}
