@@ -38,8 +38,14 @@ fn chromium() -> &'static PathBuf {
             let lock = std::fs::File::create(std::env::temp_dir().join("floom-chromium.lock"))
                 .expect("lock file");
             rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).expect("lock");
-            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/install-chromium.sh");
-            let status = Command::new("sh").arg(script).status().expect("run the install script");
+            let script = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../scripts/install-chromium.sh"
+            );
+            let status = Command::new("sh")
+                .arg(script)
+                .status()
+                .expect("run the install script");
             assert!(
                 status.success(),
                 "installing Chromium failed: run scripts/install-chromium.sh as root"
@@ -155,11 +161,7 @@ impl Browser {
     }
 
     async fn count(&self, css: &str) -> usize {
-        self.client
-            .find_all(Locator::Css(css))
-            .await
-            .unwrap()
-            .len()
+        self.client.find_all(Locator::Css(css)).await.unwrap().len()
     }
 
     /// Runs `script` (which `return`s) until its value is truthy; returns it.
@@ -176,7 +178,10 @@ impl Browser {
             if truthy {
                 return value;
             }
-            assert!(started.elapsed() < PATIENCE, "waited {PATIENCE:?} for {what}");
+            assert!(
+                started.elapsed() < PATIENCE,
+                "waited {PATIENCE:?} for {what}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -237,7 +242,10 @@ fn toml(value: &Value) -> String {
             format!("{{ {} }}", entries.join(", "))
         }
         Value::Array(items) => {
-            format!("[{}]", items.iter().map(toml).collect::<Vec<_>>().join(", "))
+            format!(
+                "[{}]",
+                items.iter().map(toml).collect::<Vec<_>>().join(", ")
+            )
         }
         other => other.to_string(),
     }
@@ -272,7 +280,8 @@ async fn publish_apps(server: &Server) {
         "count": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
         "ms": {"type": "integer", "minimum": 0, "maximum": 2000, "default": 400}
     }});
-    let sleep = json!({"type": "object", "properties": {"ms": {"type": "integer", "default": 30000}}});
+    let sleep =
+        json!({"type": "object", "properties": {"ms": {"type": "integer", "default": 30000}}});
     let kit = format!(
         "slug = \"kit\"\nname = \"Kit\"\ndescription = \"Every kind of input\"\npublic = true\n\
          [actions.ok]\ndescription = \"Echo the inputs\"\ninput_schema = {}\n\
@@ -284,15 +293,25 @@ async fn publish_apps(server: &Server) {
         toml(&sleep),
     );
     let response = server.publish(&kit, floom_tests::guests::MISBEHAVE).await;
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
     // A private app whose only action is the echo (`ok`), with a schema of its own.
     let vault = format!(
         "slug = \"vault\"\nname = \"Vault\"\ndescription = \"Private\"\n\
          [actions.ok]\ninput_schema = {}\n",
-        toml(&json!({"type": "object", "required": ["word"], "properties": {"word": {"type": "string", "maxLength": 20}}})),
+        toml(
+            &json!({"type": "object", "required": ["word"], "properties": {"word": {"type": "string", "maxLength": 20}}})
+        ),
     );
     let response = server.publish(&vault, floom_tests::guests::MISBEHAVE).await;
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
 }
 
 async fn server() -> Server {
@@ -328,19 +347,37 @@ async fn pages_are_served_with_a_strict_policy_and_escape_what_apps_say() {
         name = \"<script>alert(1)</script>\"\n\
         description = \"<img src=x onerror=alert(2)>\"\n\
         [actions.ok]\ninput_schema = { type = \"object\", properties = { \"<b>x</b>\" = { type = \"string\", description = \"</textarea><script>alert(3)</script>\" } } }\n";
-    let response = server.publish(hostile, floom_tests::guests::MISBEHAVE).await;
-    assert!(response.status().is_success(), "{}", response.text().await.unwrap());
-    for path in ["/", "/apps/hostile", "/ops", "/apps/nope", "/executions/exec_nope"] {
+    let response = server
+        .publish(hostile, floom_tests::guests::MISBEHAVE)
+        .await;
+    assert!(
+        response.status().is_success(),
+        "{}",
+        response.text().await.unwrap()
+    );
+    for path in [
+        "/",
+        "/apps/hostile",
+        "/ops",
+        "/apps/nope",
+        "/executions/exec_nope",
+    ] {
         let response = server.get(path).send().await.unwrap();
         let headers = response.headers().clone();
         let csp = headers["content-security-policy"].to_str().unwrap();
-        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        assert!(
+            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+            "{csp}"
+        );
         assert_eq!(headers["x-content-type-options"], "nosniff");
         assert_eq!(headers["referrer-policy"], "no-referrer");
         assert_eq!(headers["cache-control"], "no-store");
         assert!(!headers.contains_key("set-cookie"), "{path} sets a cookie");
         assert!(
-            headers["content-type"].to_str().unwrap().starts_with("text/html"),
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
             "{path}"
         );
         let body = response.text().await.unwrap();
@@ -349,12 +386,18 @@ async fn pages_are_served_with_a_strict_policy_and_escape_what_apps_say() {
         assert!(!body.contains("<b>x</b>"), "{path}: {body}");
     }
     let gallery = server.get("/").send().await.unwrap().text().await.unwrap();
-    assert!(gallery.contains("&#60;script&#62;alert(1)&#60;/script&#62;"), "{gallery}");
+    assert!(
+        gallery.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{gallery}"
+    );
     // Inline script is never used: every script is the one file.
     assert_eq!(gallery.matches("<script").count(), 1);
     assert!(gallery.contains("<script src=\"/assets/floom.js\" defer></script>"));
     let js = server.get("/assets/floom.js").send().await.unwrap();
-    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     assert_eq!(js.headers()["x-content-type-options"], "nosniff");
     let tag = js.headers()["etag"].clone();
     let again = server
@@ -367,7 +410,10 @@ async fn pages_are_served_with_a_strict_policy_and_escape_what_apps_say() {
     // Without credentials a private app's page says a token is needed, and what it is
     // not: its name stays private.
     let private = server
-        .publish("slug = \"quiet\"\nname = \"Quiet secret name\"\n[actions.ok]\n", floom_tests::guests::MISBEHAVE)
+        .publish(
+            "slug = \"quiet\"\nname = \"Quiet secret name\"\n[actions.ok]\n",
+            floom_tests::guests::MISBEHAVE,
+        )
         .await;
     assert!(private.status().is_success());
     let page = server.get("/apps/quiet").send().await.unwrap();
@@ -452,9 +498,20 @@ async fn the_gallery_lists_the_apps_a_visitor_may_see_and_searches_them() {
     let browser = Browser::start(1280, 900).await;
     browser.goto(&server, "/").await;
     let titles = browser.text("#app-list").await;
-    assert!(titles.contains("Hello") && titles.contains("Kit"), "{titles}");
-    assert!(!titles.contains("Vault"), "a private app is not listed without a token");
-    assert!(browser.text(".card [href='/apps/hello']").await.contains("Hello"));
+    assert!(
+        titles.contains("Hello") && titles.contains("Kit"),
+        "{titles}"
+    );
+    assert!(
+        !titles.contains("Vault"),
+        "a private app is not listed without a token"
+    );
+    assert!(
+        browser
+            .text(".card [href='/apps/hello']")
+            .await
+            .contains("Hello")
+    );
 
     // The search box filters as you type.
     browser.fill("#search", "greets").await;
@@ -464,8 +521,18 @@ async fn the_gallery_lists_the_apps_a_visitor_may_see_and_searches_them() {
             "the search to leave one card",
         )
         .await;
-    assert!(browser.text(".card:not([hidden]) h2").await.contains("Hello"));
-    assert!(browser.text("[data-search-count]").await.starts_with("1 of "));
+    assert!(
+        browser
+            .text(".card:not([hidden]) h2")
+            .await
+            .contains("Hello")
+    );
+    assert!(
+        browser
+            .text("[data-search-count]")
+            .await
+            .starts_with("1 of ")
+    );
 
     // With the admin token, the private app is there too.
     browser.use_token(TOKEN).await;
@@ -495,16 +562,46 @@ async fn an_app_page_draws_an_input_for_each_kind_of_schema() {
     assert_eq!(tag("username").await, "input:text");
 
     // Labels, help, required marks, bounds and defaults.
-    let label = browser.text(&format!("{} > label", field("ok", "title"))).await;
-    assert!(label.starts_with("Title") && label.contains("(required)"), "{label}");
-    assert!(browser.text(&format!("{} > .help", field("ok", "title"))).await.contains("A short title"));
-    let count = browser.client.find(Locator::Css(&control("count"))).await.unwrap();
+    let label = browser
+        .text(&format!("{} > label", field("ok", "title")))
+        .await;
+    assert!(
+        label.starts_with("Title") && label.contains("(required)"),
+        "{label}"
+    );
+    assert!(
+        browser
+            .text(&format!("{} > .help", field("ok", "title")))
+            .await
+            .contains("A short title")
+    );
+    let count = browser
+        .client
+        .find(Locator::Css(&control("count")))
+        .await
+        .unwrap();
     assert_eq!(count.attr("min").await.unwrap().as_deref(), Some("1"));
     assert_eq!(count.attr("max").await.unwrap().as_deref(), Some("10"));
-    assert_eq!(count.prop("value").await.unwrap().as_deref(), Some("3"), "the default");
-    let ratio = browser.client.find(Locator::Css(&control("ratio"))).await.unwrap();
-    assert_eq!(ratio.prop("value").await.unwrap().as_deref(), Some("0.5"), "the example");
-    let loud = browser.client.find(Locator::Css(&control("loud"))).await.unwrap();
+    assert_eq!(
+        count.prop("value").await.unwrap().as_deref(),
+        Some("3"),
+        "the default"
+    );
+    let ratio = browser
+        .client
+        .find(Locator::Css(&control("ratio")))
+        .await
+        .unwrap();
+    assert_eq!(
+        ratio.prop("value").await.unwrap().as_deref(),
+        Some("0.5"),
+        "the example"
+    );
+    let loud = browser
+        .client
+        .find(Locator::Css(&control("loud")))
+        .await
+        .unwrap();
     assert_eq!(loud.prop("checked").await.unwrap().as_deref(), Some("true"));
     let options = browser
         .client
@@ -517,50 +614,109 @@ async fn an_app_page_draws_an_input_for_each_kind_of_schema() {
         )
         .await
         .unwrap();
-    assert_eq!(options, json!([["(none)", false], ["fast", false], ["slow", true]]));
+    assert_eq!(
+        options,
+        json!([["(none)", false], ["fast", false], ["slow", true]])
+    );
 
     // The nested object is a group of its own fields.
     let owner = field("ok", "owner");
     assert_eq!(browser.text(&format!("{owner} > legend")).await, "Owner");
-    assert_eq!(browser.count(&format!("{owner} .field[data-name=\"name\"] > input")).await, 1);
-    assert!(browser.text(&format!("{owner} .field[data-name=\"name\"] > label")).await.contains("(required)"));
+    assert_eq!(
+        browser
+            .count(&format!("{owner} .field[data-name=\"name\"] > input"))
+            .await,
+        1
+    );
+    assert!(
+        browser
+            .text(&format!("{owner} .field[data-name=\"name\"] > label"))
+            .await
+            .contains("(required)")
+    );
 
     // The list starts with its default item; items are added and removed, up to maxItems.
     let tags = field("ok", "tags");
     let items = format!("{tags} > .items > .item");
     assert_eq!(browser.count(&items).await, 1);
-    let first = browser.client.find(Locator::Css(&format!("{items} .control"))).await.unwrap();
+    let first = browser
+        .client
+        .find(Locator::Css(&format!("{items} .control")))
+        .await
+        .unwrap();
     assert_eq!(first.prop("value").await.unwrap().as_deref(), Some("one"));
     browser.click(&format!("{tags} > [data-add]")).await;
     browser.click(&format!("{tags} > [data-add]")).await;
     assert_eq!(browser.count(&items).await, 3);
-    let add = browser.client.find(Locator::Css(&format!("{tags} > [data-add]"))).await.unwrap();
-    assert_eq!(add.prop("disabled").await.unwrap().as_deref(), Some("true"), "at maxItems");
+    let add = browser
+        .client
+        .find(Locator::Css(&format!("{tags} > [data-add]")))
+        .await
+        .unwrap();
+    assert_eq!(
+        add.prop("disabled").await.unwrap().as_deref(),
+        Some("true"),
+        "at maxItems"
+    );
     let ids = browser
         .client
         .execute(
-            &format!("return Array.from(document.querySelectorAll('{} .control')).map(c => c.id)", items.replace('\'', "\\'")),
+            &format!(
+                "return Array.from(document.querySelectorAll('{} .control')).map(c => c.id)",
+                items.replace('\'', "\\'")
+            ),
             vec![],
         )
         .await
         .unwrap();
-    let ids: Vec<&str> = ids.as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
-    assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), 3, "unique ids: {ids:?}");
+    let ids: Vec<&str> = ids
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids.iter().collect::<std::collections::HashSet<_>>().len(),
+        3,
+        "unique ids: {ids:?}"
+    );
     assert!(ids.iter().all(|id| !id.contains("__item__")), "{ids:?}");
-    browser.click(&format!("{items}:nth-child(2) > [data-remove]")).await;
+    browser
+        .click(&format!("{items}:nth-child(2) > [data-remove]"))
+        .await;
     assert_eq!(browser.count(&items).await, 2);
     let labels = browser.text(&format!("{tags} > .items")).await;
-    assert!(labels.contains("Tags item 1") && labels.contains("Tags item 2"), "{labels}");
+    assert!(
+        labels.contains("Tags item 1") && labels.contains("Tags item 2"),
+        "{labels}"
+    );
 
     // The snippets run the same inputs: the CLI's carries the form's values.
     browser.fill(&control("title"), "Snippet").await;
-    browser.click("section[data-action=\"ok\"] .snippets summary").await;
-    let cli = browser.text("section[data-action=\"ok\"] [data-snippet=\"cli\"]").await;
-    assert!(cli.contains("floom run kit/ok") && cli.contains("\"title\":\"Snippet\""), "{cli}");
-    let curl = browser.text("section[data-action=\"ok\"] [data-snippet=\"curl\"]").await;
-    assert!(curl.contains("/api/apps/kit/actions/ok/run?wait=true"), "{curl}");
-    let mcp = browser.text("section[data-action=\"ok\"] [data-snippet=\"mcp\"]").await;
-    assert!(mcp.contains("\"name\":\"kit__ok\"") && mcp.contains("tools/call"), "{mcp}");
+    browser
+        .click("section[data-action=\"ok\"] .snippets summary")
+        .await;
+    let cli = browser
+        .text("section[data-action=\"ok\"] [data-snippet=\"cli\"]")
+        .await;
+    assert!(
+        cli.contains("floom run kit/ok") && cli.contains("\"title\":\"Snippet\""),
+        "{cli}"
+    );
+    let curl = browser
+        .text("section[data-action=\"ok\"] [data-snippet=\"curl\"]")
+        .await;
+    assert!(
+        curl.contains("/api/apps/kit/actions/ok/run?wait=true"),
+        "{curl}"
+    );
+    let mcp = browser
+        .text("section[data-action=\"ok\"] [data-snippet=\"mcp\"]")
+        .await;
+    assert!(
+        mcp.contains("\"name\":\"kit__ok\"") && mcp.contains("tools/call"),
+        "{mcp}"
+    );
     browser.close().await;
 }
 
@@ -569,7 +725,9 @@ async fn a_run_streams_its_chunks_before_its_output_and_its_page_survives_a_relo
     let server = server().await;
     let browser = Browser::start(1280, 900).await;
     browser.goto(&server, "/apps/kit").await;
-    browser.click("section[data-action=\"emit\"] [data-run]").await;
+    browser
+        .click("section[data-action=\"emit\"] [data-run]")
+        .await;
     let section = "document.querySelector('section[data-action=\"emit\"]')";
     // The first chunk is shown while the output is not there yet.
     let seen = browser
@@ -588,12 +746,32 @@ async fn a_run_streams_its_chunks_before_its_output_and_its_page_survives_a_relo
             "the output",
         )
         .await;
-    assert_eq!(browser.count("section[data-action=\"emit\"] [data-chunks] li").await, 3);
-    let chunks = browser.text("section[data-action=\"emit\"] [data-chunks]").await;
-    assert!(chunks.contains("{\"i\":0}") && chunks.contains("{\"i\":2}"), "{chunks}");
-    let output = browser.text("section[data-action=\"emit\"] [data-output]").await;
-    assert!(output.contains("emitted") && output.contains('3'), "{output}");
-    assert!(browser.text("section[data-action=\"emit\"] [data-status]").await.starts_with("Succeeded"));
+    assert_eq!(
+        browser
+            .count("section[data-action=\"emit\"] [data-chunks] li")
+            .await,
+        3
+    );
+    let chunks = browser
+        .text("section[data-action=\"emit\"] [data-chunks]")
+        .await;
+    assert!(
+        chunks.contains("{\"i\":0}") && chunks.contains("{\"i\":2}"),
+        "{chunks}"
+    );
+    let output = browser
+        .text("section[data-action=\"emit\"] [data-output]")
+        .await;
+    assert!(
+        output.contains("emitted") && output.contains('3'),
+        "{output}"
+    );
+    assert!(
+        browser
+            .text("section[data-action=\"emit\"] [data-status]")
+            .await
+            .starts_with("Succeeded")
+    );
 
     // The run is recorded as started from a page.
     let runs = executions(&server, "kit").await;
@@ -604,7 +782,9 @@ async fn a_run_streams_its_chunks_before_its_output_and_its_page_survives_a_relo
     // Its shareable page shows the result, also after a reload.
     let link = browser
         .client
-        .find(Locator::Css("section[data-action=\"emit\"] [data-share-link]"))
+        .find(Locator::Css(
+            "section[data-action=\"emit\"] [data-share-link]",
+        ))
         .await
         .unwrap()
         .attr("href")
@@ -615,14 +795,20 @@ async fn a_run_streams_its_chunks_before_its_output_and_its_page_survives_a_relo
     browser.client.goto(&link).await.unwrap();
     for _ in 0..2 {
         browser
-            .until("return document.querySelector('[data-output] dl') !== null", "the output on the execution page")
+            .until(
+                "return document.querySelector('[data-output] dl') !== null",
+                "the output on the execution page",
+            )
             .await;
         assert!(browser.text("[data-output]").await.contains("emitted"));
         assert_eq!(browser.count("[data-chunks] li").await, 3);
         assert_eq!(browser.text("[data-status-badge]").await, "succeeded");
         browser.client.refresh().await.unwrap();
     }
-    assert!(browser.text("dl.facts").await.contains("ui"), "started from a page");
+    assert!(
+        browser.text("dl.facts").await.contains("ui"),
+        "started from a page"
+    );
     // Without the view token, the page is refused.
     let id = runs[0]["execution_id"].as_str().unwrap();
     browser.goto(&server, &format!("/executions/{id}")).await;
@@ -638,41 +824,99 @@ async fn problems_are_shown_at_their_fields_and_failures_say_why() {
     let error = |name: &str| format!("{} > .error", field("ok", name));
 
     // An empty required field is flagged before anything is sent.
-    browser.click("section[data-action=\"ok\"] [data-run]").await;
+    browser
+        .click("section[data-action=\"ok\"] [data-run]")
+        .await;
     browser
         .until(
-            &format!("const e = document.querySelector('{}'); return e && !e.hidden", error("title").replace('\'', "\\'")),
+            &format!(
+                "const e = document.querySelector('{}'); return e && !e.hidden",
+                error("title").replace('\'', "\\'")
+            ),
             "the required mark",
         )
         .await;
     assert_eq!(browser.text(&error("title")).await, "This is required.");
-    let title = browser.client.find(Locator::Css(&format!("{} > .control", field("ok", "title")))).await.unwrap();
-    assert_eq!(title.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));
-    assert!(browser.text("section[data-action=\"ok\"] .form-error").await.contains("Nothing was sent"));
+    let title = browser
+        .client
+        .find(Locator::Css(&format!(
+            "{} > .control",
+            field("ok", "title")
+        )))
+        .await
+        .unwrap();
+    assert_eq!(
+        title.attr("aria-invalid").await.unwrap().as_deref(),
+        Some("true")
+    );
+    assert!(
+        browser
+            .text("section[data-action=\"ok\"] .form-error")
+            .await
+            .contains("Nothing was sent")
+    );
     // A limit of the schema, too: a tag longer than its maxLength.
-    browser.fill(&format!("{} .item .control", field("ok", "tags")), &"x".repeat(21)).await;
-    browser.click("section[data-action=\"ok\"] [data-run]").await;
-    assert!(browser.text(&format!("{} .item .error", field("ok", "tags"))).await.contains("At most 20"));
-    assert!(executions(&server, "kit").await.is_empty(), "nothing was sent");
+    browser
+        .fill(
+            &format!("{} .item .control", field("ok", "tags")),
+            &"x".repeat(21),
+        )
+        .await;
+    browser
+        .click("section[data-action=\"ok\"] [data-run]")
+        .await;
+    assert!(
+        browser
+            .text(&format!("{} .item .error", field("ok", "tags")))
+            .await
+            .contains("At most 20")
+    );
+    assert!(
+        executions(&server, "kit").await.is_empty(),
+        "nothing was sent"
+    );
 
     // What only the server checks (`not`) comes back and is shown at its field.
-    browser.fill(&format!("{} .item .control", field("ok", "tags")), "fine").await;
-    browser.fill(&format!("{} > .control", field("ok", "title")), "A title").await;
-    browser.fill(&format!("{} > .control", field("ok", "username")), "admin").await;
-    browser.click("section[data-action=\"ok\"] [data-run]").await;
+    browser
+        .fill(&format!("{} .item .control", field("ok", "tags")), "fine")
+        .await;
+    browser
+        .fill(&format!("{} > .control", field("ok", "title")), "A title")
+        .await;
+    browser
+        .fill(&format!("{} > .control", field("ok", "username")), "admin")
+        .await;
+    browser
+        .click("section[data-action=\"ok\"] [data-run]")
+        .await;
     browser
         .until(
-            &format!("const e = document.querySelector('{}'); return e && !e.hidden", error("username").replace('\'', "\\'")),
+            &format!(
+                "const e = document.querySelector('{}'); return e && !e.hidden",
+                error("username").replace('\'', "\\'")
+            ),
             "the server's error at its field",
         )
         .await;
     assert!(browser.text(&error("username")).await.len() > 3);
-    assert!(browser.text("section[data-action=\"ok\"] .form-error").await.contains("server refused"));
-    assert!(executions(&server, "kit").await.is_empty(), "the server created nothing");
+    assert!(
+        browser
+            .text("section[data-action=\"ok\"] .form-error")
+            .await
+            .contains("server refused")
+    );
+    assert!(
+        executions(&server, "kit").await.is_empty(),
+        "the server created nothing"
+    );
 
     // Fixed, the run goes through and echoes the inputs, typed as the schema says.
-    browser.fill(&format!("{} > .control", field("ok", "username")), "ada").await;
-    browser.click("section[data-action=\"ok\"] [data-run]").await;
+    browser
+        .fill(&format!("{} > .control", field("ok", "username")), "ada")
+        .await;
+    browser
+        .click("section[data-action=\"ok\"] [data-run]")
+        .await;
     browser
         .until(
             "return document.querySelector('section[data-action=\"ok\"] [data-output] dl') !== null",
@@ -681,7 +925,10 @@ async fn problems_are_shown_at_their_fields_and_failures_say_why() {
         .await;
     let runs = executions(&server, "kit").await;
     let detail: Value = server
-        .admin_get(&format!("/api/executions/{}", runs[0]["execution_id"].as_str().unwrap()))
+        .admin_get(&format!(
+            "/api/executions/{}",
+            runs[0]["execution_id"].as_str().unwrap()
+        ))
         .send()
         .await
         .unwrap()
@@ -695,11 +942,23 @@ async fn problems_are_shown_at_their_fields_and_failures_say_why() {
     );
 
     // An app's own error is shown with its code and message.
-    browser.click("section[data-action=\"app-error\"] [data-run]").await;
-    let failure = browser.text("section[data-action=\"app-error\"] .failure").await;
-    assert!(failure.contains("app_error") && failure.contains("it went wrong on purpose"), "{failure}");
+    browser
+        .click("section[data-action=\"app-error\"] [data-run]")
+        .await;
+    let failure = browser
+        .text("section[data-action=\"app-error\"] .failure")
+        .await;
+    assert!(
+        failure.contains("app_error") && failure.contains("it went wrong on purpose"),
+        "{failure}"
+    );
     assert!(failure.contains("bad_thing"), "{failure}");
-    assert_eq!(browser.text("section[data-action=\"app-error\"] [data-status]").await, "Failed");
+    assert_eq!(
+        browser
+            .text("section[data-action=\"app-error\"] [data-status]")
+            .await,
+        "Failed"
+    );
     browser.close().await;
 }
 
@@ -712,16 +971,27 @@ async fn a_private_app_needs_its_token() {
     assert_eq!(browser.count("[data-run-form]").await, 0);
     // A wrong token is refused, and says so.
     browser.fill("#token-inline", "not-the-token").await;
-    browser.click("main [data-token-form] button[type=submit]").await;
     browser
-        .until("return document.querySelector('main').textContent.includes('not valid')", "the refusal")
+        .click("main [data-token-form] button[type=submit]")
+        .await;
+    browser
+        .until(
+            "return document.querySelector('main').textContent.includes('not valid')",
+            "the refusal",
+        )
         .await;
     // The right one opens the app, and the run sends it.
     browser.fill("#token-inline", TOKEN).await;
-    browser.click("main [data-token-form] button[type=submit]").await;
+    browser
+        .click("main [data-token-form] button[type=submit]")
+        .await;
     assert_eq!(browser.text("main h1").await, "Vault");
-    browser.fill(&format!("{} > .control", field("ok", "word")), "hush").await;
-    browser.click("section[data-action=\"ok\"] [data-run]").await;
+    browser
+        .fill(&format!("{} > .control", field("ok", "word")), "hush")
+        .await;
+    browser
+        .click("section[data-action=\"ok\"] [data-run]")
+        .await;
     browser
         .until(
             "return (document.querySelector('section [data-status]') || {}).textContent?.startsWith('Succeeded')",
@@ -734,9 +1004,16 @@ async fn a_private_app_needs_its_token() {
     // The token stays in the tab: another page of the site still has it.
     browser.goto(&server, "/").await;
     browser
-        .until("return !!document.querySelector(\".card [href='/apps/vault']\")", "the private app listed")
+        .until(
+            "return !!document.querySelector(\".card [href='/apps/vault']\")",
+            "the private app listed",
+        )
         .await;
-    let cookies = browser.client.execute("return document.cookie", vec![]).await.unwrap();
+    let cookies = browser
+        .client
+        .execute("return document.cookie", vec![])
+        .await
+        .unwrap();
     assert_eq!(cookies, "", "no cookies");
     browser.close().await;
 }
@@ -745,45 +1022,85 @@ async fn a_private_app_needs_its_token() {
 async fn the_operators_view_charts_the_runs_and_cancels_one() {
     let server = server().await;
     for _ in 0..3 {
-        server.run_sync("/api/apps/kit/actions/emit/run", json!({"ms": 0})).await;
+        server
+            .run_sync("/api/apps/kit/actions/emit/run", json!({"ms": 0}))
+            .await;
     }
-    server.run_sync("/api/apps/kit/actions/app-error/run", json!({})).await;
-    let slow = server.start_run("/api/apps/kit/actions/sleep/run", json!({"ms": 60000})).await;
+    server
+        .run_sync("/api/apps/kit/actions/app-error/run", json!({}))
+        .await;
+    let slow = server
+        .start_run("/api/apps/kit/actions/sleep/run", json!({"ms": 60000}))
+        .await;
     let slow = slow["execution_id"].as_str().unwrap().to_owned();
 
     let browser = Browser::start(1280, 900).await;
     browser.goto(&server, "/ops/apps/kit").await;
     assert_eq!(browser.text("main h1").await, "A token is needed");
     browser.fill("#token-inline", TOKEN).await;
-    browser.click("main [data-token-form] button[type=submit]").await;
+    browser
+        .click("main [data-token-form] button[type=submit]")
+        .await;
     assert_eq!(browser.text("main h1").await, "Kit");
     // Today's bar has its succeeded and failed parts, and the durations their lines.
     assert!(browser.count("svg.chart rect.s-succeeded").await >= 1);
     assert!(browser.count("svg.chart rect.s-failed").await >= 1);
-    assert!(browser.count("svg.chart polyline.line-p50").await + browser.count("svg.chart circle.line-p50").await >= 1);
+    assert!(
+        browser.count("svg.chart polyline.line-p50").await
+            + browser.count("svg.chart circle.line-p50").await
+            >= 1
+    );
     let desc = browser
         .client
-        .execute("return document.getElementById('runs-chart-desc').textContent", vec![])
+        .execute(
+            "return document.getElementById('runs-chart-desc').textContent",
+            vec![],
+        )
         .await
         .unwrap();
     assert!(desc.as_str().unwrap().contains("3 succeeded"), "{desc}");
     assert_eq!(browser.count("table[data-runs] tbody tr").await, 5);
 
     // Filters: only the failed run.
-    let status = browser.client.find(Locator::Css("#f-status")).await.unwrap();
+    let status = browser
+        .client
+        .find(Locator::Css("#f-status"))
+        .await
+        .unwrap();
     status.select_by_value("failed").await.unwrap();
-    browser.click("form[data-swap-form] button[type=submit]").await;
     browser
-        .until("return document.querySelectorAll('table[data-runs] tbody tr').length === 1", "the filter")
+        .click("form[data-swap-form] button[type=submit]")
+        .await;
+    browser
+        .until(
+            "return document.querySelectorAll('table[data-runs] tbody tr').length === 1",
+            "the filter",
+        )
         .await;
     assert!(browser.text("table[data-runs]").await.contains("app_error"));
-    assert!(browser.client.current_url().await.unwrap().as_str().contains("status=failed"));
+    assert!(
+        browser
+            .client
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("status=failed")
+    );
 
     // Cancel the slow run from its row.
-    let status = browser.client.find(Locator::Css("#f-status")).await.unwrap();
+    let status = browser
+        .client
+        .find(Locator::Css("#f-status"))
+        .await
+        .unwrap();
     status.select_by_value("").await.unwrap();
-    browser.click("form[data-swap-form] button[type=submit]").await;
-    browser.click(&format!("button[data-cancel=\"{slow}\"]")).await;
+    browser
+        .click("form[data-swap-form] button[type=submit]")
+        .await;
+    browser
+        .click(&format!("button[data-cancel=\"{slow}\"]"))
+        .await;
     browser
         .until(
             &format!("return document.querySelector('button[data-cancel=\"{slow}\"]') === null && document.querySelectorAll('table[data-runs] tbody tr').length === 5"),
@@ -805,9 +1122,16 @@ async fn screenshots_of_the_gallery_an_app_after_a_run_and_the_operators_view() 
     // The examples only, as a new user sees them.
     let server = Server::start(&["--examples=rust"]);
     for _ in 0..4 {
-        server.run_sync("/api/apps/meeting-action-items/run", json!({"transcript": "Alice: I will ship it by Friday."})).await;
+        server
+            .run_sync(
+                "/api/apps/meeting-action-items/run",
+                json!({"transcript": "Alice: I will ship it by Friday."}),
+            )
+            .await;
     }
-    server.run_sync("/api/apps/word-count/run", json!({"text": "one two two"})).await;
+    server
+        .run_sync("/api/apps/word-count/run", json!({"text": "one two two"}))
+        .await;
     let save = std::env::var_os("FLOOM_SCREENSHOTS").is_some();
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/screenshots"));
     for (width, suffix) in [(1280, "desktop"), (375, "phone")] {
@@ -825,22 +1149,35 @@ async fn screenshots_of_the_gallery_an_app_after_a_run_and_the_operators_view() 
                 "Alice: Let us ship by Friday. Bob: I will write the notes by Monday. Carol: I will book the room.",
             )
             .await;
-        browser.click("section[data-action=\"run\"] [data-run]").await;
         browser
-            .until("return document.querySelector('[data-output] table') !== null", "the items table")
+            .click("section[data-action=\"run\"] [data-run]")
+            .await;
+        browser
+            .until(
+                "return document.querySelector('[data-output] table') !== null",
+                "the items table",
+            )
             .await;
         shots.push(("app-after-run", browser.full_page(width).await));
 
         browser.client.set_window_size(width, 900).await.unwrap();
-        browser.goto(&server, "/ops/apps/meeting-action-items").await;
+        browser
+            .goto(&server, "/ops/apps/meeting-action-items")
+            .await;
         browser.use_token(TOKEN).await;
         browser
-            .until("return document.querySelector('svg.chart rect') !== null", "the chart")
+            .until(
+                "return document.querySelector('svg.chart rect') !== null",
+                "the chart",
+            )
             .await;
         shots.push(("operator", browser.full_page(width).await));
         browser.close().await;
         for (name, png) in shots {
-            assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{name} {suffix}");
+            assert!(
+                png.starts_with(b"\x89PNG") && png.len() > 10_000,
+                "{name} {suffix}"
+            );
             if save {
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::write(dir.join(format!("{name}-{suffix}.png")), png).unwrap();
@@ -848,6 +1185,9 @@ async fn screenshots_of_the_gallery_an_app_after_a_run_and_the_operators_view() 
         }
     }
 }
+
+/// An example's slug, an action and the inputs typed into its form.
+type Example<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
 
 /// What a new user does: open each bundled example's page, fill in its required inputs
 /// and run it. Every run must end on the page (the ones that need the internet or a
@@ -858,23 +1198,42 @@ async fn every_example_runs_from_its_page() {
     let browser = Browser::start(1280, 900).await;
     browser.goto(&server, "/").await;
     browser.use_token(TOKEN).await;
-    let fill: &[(&str, &str, &[(&str, &str)])] = &[
+    let fill: &[Example<'_>] = &[
         ("hello", "run", &[("name", "Ada")]),
-        ("meeting-action-items", "run", &[("transcript", "Alice: I will ship it by Friday.")]),
+        (
+            "meeting-action-items",
+            "run",
+            &[("transcript", "Alice: I will ship it by Friday.")],
+        ),
         ("word-count", "run", &[("text", "one two two")]),
         // No network here: these end in the error their pages show.
-        ("github-repo", "run", &[("repo", "rust-lang/rust"), ("api_base", "http://127.0.0.1:9")]),
+        (
+            "github-repo",
+            "run",
+            &[
+                ("repo", "rust-lang/rust"),
+                ("api_base", "http://127.0.0.1:9"),
+            ],
+        ),
         ("page-summary", "run", &[("url", "http://127.0.0.1:9/")]),
         // Its secret is not set: the app says so.
         ("webhook-signer", "sign", &[("body", "{}")]),
-        ("webhook-signer", "verify", &[("body", "{}"), ("signature", "t=1,v1=00")]),
+        (
+            "webhook-signer",
+            "verify",
+            &[("body", "{}"), ("signature", "t=1,v1=00")],
+        ),
     ];
     for (slug, action, inputs) in fill {
         browser.goto(&server, &format!("/apps/{slug}")).await;
         for (name, value) in *inputs {
-            browser.fill(&format!("{} > .control", field(action, name)), value).await;
+            browser
+                .fill(&format!("{} > .control", field(action, name)), value)
+                .await;
         }
-        browser.click(&format!("section[data-action=\"{action}\"] [data-run]")).await;
+        browser
+            .click(&format!("section[data-action=\"{action}\"] [data-run]"))
+            .await;
         let status = browser
             .until(
                 &format!(
@@ -887,9 +1246,15 @@ async fn every_example_runs_from_its_page() {
         let shown = browser
             .text(&format!("section[data-action=\"{action}\"] [data-output]"))
             .await;
-        assert!(!shown.is_empty(), "{slug} {action}: {status} with nothing shown");
+        assert!(
+            !shown.is_empty(),
+            "{slug} {action}: {status} with nothing shown"
+        );
         if ["hello", "meeting-action-items", "word-count"].contains(slug) {
-            assert!(status.as_str().unwrap().starts_with("Succeeded"), "{slug}: {status} {shown}");
+            assert!(
+                status.as_str().unwrap().starts_with("Succeeded"),
+                "{slug}: {status} {shown}"
+            );
         }
     }
     browser.close().await;

@@ -155,7 +155,7 @@ fn x_labels(days: &[(String, &DayStats)], width: f64) -> Vec<Label> {
     let every = days.len().div_ceil(MAX_X_LABELS).max(1);
     days.iter()
         .enumerate()
-        .filter(|(i, _)| (days.len() - 1 - i) % every == 0)
+        .filter(|(i, _)| (days.len() - 1 - i).is_multiple_of(every))
         .map(|(i, (date, _))| Label {
             x: num(x_center(i, days.len(), width)),
             // `2026-12-01` → `12-01`: the year is in the table and the title.
@@ -267,7 +267,11 @@ pub fn durations(id: &str, days: &[(String, &DayStats)], width: f64) -> Chart {
     let mut lines = Vec::new();
     let mut dots = Vec::new();
     for (class, name, pick) in [
-        ("line-p50", "p50", (|d: &DayStats| d.p50_ms) as fn(&DayStats) -> Option<i64>),
+        (
+            "line-p50",
+            "p50",
+            (|d: &DayStats| d.p50_ms) as fn(&DayStats) -> Option<i64>,
+        ),
         ("line-p95", "p95", |d: &DayStats| d.p95_ms),
     ] {
         // A day without runs breaks the line: it had no duration, not a zero one.
@@ -395,7 +399,12 @@ mod tests {
 
     #[test]
     fn bars_stack_by_status_and_scale_to_a_round_top() {
-        let a = day(0, &[(ExecStatus::Succeeded, 6), (ExecStatus::Failed, 1)], Some(5), Some(9));
+        let a = day(
+            0,
+            &[(ExecStatus::Succeeded, 6), (ExecStatus::Failed, 1)],
+            Some(5),
+            Some(9),
+        );
         let b = day(1, &[], None, None);
         let days = vec![("2026-12-01".to_owned(), &a), ("2026-12-02".to_owned(), &b)];
         let chart = runs("c", &days, WIDE);
@@ -408,7 +417,10 @@ mod tests {
         assert_eq!(labels, ["0", "2", "4", "6", "8"]);
         assert!(chart.desc.contains("7 runs") && chart.desc.contains("6 succeeded"));
         let svg = chart.to_string();
-        assert!(svg.starts_with("<svg") && svg.contains("role=\"img\""), "{svg}");
+        assert!(
+            svg.starts_with("<svg") && svg.contains("role=\"img\""),
+            "{svg}"
+        );
         assert!(!chart.empty);
     }
 
@@ -434,6 +446,10 @@ mod tests {
         let a = day(0, &[], None, None);
         let days = vec![("2026-12-01".to_owned(), &a)];
         assert!(runs("c", &days, WIDE).empty);
-        assert!(durations("d", &days, WIDE).to_string().contains("No finished runs"));
+        assert!(
+            durations("d", &days, WIDE)
+                .to_string()
+                .contains("No finished runs")
+        );
     }
 }

@@ -244,9 +244,14 @@ impl<'a> Builder<'a> {
         let mut field = match types.as_deref() {
             _ if too_much => self.json(name, label, seed.as_ref(), required),
             Some("string") => self.text(name, label, schema, seed.as_ref(), required),
-            Some(kind @ ("number" | "integer")) => {
-                self.number(name, label, schema, seed.as_ref(), required, kind == "integer")
-            }
+            Some(kind @ ("number" | "integer")) => self.number(
+                name,
+                label,
+                schema,
+                seed.as_ref(),
+                required,
+                kind == "integer",
+            ),
             Some("boolean") => Field {
                 id: self.id(),
                 name: name.to_owned(),
@@ -442,7 +447,13 @@ impl<'a> Builder<'a> {
                     .iter()
                     .map(|(key, property)| {
                         let seed = seed.and_then(|s| s.get(key));
-                        self.field(key, property, seed, needed.contains(&key.as_str()), depth + 1)
+                        self.field(
+                            key,
+                            property,
+                            seed,
+                            needed.contains(&key.as_str()),
+                            depth + 1,
+                        )
                     })
                     .collect()
             })
@@ -664,15 +675,49 @@ mod tests {
         let f = fields(&root);
         assert_eq!(f[0].label, "The title");
         assert!(f[0].required && !f[1].required);
-        assert!(matches!(f[0].kind, Kind::Text { multiline: false, max_length: Some(80), .. }));
-        assert!(matches!(f[1].kind, Kind::Text { multiline: true, .. }), "no maxLength");
-        assert!(matches!(f[2].kind, Kind::Text { multiline: true, .. }), "maxLength over 200");
+        assert!(matches!(
+            f[0].kind,
+            Kind::Text {
+                multiline: false,
+                max_length: Some(80),
+                ..
+            }
+        ));
+        assert!(
+            matches!(
+                f[1].kind,
+                Kind::Text {
+                    multiline: true,
+                    ..
+                }
+            ),
+            "no maxLength"
+        );
+        assert!(
+            matches!(
+                f[2].kind,
+                Kind::Text {
+                    multiline: true,
+                    ..
+                }
+            ),
+            "maxLength over 200"
+        );
         assert_eq!(f[1].help.as_deref(), Some("Anything"));
         match &f[3].kind {
-            Kind::Number { integer, value, minimum, maximum, .. } => {
+            Kind::Number {
+                integer,
+                value,
+                minimum,
+                maximum,
+                ..
+            } => {
                 assert!(integer);
                 assert_eq!(value, "3");
-                assert_eq!((minimum.as_deref(), maximum.as_deref()), (Some("1"), Some("10")));
+                assert_eq!(
+                    (minimum.as_deref(), maximum.as_deref()),
+                    (Some("1"), Some("10"))
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -680,13 +725,21 @@ mod tests {
         assert!(matches!(f[5].kind, Kind::Boolean { checked: true }));
         match &f[6].kind {
             Kind::Choice { options } => {
-                let selected: Vec<_> = options.iter().map(|o| (o.json.as_str(), o.selected)).collect();
+                let selected: Vec<_> = options
+                    .iter()
+                    .map(|o| (o.json.as_str(), o.selected))
+                    .collect();
                 assert_eq!(selected, [("\"fast\"", false), ("\"slow\"", true)]);
             }
             other => panic!("{other:?}"),
         }
         match &f[7].kind {
-            Kind::Array { template, items, max_items, .. } => {
+            Kind::Array {
+                template,
+                items,
+                max_items,
+                ..
+            } => {
                 assert_eq!(*max_items, Some(3));
                 assert_eq!(items.len(), 2, "the default's items are filled in");
                 assert!(template.id.contains(ITEM));
@@ -723,8 +776,9 @@ mod tests {
     #[test]
     fn a_wide_recursive_schema_stays_small() {
         // Each level refers to the root eight times: 8^6 fields if drawn in full.
-        let props: serde_json::Map<String, Value> =
-            (0..8).map(|i| (format!("p{i}"), json!({"$ref": "#"}))).collect();
+        let props: serde_json::Map<String, Value> = (0..8)
+            .map(|i| (format!("p{i}"), json!({"$ref": "#"})))
+            .collect();
         let schema = json!({"type": "object", "properties": props});
         let root = form(Some(&schema), "f");
         let html = root.to_string();
@@ -751,6 +805,13 @@ mod tests {
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<img"), "{html}");
         assert!(!html.contains("\"><b>"), "{html}");
-        assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"), "{html}");
+        assert!(
+            html.contains("&#60;img src=x onerror=alert(1)&#62;"),
+            "{html}"
+        );
+        assert!(
+            html.contains("&#60;/textarea&#62;&#60;script&#62;"),
+            "{html}"
+        );
     }
 }

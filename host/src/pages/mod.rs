@@ -200,7 +200,11 @@ fn html(page: &impl Template) -> Response {
         Ok(text) => Html(text).into_response(),
         Err(e) => {
             tracing::error!("rendering a page failed: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response()
         }
     }
 }
@@ -423,7 +427,10 @@ async fn app_page(
         description: manifest.description.clone(),
         public: app.record.public,
         version: app.record.version,
-        timeout_s: manifest.limits(state.registry.max_memory_mb()).timeout.as_secs(),
+        timeout_s: manifest
+            .limits(state.registry.max_memory_mb())
+            .timeout
+            .as_secs(),
         operator: who
             .authorize(&slug, app.record.public, Need::Administer)
             .is_ok(),
@@ -558,7 +565,8 @@ async fn ops_index(
     let mut rows = Vec::with_capacity(apps.len());
     for app in apps {
         let slug = app.record.slug.clone();
-        let series = crate::store::timeseries(state.store.as_ref(), &slug, DEFAULT_DAYS, now).await?;
+        let series =
+            crate::store::timeseries(state.store.as_ref(), &slug, DEFAULT_DAYS, now).await?;
         let sum = |statuses: &[ExecStatus]| -> i64 {
             series
                 .iter()
@@ -694,7 +702,9 @@ async fn ops_app(
     let app = operated(&state, &who)?
         .into_iter()
         .find(|app| app.record.slug == slug)
-        .ok_or_else(|| ApiError::not_found(format!("There is no app {slug:?} this token may operate.")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!("There is no app {slug:?} this token may operate."))
+        })?;
     let days = crate::api::extract::days_param(Some(&params.days), DEFAULT_DAYS)?;
     let status = nonempty(&params.status)
         .map(str::parse::<ExecStatus>)
