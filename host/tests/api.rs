@@ -962,6 +962,7 @@ async fn the_openapi_document_describes_every_route() {
         "GET /api/apps/{slug}/versions",
         "POST /api/apps/{slug}/rollback/{version}",
         "GET /api/apps/{slug}/stats",
+        "GET /api/apps/{slug}/timeseries",
         "POST /api/apps/{slug}/run",
         "POST /api/apps/{slug}/actions/{action}/run",
         "GET /api/apps/{slug}/secrets",
