@@ -427,6 +427,18 @@ output_schema = { type = "object" }
     }
 
     #[test]
+    fn a_schema_keeps_the_order_of_its_properties() {
+        let m = Manifest::parse(
+            "slug = \"a\"\n[actions.run]\ninput_schema = { type = \"object\", properties = \
+             { zeta = { type = \"string\" }, alpha = { type = \"string\" }, mid = { type = \"string\" } } }\n",
+        )
+        .unwrap();
+        let schema = m.action("run").unwrap().input_schema.as_ref().unwrap();
+        let names: Vec<&String> = schema["properties"].as_object().unwrap().keys().collect();
+        assert_eq!(names, ["zeta", "alpha", "mid"], "as written, not sorted");
+    }
+
+    #[test]
     fn a_build_table_names_files_inside_the_app() {
         let m = Manifest::parse(
             "slug = \"a\"\n[build]\npython = \"src/app.py\"\nrequirements = \"requirements.txt\"\n",

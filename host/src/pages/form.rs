@@ -93,6 +93,8 @@ pub enum Kind {
     Array {
         /// What a new item looks like (its ids hold [`ITEM`], replaced when added).
         template: Box<Field>,
+        /// What the button that adds one says.
+        add: String,
         /// The items filled in at first.
         items: Vec<Field>,
         /// `minItems`.
@@ -482,11 +484,14 @@ impl<'a> Builder<'a> {
         let items_schema = &schema["items"];
         let min_items = schema.get("minItems").and_then(Value::as_u64);
         let max_items = schema.get("maxItems").and_then(Value::as_u64);
-        let item_label = items_schema
-            .get("title")
-            .and_then(Value::as_str)
+        let item_title = items_schema.get("title").and_then(Value::as_str);
+        let item_label = item_title
             .map(str::to_owned)
             .unwrap_or_else(|| format!("{label} item"));
+        let add = match item_title {
+            Some(title) => format!("Add {title}"),
+            None => format!("Add to {label}"),
+        };
         // The template's ids hold the placeholder, replaced when the item is added.
         let saved = std::mem::replace(&mut self.prefix, format!("{id}-{ITEM}"));
         let saved_next = std::mem::take(&mut self.next_id);
@@ -525,6 +530,7 @@ impl<'a> Builder<'a> {
             required,
             kind: Kind::Array {
                 template: Box::new(template),
+                add,
                 items,
                 min_items,
                 max_items,
