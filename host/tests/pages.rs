@@ -1112,6 +1112,44 @@ async fn the_operators_view_charts_the_runs_and_cancels_one() {
     // The overview lists the app with its figures.
     browser.goto(&server, "/ops").await;
     assert!(browser.text("table.runs").await.contains("Kit"));
+
+    // A run's own page follows it live, and can cancel it too.
+    let slow = server
+        .start_run("/api/apps/kit/actions/sleep/run", json!({"ms": 60000}))
+        .await;
+    let (id, view_token) = (
+        slow["execution_id"].as_str().unwrap(),
+        slow["view_token"].as_str().unwrap(),
+    );
+    browser
+        .goto(
+            &server,
+            &format!("/executions/{id}?view_token={view_token}"),
+        )
+        .await;
+    browser
+        .until(
+            "return document.querySelector('[data-status-badge]').textContent === 'running'",
+            "the run's start, live",
+        )
+        .await;
+    browser
+        .click(&format!("button[data-cancel=\"{id}\"]"))
+        .await;
+    browser
+        .until(
+            "return document.querySelector('[data-status-badge]').textContent === 'cancelled' \
+             && document.querySelector('dl.facts').textContent.includes('Duration') \
+             && !document.querySelector('button[data-cancel]')",
+            "the cancelled run's final page",
+        )
+        .await;
+    assert!(
+        browser
+            .text("[data-output] .failure")
+            .await
+            .contains("cancelled")
+    );
     browser.close().await;
 }
 

@@ -146,11 +146,6 @@ impl Field {
             format!("{}-error", self.id)
         }
     }
-
-    /// Whether the select may be left empty (the property is optional).
-    pub fn optional_choice(&self) -> bool {
-        !self.required
-    }
 }
 
 /// The form of one action: its fields, or one JSON field for the whole input when the

@@ -14,7 +14,6 @@
 //! outputs are untrusted), and every page carries a Content-Security-Policy that allows
 //! only this server's own script and stylesheet (`/assets/`, embedded in the binary).
 
-use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use askama::Template;
@@ -97,45 +96,57 @@ async fn secure(mut response: Response) -> Response {
     response
 }
 
-const CSS: &str = include_str!("assets/floom.css");
-const JS: &str = include_str!("assets/floom.js");
+/// A file the pages load, embedded in the binary.
+struct Asset {
+    body: &'static str,
+    content_type: &'static str,
+    etag: OnceLock<String>,
+}
 
-/// An asset with an ETag, so a browser revalidates it cheaply instead of keeping a copy
-/// that outlives an upgrade of the binary.
-fn asset(headers: &HeaderMap, body: &'static str, kind: &'static str) -> Response {
-    static TAGS: OnceLock<HashMap<usize, String>> = OnceLock::new();
-    let tags = TAGS.get_or_init(|| {
-        [CSS, JS]
-            .into_iter()
-            .map(|text| {
-                let hash = crate::tokens::hash(text);
-                (text.as_ptr() as usize, format!("\"{}\"", &hash[..16]))
-            })
-            .collect()
-    });
-    let tag = tags
-        .get(&(body.as_ptr() as usize))
-        .cloned()
-        .unwrap_or_default();
-    let cache = [
-        (header::CACHE_CONTROL, "no-cache".to_owned()),
-        (header::ETAG, tag.clone()),
-    ];
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == tag.as_bytes())
-    {
-        return (StatusCode::NOT_MODIFIED, cache).into_response();
+static CSS: Asset = Asset {
+    body: include_str!("assets/floom.css"),
+    content_type: "text/css; charset=utf-8",
+    etag: OnceLock::new(),
+};
+
+static JS: Asset = Asset {
+    body: include_str!("assets/floom.js"),
+    content_type: "text/javascript; charset=utf-8",
+    etag: OnceLock::new(),
+};
+
+impl Asset {
+    /// The asset with an ETag, so a browser revalidates it cheaply instead of keeping a
+    /// copy that outlives an upgrade of the binary.
+    fn serve(&self, headers: &HeaderMap) -> Response {
+        let tag = self
+            .etag
+            .get_or_init(|| format!("\"{}\"", &crate::tokens::hash(self.body)[..16]));
+        let cache = [
+            (header::CACHE_CONTROL, "no-cache".to_owned()),
+            (header::ETAG, tag.clone()),
+        ];
+        if headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == tag.as_bytes())
+        {
+            return (StatusCode::NOT_MODIFIED, cache).into_response();
+        }
+        (
+            cache,
+            [(header::CONTENT_TYPE, self.content_type)],
+            self.body,
+        )
+            .into_response()
     }
-    (cache, [(header::CONTENT_TYPE, kind)], body).into_response()
 }
 
 async fn css(headers: HeaderMap) -> Response {
-    asset(&headers, CSS, "text/css; charset=utf-8")
+    CSS.serve(&headers)
 }
 
 async fn script(headers: HeaderMap) -> Response {
-    asset(&headers, JS, "text/javascript; charset=utf-8")
+    JS.serve(&headers)
 }
 
 /// A page that could not be shown, as a page: what went wrong and, when a token would
