@@ -293,7 +293,10 @@
 
   function showProblem(form, problem, status) {
     if (status === 401) {
-      showProblems(form, [], 'This app needs a token: enter one under Token at the top of the page.');
+      const why = token()
+        ? `The token was refused (${(problem && problem.detail) || 'not valid'}): enter another under Token at the top of the page.`
+        : 'This app needs a token: enter one under Token at the top of the page.';
+      showProblems(form, [], why);
       const panel = document.getElementById('token-panel');
       if (panel) panel.open = true;
       const input = document.getElementById('token-input');
@@ -362,6 +365,8 @@
   /** An output: a table for a list of objects, text for a string, JSON otherwise. */
   function renderValue(value, depth) {
     if (typeof value === 'string') return element(depth ? 'div' : 'pre', value, 'text');
+    // A number, boolean or null inside an object reads best as a plain value.
+    if (depth && (value === null || typeof value !== 'object')) return element('div', JSON.stringify(value), 'text');
     if (Array.isArray(value) && value.length > 0 && value.every(isObject)) return table(value);
     if (depth === 0 && isObject(value)) {
       const keys = Object.keys(value);
