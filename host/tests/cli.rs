@@ -75,6 +75,16 @@ async fn publish_run_and_inspect_from_the_command_line() {
     let run = floom(&server, &["run", "hello", "--input", "name=Ada"]);
     let output: Value = serde_json::from_str(&stdout(&run)).unwrap();
     assert_eq!(output, json!({ "greeting": "Hello, Ada!" }));
+    // Runs from the CLI say so.
+    let listed: Value = server
+        .admin_get("/api/executions?app=hello")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["trigger_source"], "cli");
 
     // A failed run exits 1; a refused one 2.
     let failed = floom(&server, &["run", "hello", "--input", "name= "]);
