@@ -21,6 +21,7 @@ pub mod live;
 pub mod metrics;
 pub mod ratelimit;
 pub mod registry;
+pub mod runs;
 pub mod scheduler;
 pub mod schema;
 pub mod server;

@@ -22,7 +22,7 @@ use crate::tokens::Tokens;
 mod apps;
 pub mod auth;
 pub mod error;
-mod executions;
+pub mod executions;
 pub mod extract;
 pub mod openapi;
 mod runs;
