@@ -42,7 +42,10 @@ pub fn router() -> Router<AppState> {
             // The publish handler reads its body with its own limit.
             get(list).post(publish).layer(DefaultBodyLimit::disable()),
         )
-        .route("/api/apps/{slug}", get(detail).delete(delete))
+        .route(
+            "/api/apps/{slug}",
+            get(detail).delete(delete).patch(super::operate::patch),
+        )
         .route("/api/apps/{slug}/versions", get(versions))
         .route("/api/apps/{slug}/rollback/{version}", post(rollback))
         .route("/api/apps/{slug}/stats", get(stats))
@@ -60,6 +63,8 @@ pub struct AppView {
     name: Option<String>,
     description: Option<String>,
     public: bool,
+    /// Whether the operator paused it (it refuses new runs).
+    paused: bool,
     kind: String,
     version: i64,
     sha256: String,
@@ -131,6 +136,7 @@ pub fn app_view(record: &AppRecord, max_memory_mb: u64) -> Result<AppView, ApiEr
         name: manifest.name,
         description: manifest.description,
         public: version.public,
+        paused: record.paused,
         kind: version.kind.clone(),
         version: version.version,
         sha256: version.sha256.clone(),
@@ -467,7 +473,7 @@ pub struct Percentiles {
     p95: Option<i64>,
 }
 
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+pub(super) fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
     if sorted.is_empty() {
         return None;
     }

@@ -220,6 +220,11 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         self.status
     }
+
+    /// What went wrong, as the problem's `detail` says it.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 impl From<Rejection> for ApiError {

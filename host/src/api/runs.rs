@@ -30,6 +30,34 @@ pub struct RunBody {
     /// The action (first form only; default `run` or the app's only action).
     #[serde(default)]
     action: Option<String>,
+    /// How the run was started: `cli` or `ui` (the CLI and the pages say so); default
+    /// `api`. The server sets the others (`mcp`, `webhook`, `schedule`) itself.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, example = "cli")]
+    trigger_source: Option<String>,
+    /// A URL to notify when the run ends (signed with the app's run-webhook key, see
+    /// `GET /api/apps/{slug}/webhooks/secret`): http or https, a public address unless
+    /// the server allows private ones.
+    #[serde(default)]
+    #[schema(example = "https://example.org/floom-hook")]
+    webhook: Option<String>,
+}
+
+/// The source a run request names for itself; the ones the server sets are refused.
+fn requested_source(named: Option<&str>) -> Result<TriggerSource, ApiError> {
+    match named {
+        None | Some("api") => Ok(TriggerSource::Api),
+        Some("cli") => Ok(TriggerSource::Cli),
+        Some("ui") => Ok(TriggerSource::Ui),
+        Some(set @ ("mcp" | "webhook" | "schedule")) => Err(ApiError::invalid_input(format!(
+            "\"trigger_source\": {set:?} is set by the server for its own runs; a run request \
+             may name \"cli\" or \"ui\" (or \"api\", the default)"
+        ))),
+        Some(other) => Err(ApiError::invalid_input(format!(
+            "\"trigger_source\": {other:?} is not a source (a run request may name \"cli\", \
+             \"ui\" or \"api\")"
+        ))),
+    }
 }
 
 /// `?wait=` and `?stream=`.
@@ -143,7 +171,14 @@ async fn start(
         .get("idempotency-key")
         .map(|v| runs::idempotency_key(v.to_str().unwrap_or_default()))
         .transpose()?;
-    let started = runs::start(
+    let trigger_source = requested_source(body.trigger_source.as_deref())?;
+    let webhook = body
+        .webhook
+        .as_deref()
+        .map(|url| crate::notify::check_url(url, state.config.allow_private_network))
+        .transpose()
+        .map_err(|e| ApiError::invalid_input(format!("\"webhook\": {e}")))?;
+    let started = runs::start_with(
         state,
         &caller,
         StartRun {
@@ -152,9 +187,13 @@ async fn start(
             action_in_path,
             inputs: body.inputs,
             idempotency_key,
-            trigger_source: TriggerSource::Api,
+            trigger_source,
             mcp_call: None,
             watch: wait,
+        },
+        runs::RunOptions {
+            webhook,
+            ..runs::RunOptions::default()
         },
     )
     .await?;

@@ -88,8 +88,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_upload_mb: usize,
 
-    /// Let apps reach private, loopback and link-local addresses (for tests, and for
-    /// self-hosting next to internal services). Off: apps reach public addresses only.
+    /// Let apps and webhook deliveries reach private, loopback and link-local addresses
+    /// (for tests, and for self-hosting next to internal services). Off: they reach
+    /// public addresses only.
     #[arg(long)]
     pub allow_private_network: bool,
 
@@ -177,6 +178,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,
             body_deadline: Duration::from_secs(args.body_timeout_s),
+            allow_private_network: args.allow_private_network,
             ..ApiConfig::default()
         },
         connections: ConnectionLimits {
