@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::api::Services;
 use crate::api::error::ApiError;
@@ -115,6 +115,9 @@ pub struct Notifier {
     sealer: Arc<Sealer>,
     allow_private: bool,
     slots: Arc<Semaphore>,
+    /// Notified when an attempt is recorded: its next attempt may be due sooner than
+    /// the loop planned to look.
+    recorded: Notify,
 }
 
 impl Notifier {
@@ -126,6 +129,7 @@ impl Notifier {
             sealer,
             allow_private,
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
+            recorded: Notify::new(),
         })
     }
 
@@ -135,8 +139,10 @@ impl Notifier {
         let signal = self.store.outbox_signal();
         loop {
             let grew = signal.notified();
-            tokio::pin!(grew);
+            let recorded = self.recorded.notified();
+            tokio::pin!(grew, recorded);
             grew.as_mut().enable();
+            recorded.as_mut().enable();
             let wait = match self.round().await {
                 Ok(wait) => wait,
                 Err(e) => {
@@ -146,6 +152,7 @@ impl Notifier {
             };
             tokio::select! {
                 () = &mut grew => {}
+                () = &mut recorded => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
@@ -228,6 +235,7 @@ impl Notifier {
             // It stays claimed until the hold passes, then it is attempted again.
             tracing::warn!(delivery = %delivery.id, "cannot record a delivery attempt: {e:#}");
         }
+        self.recorded.notify_one();
     }
 
     async fn send(&self, due: &DueDelivery) -> Result<u16, Failure> {
