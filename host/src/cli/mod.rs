@@ -13,9 +13,12 @@ pub mod executions;
 pub mod new;
 pub mod publish;
 pub mod run;
+pub mod schedules;
 pub mod secrets;
 pub mod serve;
 pub mod tokens;
+pub mod triggers;
+pub mod webhooks;
 
 /// Floom runtime: publish WebAssembly apps and run them safely.
 #[derive(Debug, Parser)]
@@ -39,6 +42,9 @@ pub enum Command {
     Executions(executions::ExecutionsArgs),
     Tokens(tokens::TokensArgs),
     Secrets(secrets::SecretsArgs),
+    Triggers(triggers::TriggersArgs),
+    Schedules(schedules::SchedulesArgs),
+    Webhooks(webhooks::WebhooksArgs),
     Exec(exec::ExecArgs),
     Bench(bench::BenchArgs),
 }
@@ -87,6 +93,9 @@ pub fn main() -> ExitCode {
             Command::Executions(args) => done(executions::run(args).await),
             Command::Tokens(args) => done(tokens::run(args).await),
             Command::Secrets(args) => done(secrets::run(args).await),
+            Command::Triggers(args) => done(triggers::run(args).await),
+            Command::Schedules(args) => done(schedules::run(args).await),
+            Command::Webhooks(args) => done(webhooks::run(args).await),
             Command::Run(args) => match run::run(args).await {
                 Ok(code) => ExitCode::from(code),
                 Err(failure) => failure.report(),

@@ -131,7 +131,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         ),
         None => format!("/api/apps/{}/run", path_segment(&args.target)),
     };
-    let body = serde_json::json!({ "inputs": inputs });
+    let body = serde_json::json!({ "inputs": inputs, "trigger_source": "cli" });
 
     if args.detach {
         let envelope: Value = client
