@@ -280,7 +280,10 @@ impl Registry {
         if let Some(loaded) = current.get(slug).cloned()
             && loaded.record.version == app.current.version
         {
-            current.insert(slug.to_owned(), Arc::new(loaded.with_record(app.current.clone())));
+            current.insert(
+                slug.to_owned(),
+                Arc::new(loaded.with_record(app.current.clone())),
+            );
         }
         Ok(Some(app))
     }

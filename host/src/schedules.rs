@@ -52,8 +52,9 @@ impl Cron {
             .build()
             .parse(expression)
             .map_err(|e| format!("{expression:?} is not a cron expression: {e}"))?;
-        let zone = Tz::from_str(timezone)
-            .map_err(|_| format!("{timezone:?} is not an IANA time zone (such as Europe/Berlin)"))?;
+        let zone = Tz::from_str(timezone).map_err(|_| {
+            format!("{timezone:?} is not an IANA time zone (such as Europe/Berlin)")
+        })?;
         Ok(Cron { cron, zone })
     }
 
@@ -159,7 +160,9 @@ mod tests {
     use super::*;
 
     fn ms(text: &str) -> Millis {
-        DateTime::parse_from_rfc3339(text).unwrap().timestamp_millis()
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .timestamp_millis()
     }
 
     #[test]
@@ -197,7 +200,11 @@ mod tests {
         let first = half_past_two
             .next_after(ms("2026-03-28T12:00:00Z"))
             .unwrap();
-        assert_eq!(first, ms("2026-03-29T01:00:00Z"), "03:00 CEST, right after the gap");
+        assert_eq!(
+            first,
+            ms("2026-03-29T01:00:00Z"),
+            "03:00 CEST, right after the gap"
+        );
         assert_eq!(
             half_past_two.next_after(first),
             Some(ms("2026-03-30T00:30:00Z"))
@@ -211,7 +218,11 @@ mod tests {
         let first = half_past_two
             .next_after(ms("2026-10-24T12:00:00Z"))
             .unwrap();
-        assert_eq!(first, ms("2026-10-25T00:30:00Z"), "02:30 CEST, the first of the two");
+        assert_eq!(
+            first,
+            ms("2026-10-25T00:30:00Z"),
+            "02:30 CEST, the first of the two"
+        );
         assert_eq!(
             half_past_two.next_after(first),
             Some(ms("2026-10-26T01:30:00Z"))

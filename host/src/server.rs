@@ -267,11 +267,8 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
 
     // Deliveries run in the slow guest lane (the lowest priority): notifying never takes
     // CPU from a run.
-    let notifier = crate::notify::Notifier::new(
-        store.clone(),
-        sealer.clone(),
-        config.allow_private_network,
-    );
+    let notifier =
+        crate::notify::Notifier::new(store.clone(), sealer.clone(), config.allow_private_network);
     lanes_slow.spawn(notifier.run());
     let services = Arc::new(Services {
         store,

@@ -50,9 +50,7 @@ fn python() -> PathBuf {
 }
 
 fn run(command: &mut Command, what: &str) {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
     assert!(
         output.status.success(),
         "{what} failed: {}",
@@ -200,14 +198,19 @@ async fn deliveries_are_signed_filtered_retried_after_500s_and_listed() {
     )
     .await;
 
-    let ok = server.run_sync("/api/apps/hello/run", json!({ "name": "Ada" })).await;
+    let ok = server
+        .run_sync("/api/apps/hello/run", json!({ "name": "Ada" }))
+        .await;
     let first = all.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(first[0]["answered"], 500);
     // Retried after about 5 s, with the same webhook-id.
     let retried = all.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(retried[1]["answered"], 200);
     assert_eq!(retried[0]["webhook_id"], retried[1]["webhook_id"]);
-    assert_ne!(retried[0]["webhook_timestamp"], retried[1]["webhook_timestamp"]);
+    assert_ne!(
+        retried[0]["webhook_timestamp"],
+        retried[1]["webhook_timestamp"]
+    );
     let body = &retried[1]["body"];
     assert_eq!(body["type"], "execution.succeeded");
     assert_eq!(body["data"]["execution_id"], ok["execution_id"]);
@@ -217,13 +220,18 @@ async fn deliveries_are_signed_filtered_retried_after_500s_and_listed() {
     assert!(body["data"].get("view_token").is_none());
 
     // A failed run reaches both subscriptions; the success reached only one.
-    let failed = server.run_sync("/api/apps/hello/run", json!({ "name": "" })).await;
+    let failed = server
+        .run_sync("/api/apps/hello/run", json!({ "name": "" }))
+        .await;
     assert_eq!(failed["status"], "failed");
     let both = all.wait_for(3, Duration::from_secs(10)).await;
     let only = failures.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(both[2]["body"]["type"], "execution.failed");
     assert_eq!(both[2]["body"]["data"]["error"]["code"], "app_error");
-    assert_eq!(only[0]["body"]["data"]["execution_id"], failed["execution_id"]);
+    assert_eq!(
+        only[0]["body"]["data"]["execution_id"],
+        failed["execution_id"]
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(failures.seen().len(), 1);
 
@@ -245,7 +253,11 @@ async fn deliveries_are_signed_filtered_retried_after_500s_and_listed() {
     assert_eq!(attempts.len(), 2);
     assert_eq!(attempts[0]["status"], 500);
     assert_eq!(attempts[1]["status"], 200);
-    assert!(attempts.iter().all(|a| a["latency_ms"].is_i64() && a["at"].is_string()));
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["latency_ms"].is_i64() && a["at"].is_string())
+    );
     assert_eq!(deliveries(&server, &only_failed).await.len(), 1);
 }
 
@@ -253,8 +265,11 @@ async fn deliveries_are_signed_filtered_retried_after_500s_and_listed() {
 async fn a_410_disables_the_subscription() {
     let server = private_network();
     let receiver = Receiver::start("410");
-    let subscription = subscribed(&server, &receiver, json!({ "url": receiver.url("/gone") })).await;
-    server.run_sync("/api/apps/hello/run", json!({ "name": "Once" })).await;
+    let subscription =
+        subscribed(&server, &receiver, json!({ "url": receiver.url("/gone") })).await;
+    server
+        .run_sync("/api/apps/hello/run", json!({ "name": "Once" }))
+        .await;
     let seen = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(seen[0]["verified"], true);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -281,7 +296,9 @@ async fn a_410_disables_the_subscription() {
     assert_eq!(delivery["attempts"][0]["status"], 410);
 
     // Disabled: later runs send nothing.
-    server.run_sync("/api/apps/hello/run", json!({ "name": "Twice" })).await;
+    server
+        .run_sync("/api/apps/hello/run", json!({ "name": "Twice" }))
+        .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(receiver.seen().len(), 1);
     assert_eq!(deliveries(&server, &subscription).await.len(), 1);
@@ -313,7 +330,10 @@ async fn a_run_s_own_webhook_is_signed_with_the_app_s_key() {
     let seen = receiver.wait_for(1, Duration::from_secs(10)).await;
     assert_eq!(seen[0]["verified"], true);
     assert_eq!(seen[0]["path"], "/mine");
-    assert_eq!(seen[0]["body"]["data"]["execution_id"], started["execution_id"]);
+    assert_eq!(
+        seen[0]["body"]["data"]["execution_id"],
+        started["execution_id"]
+    );
     assert_eq!(seen[0]["body"]["data"]["trigger_source"], "api");
     // The key stays the same: it was made once.
     let again: Value = server
@@ -331,8 +351,11 @@ async fn a_run_s_own_webhook_is_signed_with_the_app_s_key() {
 async fn a_delivery_pending_across_a_sigkill_is_delivered_after_the_restart() {
     let server = private_network();
     let receiver = Receiver::start("500,200");
-    let subscription = subscribed(&server, &receiver, json!({ "url": receiver.url("/later") })).await;
-    server.run_sync("/api/apps/hello/run", json!({ "name": "Durable" })).await;
+    let subscription =
+        subscribed(&server, &receiver, json!({ "url": receiver.url("/later") })).await;
+    server
+        .run_sync("/api/apps/hello/run", json!({ "name": "Durable" }))
+        .await;
     receiver.wait_for(1, Duration::from_secs(10)).await;
     // Once the failed attempt is recorded, the delivery waits in the store for its retry.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -392,7 +415,11 @@ async fn private_destinations_are_refused_without_the_flag_and_never_contacted()
         .json()
         .await
         .unwrap();
-    assert_eq!(list["data"], json!([]), "a refused run request created nothing");
+    assert_eq!(
+        list["data"],
+        json!([]),
+        "a refused run request created nothing"
+    );
 
     // A name that resolves to a private address passes the literal check but is refused
     // at delivery, with the error recorded. (This machine's own name resolves to a
@@ -410,7 +437,9 @@ async fn private_destinations_are_refused_without_the_flag_and_never_contacted()
             .json()
             .await
             .unwrap();
-        server.run_sync("/api/apps/hello/run", json!({ "name": "Nope" })).await;
+        server
+            .run_sync("/api/apps/hello/run", json!({ "name": "Nope" }))
+            .await;
         let deadline = Instant::now() + Duration::from_secs(10);
         let attempt = loop {
             let listed = deliveries(&server, &subscription).await;
@@ -436,5 +465,9 @@ async fn private_destinations_are_refused_without_the_flag_and_never_contacted()
         eprintln!("{host:?} does not resolve to loopback here: the name check is skipped");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(receiver.seen(), Vec::<Value>::new(), "the receiver was contacted");
+    assert_eq!(
+        receiver.seen(),
+        Vec::<Value>::new(),
+        "the receiver was contacted"
+    );
 }

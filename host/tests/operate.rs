@@ -37,25 +37,36 @@ async fn every_run_records_how_it_started_and_the_list_filters_on_it() {
         let envelope: Value = response.json().await.unwrap();
         let detail = get_json(
             &server,
-            &format!("/api/executions/{}", envelope["execution_id"].as_str().unwrap()),
+            &format!(
+                "/api/executions/{}",
+                envelope["execution_id"].as_str().unwrap()
+            ),
         )
         .await;
         assert_eq!(detail["trigger_source"], source.unwrap_or("api"));
     }
     // The server's own sources, and unknown ones, cannot be claimed.
     for source in ["mcp", "webhook", "schedule", "cron", ""] {
-        let response = run_with(
-            &server,
-            json!({ "inputs": {}, "trigger_source": source }),
-        )
-        .await;
+        let response = run_with(&server, json!({ "inputs": {}, "trigger_source": source })).await;
         assert_eq!(response.status(), 400, "{source:?}");
     }
     let count = |page: &Value| page["data"].as_array().unwrap().len();
-    assert_eq!(count(&get_json(&server, "/api/executions?trigger_source=api").await), 2);
-    assert_eq!(count(&get_json(&server, "/api/executions?trigger_source=cli").await), 1);
-    assert_eq!(count(&get_json(&server, "/api/executions?trigger_source=ui").await), 1);
-    assert_eq!(count(&get_json(&server, "/api/executions?trigger_source=").await), 4);
+    assert_eq!(
+        count(&get_json(&server, "/api/executions?trigger_source=api").await),
+        2
+    );
+    assert_eq!(
+        count(&get_json(&server, "/api/executions?trigger_source=cli").await),
+        1
+    );
+    assert_eq!(
+        count(&get_json(&server, "/api/executions?trigger_source=ui").await),
+        1
+    );
+    assert_eq!(
+        count(&get_json(&server, "/api/executions?trigger_source=").await),
+        4
+    );
     let bad = server
         .admin_get("/api/executions?trigger_source=nope")
         .send()
@@ -158,7 +169,10 @@ async fn the_csv_export_round_trips_through_a_real_csv_parser() {
                 .collect::<Vec<String>>()
         }
     };
-    assert_eq!(export("status=failed").await, [failed["execution_id"].as_str().unwrap()]);
+    assert_eq!(
+        export("status=failed").await,
+        [failed["execution_id"].as_str().unwrap()]
+    );
     assert_eq!(export("trigger_source=cli").await.len(), 1);
     assert_eq!(export("since=2000-01-01&until=2000-01-02").await.len(), 0);
     assert_eq!(export("since=2000-01-01T00:00:00Z").await.len(), 3);
@@ -168,16 +182,26 @@ async fn the_csv_export_round_trips_through_a_real_csv_parser() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
-    let anonymous = server.get("/api/executions/export.csv").send().await.unwrap();
+    let anonymous = server
+        .get("/api/executions/export.csv")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
 
 #[tokio::test]
 async fn the_time_series_counts_runs_per_day() {
     let server = Server::start(&["--examples=rust"]);
-    server.run_sync("/api/apps/hello/run", json!({ "name": "a" })).await;
-    server.run_sync("/api/apps/hello/run", json!({ "name": "b" })).await;
-    server.run_sync("/api/apps/hello/run", json!({ "name": "" })).await;
+    server
+        .run_sync("/api/apps/hello/run", json!({ "name": "a" }))
+        .await;
+    server
+        .run_sync("/api/apps/hello/run", json!({ "name": "b" }))
+        .await;
+    server
+        .run_sync("/api/apps/hello/run", json!({ "name": "" }))
+        .await;
     let series = get_json(&server, "/api/apps/hello/timeseries?days=3").await;
     let days = series["days"].as_array().unwrap();
     assert_eq!(days.len(), 3);
@@ -190,7 +214,11 @@ async fn the_time_series_counts_runs_per_day() {
     assert!(days[0]["p50_ms"].is_null());
     let default = get_json(&server, "/api/apps/hello/timeseries").await;
     assert_eq!(default["days"].as_array().unwrap().len(), 30);
-    let anonymous = server.get("/api/apps/hello/timeseries").send().await.unwrap();
+    let anonymous = server
+        .get("/api/apps/hello/timeseries")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
 
@@ -247,7 +275,10 @@ async fn a_paused_app_refuses_runs_and_keeps_its_history() {
     assert_eq!(history["data"].as_array().unwrap().len(), 1);
     let old = get_json(
         &server,
-        &format!("/api/executions/{}", before["execution_id"].as_str().unwrap()),
+        &format!(
+            "/api/executions/{}",
+            before["execution_id"].as_str().unwrap()
+        ),
     )
     .await;
     assert_eq!(old["output"]["greeting"], "Hello, Before!");
@@ -298,7 +329,14 @@ async fn visibility_is_changed_with_patch_until_the_next_publish() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
-    let listed: Value = server.get("/api/apps").send().await.unwrap().json().await.unwrap();
+    let listed: Value = server
+        .get("/api/apps")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(
         listed["data"]
             .as_array()
@@ -364,7 +402,10 @@ async fn sample_inputs_are_accepted_by_their_action() {
         assert_eq!(response.status(), 202, "{app}/{action}: {sample}");
         let started: Value = response.json().await.unwrap();
         server
-            .wait_terminal(started["execution_id"].as_str().unwrap(), Duration::from_secs(20))
+            .wait_terminal(
+                started["execution_id"].as_str().unwrap(),
+                Duration::from_secs(20),
+            )
             .await;
     }
     let unknown = server

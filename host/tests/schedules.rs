@@ -66,7 +66,10 @@ async fn one_run_per_tick(server: &Server) -> Vec<(i64, String)> {
         .map(|r| r["execution_id"].as_str().unwrap())
         .collect();
     assert_eq!(tick_runs.len(), ticks.len(), "a run claimed two ticks");
-    assert_eq!(tick_runs, run_ids, "runs without a claimed tick, or ticks without a run");
+    assert_eq!(
+        tick_runs, run_ids,
+        "runs without a claimed tick, or ticks without a run"
+    );
     let distinct: HashSet<i64> = ticks.iter().map(|(tick, _)| *tick).collect();
     assert_eq!(distinct.len(), ticks.len());
     for run in &runs {
@@ -114,7 +117,10 @@ async fn a_seconds_schedule_runs_once_per_tick_also_across_a_sigkill() {
     let server = Server::start_in(data_dir, &["--examples=rust"]);
     tokio::time::sleep(Duration::from_millis(3500)).await;
     let after = one_run_per_tick(&server).await;
-    assert!(after.len() > at_kill.len() + 1, "it goes on ticking after the restart");
+    assert!(
+        after.len() > at_kill.len() + 1,
+        "it goes on ticking after the restart"
+    );
     // Each tick once: the ones claimed before the kill were not run again.
     assert_eq!(&after[..at_kill.len()], &at_kill[..]);
 
@@ -136,7 +142,11 @@ async fn a_seconds_schedule_runs_once_per_tick_also_across_a_sigkill() {
 #[tokio::test]
 async fn ticks_missed_while_the_server_was_down_run_once() {
     let server = Server::start(&["--examples=rust"]);
-    schedule(&server, json!({ "cron": "*/2 * * * * *", "inputs": { "name": "Late" } })).await;
+    schedule(
+        &server,
+        json!({ "cron": "*/2 * * * * *", "inputs": { "name": "Late" } }),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let data_dir = server.kill();
     let down_at = now_ms();
@@ -156,12 +166,22 @@ async fn ticks_missed_while_the_server_was_down_run_once() {
         .iter()
         .filter(|(tick, _)| *tick < up_at)
         .collect();
-    assert_eq!(missed.len(), 1, "the missed ticks fold into one run: {caught_up:?}");
+    assert_eq!(
+        missed.len(),
+        1,
+        "the missed ticks fold into one run: {caught_up:?}"
+    );
     let (tick, _) = missed[0];
-    assert!(*tick > down_at + 4000, "the latest missed tick runs, not the first");
+    assert!(
+        *tick > down_at + 4000,
+        "the latest missed tick runs, not the first"
+    );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let all = one_run_per_tick(&server).await;
-    assert!(all.len() > caught_up.len(), "regular ticks go on after the catch-up");
+    assert!(
+        all.len() > caught_up.len(),
+        "regular ticks go on after the catch-up"
+    );
 }
 
 #[tokio::test]
@@ -171,9 +191,18 @@ async fn schedules_are_checked_paused_resumed_and_deleted() {
         (json!({ "cron": "* * * *" }), "4 fields"),
         (json!({ "cron": "0 0 0 1 1 * 2030" }), "7 fields"),
         (json!({ "cron": "61 * * * *" }), "a minute out of range"),
-        (json!({ "cron": "* * * * *", "timezone": "Mars/Olympus" }), "an unknown zone"),
-        (json!({ "cron": "* * * * *", "action": "nope" }), "an unknown action"),
-        (json!({ "cron": "* * * * *", "inputs": { "name": 7 } }), "inputs against the schema"),
+        (
+            json!({ "cron": "* * * * *", "timezone": "Mars/Olympus" }),
+            "an unknown zone",
+        ),
+        (
+            json!({ "cron": "* * * * *", "action": "nope" }),
+            "an unknown action",
+        ),
+        (
+            json!({ "cron": "* * * * *", "inputs": { "name": 7 } }),
+            "inputs against the schema",
+        ),
     ] {
         let response = server
             .post("/api/apps/hello/schedules")
@@ -198,7 +227,10 @@ async fn schedules_are_checked_paused_resumed_and_deleted() {
     assert!(paused["next_tick"].is_null());
     let runs_at_pause = ticks(&server.data_dir).len();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    assert!(ticks(&server.data_dir).len() <= runs_at_pause + 1, "no runs while paused");
+    assert!(
+        ticks(&server.data_dir).len() <= runs_at_pause + 1,
+        "no runs while paused"
+    );
     let paused_runs = ticks(&server.data_dir).len();
 
     let resumed: Value = server
@@ -237,7 +269,11 @@ async fn schedules_are_checked_paused_resumed_and_deleted() {
     assert_eq!(list["data"], json!([]));
     let executions = scheduled(&server).await.len();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(scheduled(&server).await.len(), executions, "no runs once deleted");
+    assert_eq!(
+        scheduled(&server).await.len(),
+        executions,
+        "no runs once deleted"
+    );
 }
 
 fn now_ms() -> i64 {

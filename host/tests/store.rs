@@ -9,8 +9,8 @@ use futures_util::FutureExt as _;
 use floom_host::events;
 use floom_host::live::Live;
 use floom_host::store::{
-    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent, TriggerSource,
-    now_ms,
+    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent,
+    TriggerSource, now_ms,
 };
 
 /// A fresh SQLite store in a temp dir, with one app `app`.
@@ -209,7 +209,11 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
         .unwrap()
         .unwrap()
         .seq;
-    assert_eq!(store.next_delivery_at().await.unwrap(), None, "nothing before the end");
+    assert_eq!(
+        store.next_delivery_at().await.unwrap(),
+        None,
+        "nothing before the end"
+    );
 
     let signal = store.outbox_signal();
     let notified = signal.notified();
@@ -232,25 +236,47 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
             .is_err()
     );
     let claimed = store.claim_deliveries(now, now + 30_000, 10).await.unwrap();
-    assert_eq!(claimed.len(), 2, "the subscription and the run's own webhook");
-    assert!(claimed.iter().all(|d| d.delivery.event == "execution.succeeded"));
+    assert_eq!(
+        claimed.len(),
+        2,
+        "the subscription and the run's own webhook"
+    );
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.delivery.event == "execution.succeeded")
+    );
     let by_subscription = claimed
         .iter()
         .find(|d| d.delivery.subscription_id.is_some())
         .unwrap();
     assert_eq!(by_subscription.secret.as_deref(), Some(&b"sealed"[..]));
-    let own = claimed.iter().find(|d| d.delivery.subscription_id.is_none()).unwrap();
+    let own = claimed
+        .iter()
+        .find(|d| d.delivery.subscription_id.is_none())
+        .unwrap();
     assert_eq!(own.delivery.url, "https://example.org/mine");
     assert_eq!(own.secret, None, "the app has no run-webhook key yet");
     // Claimed: held from other claims.
-    assert!(store.claim_deliveries(now, now + 30_000, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_deliveries(now, now + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // A cancelled run is an event the subscription did not ask for.
     store
         .insert_execution(new_execution("exec_cancelled", None, None), None)
         .await
         .unwrap();
-    assert!(store.cancel_queued("exec_cancelled", now_ms()).await.unwrap());
+    assert!(
+        store
+            .cancel_queued("exec_cancelled", now_ms())
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .claim_deliveries(now_ms() + 60_000, now_ms() + 90_000, 10)
@@ -275,8 +301,17 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
         .record_attempt(attempt(1, 500), AfterAttempt::Retry(retry_at))
         .await
         .unwrap();
-    assert!(store.claim_deliveries(retry_at - 1, retry_at + 30_000, 10).await.unwrap().is_empty());
-    let again = store.claim_deliveries(retry_at, retry_at + 30_000, 10).await.unwrap();
+    assert!(
+        store
+            .claim_deliveries(retry_at - 1, retry_at + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_deliveries(retry_at, retry_at + 30_000, 10)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.attempts, 1);
     store
@@ -301,12 +336,20 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
         .await
         .unwrap();
     let subscription = &store.subscriptions("app").await.unwrap()[0];
-    assert!(subscription.disabled_at.is_none(), "a run webhook's 410 disables no subscription");
+    assert!(
+        subscription.disabled_at.is_none(),
+        "a run webhook's 410 disables no subscription"
+    );
     store
         .insert_execution(new_execution("exec_second", None, None), None)
         .await
         .unwrap();
-    let seq = store.start_execution("exec_second", now_ms()).await.unwrap().unwrap().seq;
+    let seq = store
+        .start_execution("exec_second", now_ms())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
     store
         .finish_execution("exec_second", succeeded("exec_second", seq + 1, now_ms()))
         .await
@@ -332,12 +375,21 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
         .insert_execution(new_execution("exec_third", None, None), None)
         .await
         .unwrap();
-    let seq = store.start_execution("exec_third", now_ms()).await.unwrap().unwrap().seq;
+    let seq = store
+        .start_execution("exec_third", now_ms())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
     store
         .finish_execution("exec_third", succeeded("exec_third", seq + 1, now_ms()))
         .await
         .unwrap();
-    assert_eq!(store.next_delivery_at().await.unwrap(), None, "a disabled subscription gets nothing");
+    assert_eq!(
+        store.next_delivery_at().await.unwrap(),
+        None,
+        "a disabled subscription gets nothing"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -384,19 +436,37 @@ async fn a_schedule_tick_is_claimed_once_with_its_execution() {
     assert_eq!(schedule.last_execution_id.as_deref(), Some("exec_tick"));
     // Skipping a taken tick does nothing; skipping a due one moves on and says why.
     assert!(!store.skip_tick(claim(tick), "late".into()).await.unwrap());
-    assert!(store.skip_tick(claim(tick + 1000), "paused".into()).await.unwrap());
+    assert!(
+        store
+            .skip_tick(claim(tick + 1000), "paused".into())
+            .await
+            .unwrap()
+    );
     let schedule = &store.schedules("app").await.unwrap()[0];
     assert_eq!(schedule.next_tick, tick + 2000);
     assert_eq!(schedule.last_error.as_deref(), Some("paused"));
     // Paused: nothing is due, and no tick can be claimed.
-    assert!(store.set_schedule_paused("app", "sch_1", true, tick + 2000).await.unwrap());
+    assert!(
+        store
+            .set_schedule_paused("app", "sch_1", true, tick + 2000)
+            .await
+            .unwrap()
+    );
     assert!(store.due_schedules(i64::MAX).await.unwrap().is_empty());
     let paused = store
-        .insert_execution(new_execution("exec_paused", None, Some(claim(tick + 2000))), None)
+        .insert_execution(
+            new_execution("exec_paused", None, Some(claim(tick + 2000))),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(paused.is::<TickTaken>());
-    assert!(store.set_schedule_paused("app", "sch_1", false, tick + 2000).await.unwrap());
+    assert!(
+        store
+            .set_schedule_paused("app", "sch_1", false, tick + 2000)
+            .await
+            .unwrap()
+    );
     assert_eq!(store.due_schedules(tick + 2000).await.unwrap().len(), 1);
     assert!(store.delete_schedule("app", "sch_1").await.unwrap());
     assert!(!store.delete_schedule("app", "sch_1").await.unwrap());
@@ -419,8 +489,18 @@ async fn triggers_are_kept_rotated_and_removed() {
         .await
         .unwrap();
     assert_eq!(store.triggers("app").await.unwrap().len(), 1);
-    assert!(!store.rotate_trigger("other", "trg_1", b"x".to_vec(), 1).await.unwrap());
-    assert!(store.rotate_trigger("app", "trg_1", b"two".to_vec(), 5).await.unwrap());
+    assert!(
+        !store
+            .rotate_trigger("other", "trg_1", b"x".to_vec(), 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .rotate_trigger("app", "trg_1", b"two".to_vec(), 5)
+            .await
+            .unwrap()
+    );
     let trigger = store.trigger("trg_1").await.unwrap().unwrap();
     assert_eq!(trigger.secret, b"two");
     assert_eq!(trigger.rotated_at, Some(5));

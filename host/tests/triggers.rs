@@ -61,7 +61,9 @@ async fn a_trigger_starts_runs_by_token_and_by_signature_and_refusals_start_noth
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["status"], "queued");
     let by_token = answer["execution_id"].as_str().unwrap().to_owned();
-    let done = server.wait_terminal(&by_token, Duration::from_secs(20)).await;
+    let done = server
+        .wait_terminal(&by_token, Duration::from_secs(20))
+        .await;
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["output"]["greeting"], "Hello, Token!");
     assert_eq!(done["trigger_source"], "webhook");
@@ -89,7 +91,10 @@ async fn a_trigger_starts_runs_by_token_and_by_signature_and_refusals_start_noth
     assert_eq!(response.status(), 202);
     let answer: Value = response.json().await.unwrap();
     let signed = server
-        .wait_terminal(answer["execution_id"].as_str().unwrap(), Duration::from_secs(20))
+        .wait_terminal(
+            answer["execution_id"].as_str().unwrap(),
+            Duration::from_secs(20),
+        )
         .await;
     assert_eq!(signed["output"]["greeting"], "Hello, Signed!");
     let before = executions(&server, "hello").await.len();
@@ -99,7 +104,9 @@ async fn a_trigger_starts_runs_by_token_and_by_signature_and_refusals_start_noth
     let refusals: Vec<(reqwest::RequestBuilder, u16)> = vec![
         // No proof at all.
         (
-            server.post(&format!("/hooks/{id}")).json(&json!({ "name": "x" })),
+            server
+                .post(&format!("/hooks/{id}"))
+                .json(&json!({ "name": "x" })),
             401,
         ),
         // A wrong token.
@@ -214,7 +221,9 @@ async fn delivery_ids_are_deduplicated_and_rotation_retires_the_old_secret() {
         assert_eq!(first.status(), 202);
         let first: Value = first.json().await.unwrap();
         let execution = first["execution_id"].as_str().unwrap();
-        server.wait_terminal(execution, Duration::from_secs(20)).await;
+        server
+            .wait_terminal(execution, Duration::from_secs(20))
+            .await;
         let again = send().await.unwrap();
         assert_eq!(again.status(), 200, "{header}");
         let again: Value = again.json().await.unwrap();
@@ -314,7 +323,10 @@ async fn each_trigger_has_its_own_rate_limit() {
     assert_eq!(post(&other).await.unwrap().status(), 202);
     // A wrong secret never spends a trigger's allowance.
     let wrong = server
-        .post(&format!("/hooks/{}?token=wrong", other["id"].as_str().unwrap()))
+        .post(&format!(
+            "/hooks/{}?token=wrong",
+            other["id"].as_str().unwrap()
+        ))
         .json(&json!({}))
         .send()
         .await

@@ -439,9 +439,9 @@ impl WasiHttpHooks for Outbound {
                         Unreachable::Connect(_) => Error::ConnectionRefused,
                         Unreachable::TlsTimeout(_) => Error::ConnectionTimeout,
                         Unreachable::Tls { error, .. } => Error::Tls(error),
-                        Unreachable::Scheme(_) | Unreachable::NoHost | Unreachable::ServerName(_) => {
-                            Error::HttpRequestUriInvalid
-                        }
+                        Unreachable::Scheme(_)
+                        | Unreachable::NoHost
+                        | Unreachable::ServerName(_) => Error::HttpRequestUriInvalid,
                     });
                 }
             };
@@ -620,7 +620,10 @@ mod tests {
             }
         );
         assert_eq!(of("http://[::1]:8080/").unwrap().host, "::1");
-        assert!(matches!(of("ftp://example.org/"), Err(Unreachable::Scheme(_))));
+        assert!(matches!(
+            of("ftp://example.org/"),
+            Err(Unreachable::Scheme(_))
+        ));
         assert!(matches!(of("/relative"), Err(Unreachable::Scheme(_))));
         for private in [
             "http://127.0.0.1/",

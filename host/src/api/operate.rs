@@ -128,7 +128,10 @@ async fn export(
     let body = Body::from_stream(csv_pages(state.store.clone(), filter));
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8; header=present"),
+            (
+                header::CONTENT_TYPE,
+                "text/csv; charset=utf-8; header=present",
+            ),
             (
                 header::CONTENT_DISPOSITION,
                 "attachment; filename=\"executions.csv\"",
@@ -144,7 +147,9 @@ fn csv_pages(
     store: DynStore,
     filter: ListExecutions,
 ) -> impl futures_util::Stream<Item = Result<Vec<u8>, Infallible>> {
-    let header = futures_util::stream::once(async { Ok(csv_rows(std::iter::once(COLUMNS.map(String::from)))) });
+    let header = futures_util::stream::once(async {
+        Ok(csv_rows(std::iter::once(COLUMNS.map(String::from))))
+    });
     let rows = futures_util::stream::unfold(Some(filter), move |filter| {
         let store = store.clone();
         async move {
@@ -182,7 +187,10 @@ fn csv_rows<R: IntoIterator<Item = String>>(rows: impl Iterator<Item = R>) -> Ve
 /// One execution's fields, in [`COLUMNS`] order.
 fn record(exported: &ExportedExecution) -> [String; 14] {
     let e = &exported.summary;
-    let error: Option<Value> = e.error.as_deref().and_then(|t| serde_json::from_str(t).ok());
+    let error: Option<Value> = e
+        .error
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok());
     let field = |name: &str| {
         error
             .as_ref()
@@ -440,7 +448,8 @@ async fn sample_input(
     caller: Caller,
 ) -> Result<Json<SampleInput>, ApiError> {
     authorized_app(&state, &caller, &slug, Need::Run).await?;
-    let action = super::triggers::chosen_action(&state, &slug, query.action.filter(|a| !a.is_empty()))?;
+    let action =
+        super::triggers::chosen_action(&state, &slug, query.action.filter(|a| !a.is_empty()))?;
     let app = state
         .registry
         .current(&slug)
@@ -492,10 +501,18 @@ fn sample(schema: &Value, root: &Value, depth: usize) -> Value {
             return value.clone();
         }
     }
-    if let Some(first) = object.get("examples").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = object
+        .get("examples")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
-    if let Some(first) = object.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = object
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
     if let Some(target) = object
@@ -507,7 +524,11 @@ fn sample(schema: &Value, root: &Value, depth: usize) -> Value {
         return sample(target, root, depth + 1);
     }
     for key in ["anyOf", "oneOf"] {
-        if let Some(first) = object.get(key).and_then(Value::as_array).and_then(|b| b.first()) {
+        if let Some(first) = object
+            .get(key)
+            .and_then(Value::as_array)
+            .and_then(|b| b.first())
+        {
             return sample(first, root, depth + 1);
         }
     }
@@ -552,8 +573,8 @@ fn sample(schema: &Value, root: &Value, depth: usize) -> Value {
             let properties = object.get("properties").and_then(Value::as_object);
             let mut fields = Map::new();
             for (name, property) in properties.into_iter().flatten() {
-                let has_example = property.get("default").is_some()
-                    || property.get("examples").is_some();
+                let has_example =
+                    property.get("default").is_some() || property.get("examples").is_some();
                 if required.contains(&name.as_str()) || has_example {
                     fields.insert(name.clone(), sample(property, root, depth + 1));
                 }
@@ -587,8 +608,8 @@ fn sample(schema: &Value, root: &Value, depth: usize) -> Value {
             let low = number("minimum")
                 .or_else(|| number("exclusiveMinimum").map(|m| m.floor() + 1.0))
                 .unwrap_or(0.0);
-            let high = number("maximum")
-                .or_else(|| number("exclusiveMaximum").map(|m| m.ceil() - 1.0));
+            let high =
+                number("maximum").or_else(|| number("exclusiveMaximum").map(|m| m.ceil() - 1.0));
             let mut value = high.map_or(low, |h| low.min(h));
             if let Some(step) = number("multipleOf").filter(|s| *s > 0.0) {
                 value = (value / step).ceil() * step;

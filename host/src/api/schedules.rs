@@ -101,9 +101,8 @@ fn view(schedule: &ScheduleRecord) -> ScheduleView {
 
 /// The first tick of `cron` after now, or a 400 for one that never comes.
 fn first_tick(cron: &Cron, expression: &str) -> Result<Millis, ApiError> {
-    cron.next_after(now_ms()).ok_or_else(|| {
-        ApiError::invalid_input(format!("{expression:?} has no tick in the future"))
-    })
+    cron.next_after(now_ms())
+        .ok_or_else(|| ApiError::invalid_input(format!("{expression:?} has no tick in the future")))
 }
 
 /// Create a schedule: a run at each tick of a cron expression.
@@ -174,7 +173,13 @@ async fn list(
     caller: Caller,
 ) -> Result<Json<ScheduleList>, ApiError> {
     authorized_app(&state, &caller, &slug, Need::Administer).await?;
-    let data = state.store.schedules(&slug).await?.iter().map(view).collect();
+    let data = state
+        .store
+        .schedules(&slug)
+        .await?
+        .iter()
+        .map(view)
+        .collect();
     Ok(Json(ScheduleList { data }))
 }
 
@@ -269,6 +274,8 @@ async fn remove(
     if state.store.delete_schedule(&slug, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::not_found(format!("{slug} has no schedule {id:?}")))
+        Err(ApiError::not_found(format!(
+            "{slug} has no schedule {id:?}"
+        )))
     }
 }

@@ -177,7 +177,13 @@ async fn list(
     caller: Caller,
 ) -> Result<Json<TriggerList>, ApiError> {
     authorized_app(&state, &caller, &slug, Need::Administer).await?;
-    let data = state.store.triggers(&slug).await?.iter().map(view).collect();
+    let data = state
+        .store
+        .triggers(&slug)
+        .await?
+        .iter()
+        .map(view)
+        .collect();
     Ok(Json(TriggerList { data }))
 }
 
@@ -398,7 +404,11 @@ mod tests {
         assert!(signature_matches(secret, header, b"Hello, World!"));
         assert!(!signature_matches(secret, header, b"Hello, World?"));
         assert!(!signature_matches(b"another", header, b"Hello, World!"));
-        assert!(!signature_matches(secret, "sha1=757107ea", b"Hello, World!"));
+        assert!(!signature_matches(
+            secret,
+            "sha1=757107ea",
+            b"Hello, World!"
+        ));
         assert!(!signature_matches(secret, "sha256=zz", b"Hello, World!"));
     }
 }

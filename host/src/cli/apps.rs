@@ -81,7 +81,9 @@ pub enum AppsCommand {
     },
     /// Make an app public (anyone may run it) or private (a token that covers it is
     /// needed). Holds until a new version is published. Needs an admin token.
-    #[command(after_help = "Examples:\n  floom apps set-public hello false\n  floom apps set-public hello true")]
+    #[command(
+        after_help = "Examples:\n  floom apps set-public hello false\n  floom apps set-public hello true"
+    )]
     SetPublic {
         /// The app's slug.
         slug: String,
@@ -226,19 +228,19 @@ pub async fn run(args: AppsArgs) -> Result<(), Failure> {
 
 /// Pauses or resumes (`verb`) an app and says where it is.
 async fn pause(client: &Client, slug: &str, verb: &str) -> Result<(), Failure> {
-            let app: Value = client
-                .json(client.request(
-                    reqwest::Method::POST,
-                    &format!("/api/apps/{}/{verb}", path_segment(&slug)),
-                ))
-                .await?;
-            let state = if app["paused"].as_bool() == Some(true) {
-                "paused"
-            } else {
-                "running"
-            };
-            println!("{slug} is {state}");
-            Ok(())
+    let app: Value = client
+        .json(client.request(
+            reqwest::Method::POST,
+            &format!("/api/apps/{}/{verb}", path_segment(slug)),
+        ))
+        .await?;
+    let state = if app["paused"].as_bool() == Some(true) {
+        "paused"
+    } else {
+        "running"
+    };
+    println!("{slug} is {state}");
+    Ok(())
 }
 
 /// Percent-encodes a path segment.

@@ -89,9 +89,8 @@ enum SchedulesCommand {
 pub async fn run(args: SchedulesArgs) -> Result<(), Failure> {
     let client = Client::new(&args.server)?;
     let base = |slug: &str| format!("/api/apps/{}/schedules", path_segment(slug));
-    let one = |slug: &str, id: &str, what: &str| {
-        format!("{}/{}{what}", base(slug), path_segment(id))
-    };
+    let one =
+        |slug: &str, id: &str, what: &str| format!("{}/{}{what}", base(slug), path_segment(id));
     match args.command {
         SchedulesCommand::Create {
             slug,
@@ -104,7 +103,8 @@ pub async fn run(args: SchedulesArgs) -> Result<(), Failure> {
                 .map(|text| serde_json::from_str(&text))
                 .transpose()
                 .map_err(|e| Failure::refused(format!("--inputs is not JSON: {e}")))?;
-            let body = json!({ "cron": cron, "timezone": timezone, "action": action, "inputs": inputs });
+            let body =
+                json!({ "cron": cron, "timezone": timezone, "action": action, "inputs": inputs });
             let schedule: Value = client
                 .json(
                     client
@@ -124,7 +124,10 @@ pub async fn run(args: SchedulesArgs) -> Result<(), Failure> {
             let schedule: Value = client
                 .json(client.request(reqwest::Method::POST, &one(&slug, &id, "/pause")))
                 .await?;
-            println!("{id}: paused ({})", schedule["cron"].as_str().unwrap_or_default());
+            println!(
+                "{id}: paused ({})",
+                schedule["cron"].as_str().unwrap_or_default()
+            );
         }
         SchedulesCommand::Resume { slug, id } => {
             let schedule: Value = client

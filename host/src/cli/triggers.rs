@@ -99,7 +99,13 @@ pub async fn run(args: TriggersArgs) -> Result<(), Failure> {
         }
         TriggersCommand::Delete { slug, id } => {
             let path = format!("{}/{}", base(&slug), path_segment(&id));
-            check(client.request(reqwest::Method::DELETE, &path).send().await?).await?;
+            check(
+                client
+                    .request(reqwest::Method::DELETE, &path)
+                    .send()
+                    .await?,
+            )
+            .await?;
             println!("deleted {id}");
         }
     }

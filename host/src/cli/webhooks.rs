@@ -119,7 +119,13 @@ pub async fn run(args: WebhooksArgs) -> Result<(), Failure> {
         }
         WebhooksCommand::Delete { slug, id } => {
             let path = format!("{}/{}", base(&slug), path_segment(&id));
-            check(client.request(reqwest::Method::DELETE, &path).send().await?).await?;
+            check(
+                client
+                    .request(reqwest::Method::DELETE, &path)
+                    .send()
+                    .await?,
+            )
+            .await?;
             println!("deleted {id}");
         }
         WebhooksCommand::Deliveries {

@@ -43,7 +43,9 @@ pub async fn post(
         let mut request = Request::post(path)
             .body(Full::new(body))
             .map_err(|e| format!("cannot build the request: {e}"))?;
-        let authority = uri.authority().map_or(destination.host.as_str(), |a| a.as_str());
+        let authority = uri
+            .authority()
+            .map_or(destination.host.as_str(), |a| a.as_str());
         let request_headers = request.headers_mut();
         request_headers.insert(
             HOST,

@@ -207,7 +207,9 @@ impl Notifier {
         let latency_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let now = now_ms();
         let (status, error, next) = match result {
-            Ok(status) if (200..300).contains(&status) => (Some(status), None, AfterAttempt::Delivered),
+            Ok(status) if (200..300).contains(&status) => {
+                (Some(status), None, AfterAttempt::Delivered)
+            }
             Ok(410) => (
                 Some(410),
                 Some("410 Gone: the subscription is disabled".to_owned()),
@@ -250,7 +252,9 @@ impl Notifier {
             .and_then(|sealed| self.sealer.open(&owner, sealed).ok())
             .and_then(|key| String::from_utf8(key).ok())
             .ok_or_else(|| {
-                Failure::Final("the signing key is gone (its app or subscription was deleted)".into())
+                Failure::Final(
+                    "the signing key is gone (its app or subscription was deleted)".into(),
+                )
             })?;
         let execution = self
             .store
@@ -268,14 +272,22 @@ impl Notifier {
             data.insert("action".into(), json!(execution.action));
             data.insert("trigger_source".into(), json!(execution.trigger_source));
             data.insert("attempts".into(), json!(execution.attempts));
-            data.insert("created_at".into(), json!(crate::api::timestamp(execution.created_at)));
+            data.insert(
+                "created_at".into(),
+                json!(crate::api::timestamp(execution.created_at)),
+            );
             data.insert(
                 "finished_at".into(),
                 json!(execution.finished_at.map(crate::api::timestamp)),
             );
             data.insert(
                 "duration_ms".into(),
-                json!(execution.started_at.zip(execution.finished_at).map(|(s, f)| f - s)),
+                json!(
+                    execution
+                        .started_at
+                        .zip(execution.finished_at)
+                        .map(|(s, f)| f - s)
+                ),
             );
         }
         let now = now_ms();

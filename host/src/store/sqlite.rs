@@ -26,17 +26,17 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
+use super::sqlite_hooks;
+use super::{
+    AfterAttempt, AttemptRecord, DeliveryHistory, DueDelivery, ExportedExecution, ScheduleRecord,
+    SubscriptionRecord, TickClaim, TimedExecution, TriggerRecord,
+};
 use super::{
     AppRecord, AppStats, Appended, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
     Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
     NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
     StoredEvent, TokenRecord, TriggerSource, VersionRecord,
 };
-use super::{
-    AfterAttempt, AttemptRecord, DeliveryHistory, DueDelivery, ExportedExecution, ScheduleRecord,
-    SubscriptionRecord, TickClaim, TimedExecution, TriggerRecord,
-};
-use super::sqlite_hooks;
 use crate::events;
 use crate::live::Live;
 
@@ -903,7 +903,11 @@ impl Store for SqliteStore {
                     e.created_at
                 ])?;
             }
-            let status = if e.started_at.is_some() { "running" } else { "queued" };
+            let status = if e.started_at.is_some() {
+                "running"
+            } else {
+                "queued"
+            };
             tx.prepare_cached(
                 "INSERT INTO executions \
                  (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
@@ -1292,7 +1296,10 @@ impl Store for SqliteStore {
             for (id, attempts) in running {
                 let seq = next_seq(tx, &id)?;
                 if attempts < 2 {
-                    tx.execute("UPDATE executions SET status = 'queued' WHERE id = ?1", [&id])?;
+                    tx.execute(
+                        "UPDATE executions SET status = 'queued' WHERE id = ?1",
+                        [&id],
+                    )?;
                     let event = events::host_log(
                         &id,
                         seq,
@@ -1400,7 +1407,8 @@ impl Store for SqliteStore {
 
     async fn trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRecord>> {
         let id = id.to_owned();
-        self.read(move |conn| sqlite_hooks::trigger(conn, &id)).await
+        self.read(move |conn| sqlite_hooks::trigger(conn, &id))
+            .await
     }
 
     async fn triggers(&self, app: &str) -> anyhow::Result<Vec<TriggerRecord>> {

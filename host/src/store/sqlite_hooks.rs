@@ -68,7 +68,9 @@ pub(super) fn enqueue(
              WHERE app = ?1 AND disabled_at IS NULL \
              AND EXISTS (SELECT 1 FROM json_each(subscriptions.events) WHERE value = ?2)",
         )?
-        .query_map(params![app, event], |row| Ok((Some(row.get(0)?), row.get(1)?)))?
+        .query_map(params![app, event], |row| {
+            Ok((Some(row.get(0)?), row.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     targets.extend(webhook.map(|url| (None, url.to_owned())));
     for (subscription, url) in &targets {
@@ -466,11 +468,7 @@ pub(super) fn record_attempt(
             "UPDATE subscriptions SET disabled_at = ?2, disabled_reason = ?3 \
              WHERE id = ?1 AND disabled_at IS NULL",
         )?
-        .execute(params![
-            subscription,
-            now,
-            "the receiver answered 410 Gone"
-        ])?;
+        .execute(params![subscription, now, "the receiver answered 410 Gone"])?;
         tx.prepare_cached(
             "UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, finished_at = ?2 \
              WHERE subscription_id = ?1 AND state = 'pending'",
