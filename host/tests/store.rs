@@ -510,3 +510,102 @@ async fn triggers_are_kept_rotated_and_removed() {
     assert!(!store.delete_trigger("app", "trg_1").await.unwrap());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn ended_deliveries_and_old_tick_claims_are_pruned() {
+    use floom_host::store::{
+        AfterAttempt, AttemptRecord, ScheduleRecord, SubscriptionRecord, TickClaim,
+    };
+    let (store, dir) = sqlite().await;
+    store
+        .insert_subscription(SubscriptionRecord {
+            id: "whk_1".into(),
+            app: "app".into(),
+            url: "https://example.org/hook".into(),
+            events: vec!["execution.succeeded".into()],
+            secret: b"sealed".to_vec(),
+            created_at: now_ms(),
+            disabled_at: None,
+            disabled_reason: None,
+        })
+        .await
+        .unwrap();
+    for id in ["exec_delivered", "exec_pending"] {
+        let seq = running(&store, id).await;
+        store
+            .finish_execution(id, succeeded(id, seq + 1, now_ms()))
+            .await
+            .unwrap();
+    }
+    let claimed = store
+        .claim_deliveries(now_ms(), now_ms() + 30_000, 10)
+        .await
+        .unwrap();
+    let delivered = claimed
+        .iter()
+        .find(|d| d.delivery.execution_id == "exec_delivered")
+        .unwrap();
+    store
+        .record_attempt(
+            AttemptRecord {
+                delivery_id: delivered.delivery.id.clone(),
+                attempt: 1,
+                at: now_ms(),
+                status: Some(200),
+                error: None,
+                latency_ms: 1,
+            },
+            AfterAttempt::Delivered,
+        )
+        .await
+        .unwrap();
+    store
+        .insert_schedule(ScheduleRecord {
+            id: "sch_1".into(),
+            app: "app".into(),
+            action: "run".into(),
+            inputs: "{}".into(),
+            cron: "* * * * * *".into(),
+            timezone: "UTC".into(),
+            paused: false,
+            next_tick: 1000,
+            created_at: now_ms(),
+            last_tick: None,
+            last_execution_id: None,
+            last_error: None,
+        })
+        .await
+        .unwrap();
+    let mut execution = NewExecution {
+        id: "exec_ticked".into(),
+        app: "app".into(),
+        version: 1,
+        action: "run".into(),
+        inputs: "{}".into(),
+        view_token_hash: "0".repeat(64),
+        created_at: now_ms(),
+        started_at: None,
+        trigger_source: TriggerSource::Schedule,
+        mcp_call: None,
+        webhook: None,
+        tick: None,
+    };
+    execution.tick = Some(TickClaim {
+        schedule_id: "sch_1".into(),
+        tick: 1000,
+        next_tick: 2000,
+    });
+    store.insert_execution(execution, None).await.unwrap();
+
+    // Nothing is old enough yet.
+    assert_eq!(store.prune_outbox(Some(0), 0).await.unwrap(), 0);
+    // Kept forever without a retention period; the old tick claim goes.
+    assert_eq!(store.prune_outbox(None, 5000).await.unwrap(), 1);
+    let later = now_ms() + 1000;
+    assert_eq!(store.prune_outbox(Some(later), 5000).await.unwrap(), 1);
+    assert_eq!(store.prune_outbox(Some(later), 5000).await.unwrap(), 0);
+    let left = store.deliveries("whk_1", None, 10).await.unwrap();
+    assert_eq!(left.len(), 1, "a pending delivery is never pruned");
+    assert_eq!(left[0].delivery.execution_id, "exec_pending");
+    std::fs::remove_dir_all(dir).unwrap();
+}

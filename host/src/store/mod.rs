@@ -605,6 +605,14 @@ pub trait Store: Send + Sync + 'static {
         before: Option<String>,
         limit: u32,
     ) -> anyhow::Result<Vec<DeliveryHistory>>;
+    /// Deletes, a bounded amount per call, deliveries that ended before
+    /// `deliveries_before` (with their attempts; `None` keeps them) and claimed schedule
+    /// ticks older than `ticks_before`; returns how many rows went (0 when none are left).
+    async fn prune_outbox(
+        &self,
+        deliveries_before: Option<Millis>,
+        ticks_before: Millis,
+    ) -> anyhow::Result<usize>;
     /// When the soonest pending delivery is due (it may be now, or past).
     async fn next_delivery_at(&self) -> anyhow::Result<Option<Millis>>;
     /// Notified after every commit that added deliveries to the outbox.

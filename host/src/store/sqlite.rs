@@ -1534,6 +1534,15 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn prune_outbox(
+        &self,
+        deliveries_before: Option<Millis>,
+        ticks_before: Millis,
+    ) -> anyhow::Result<usize> {
+        self.write(move |tx, _| sqlite_hooks::prune(tx, deliveries_before, ticks_before))
+            .await
+    }
+
     async fn next_delivery_at(&self) -> anyhow::Result<Option<Millis>> {
         self.read(|conn| {
             Ok(conn.query_row(

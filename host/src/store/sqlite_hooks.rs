@@ -125,6 +125,41 @@ pub(super) fn purge_app(tx: &Connection, app: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rows one pruning write deletes at most, so it holds the writer for milliseconds.
+const PRUNE_PER_WRITE: i64 = 2000;
+
+pub(super) fn prune(
+    tx: &Connection,
+    deliveries_before: Option<Millis>,
+    ticks_before: Millis,
+) -> anyhow::Result<usize> {
+    let mut removed = 0;
+    if let Some(before) = deliveries_before {
+        let ended: Vec<String> = tx
+            .prepare_cached(
+                "SELECT id FROM deliveries INDEXED BY deliveries_finished \
+                 WHERE state != 'pending' AND finished_at < ?1 LIMIT ?2",
+            )?
+            .query_map(params![before, PRUNE_PER_WRITE], |row| row.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for id in &ended {
+            tx.prepare_cached("DELETE FROM delivery_attempts WHERE delivery_id = ?1")?
+                .execute([id])?;
+            tx.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?
+                .execute([id])?;
+        }
+        removed += ended.len();
+    }
+    removed += tx
+        .prepare_cached(
+            "DELETE FROM schedule_ticks WHERE (schedule_id, tick) IN \
+             (SELECT schedule_id, tick FROM schedule_ticks INDEXED BY schedule_ticks_by_age \
+              WHERE tick < ?1 LIMIT ?2)",
+        )?
+        .execute(params![ticks_before, PRUNE_PER_WRITE])?;
+    Ok(removed)
+}
+
 const TRIGGER_COLUMNS: &str = "id, app, action, secret, created_at, rotated_at";
 
 fn trigger_row(row: &Row<'_>) -> rusqlite::Result<TriggerRecord> {

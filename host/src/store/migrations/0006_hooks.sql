@@ -97,3 +97,8 @@ CREATE TABLE delivery_attempts (
     latency_ms  INTEGER NOT NULL,
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
+
+-- The sweeper's: finished deliveries past the retention period, and claimed ticks older
+-- than a day (a tick before a schedule's next_tick can never be claimed again anyway).
+CREATE INDEX deliveries_finished ON deliveries (finished_at) WHERE state != 'pending';
+CREATE INDEX schedule_ticks_by_age ON schedule_ticks (tick);
