@@ -463,6 +463,16 @@ pub(super) fn record_attempt(
     attempt: &AttemptRecord,
     next: AfterAttempt,
 ) -> anyhow::Result<()> {
+    // Removed meanwhile (its subscription or app went): nothing to record it on.
+    let Some(subscription) = tx
+        .prepare_cached("SELECT subscription_id FROM deliveries WHERE id = ?1")?
+        .query_row([&attempt.delivery_id], |row| {
+            row.get::<_, Option<String>>(0)
+        })
+        .optional()?
+    else {
+        return Ok(());
+    };
     tx.prepare_cached(
         "INSERT OR REPLACE INTO delivery_attempts (delivery_id, attempt, at, status, error, latency_ms) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -482,23 +492,19 @@ pub(super) fn record_attempt(
         AfterAttempt::GiveUp => (DeliveryState::Failed, None, Some(now)),
         AfterAttempt::Gone => (DeliveryState::Cancelled, None, Some(now)),
     };
-    let subscription: Option<Option<String>> = tx
-        .prepare_cached(
-            "UPDATE deliveries SET attempts = MAX(attempts, ?2), state = ?3, next_attempt_at = ?4, \
-             finished_at = ?5 WHERE id = ?1 AND state = 'pending' RETURNING subscription_id",
-        )?
-        .query_row(
-            params![
-                attempt.delivery_id,
-                attempt.attempt,
-                state.as_str(),
-                next_at,
-                finished_at
-            ],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let (AfterAttempt::Gone, Some(Some(subscription))) = (next, subscription) {
+    // A delivery cancelled while its attempt was out keeps its state.
+    tx.prepare_cached(
+        "UPDATE deliveries SET attempts = MAX(attempts, ?2), state = ?3, next_attempt_at = ?4, \
+         finished_at = ?5 WHERE id = ?1 AND state = 'pending'",
+    )?
+    .execute(params![
+        attempt.delivery_id,
+        attempt.attempt,
+        state.as_str(),
+        next_at,
+        finished_at
+    ])?;
+    if let (AfterAttempt::Gone, Some(subscription)) = (next, subscription) {
         tx.prepare_cached(
             "UPDATE subscriptions SET disabled_at = ?2, disabled_reason = ?3 \
              WHERE id = ?1 AND disabled_at IS NULL",
