@@ -227,10 +227,7 @@ pub async fn start(
                 .map_err(|_| ApiError::internal("a stored view token is not text"))?;
             id = execution_id;
             // Subscribe now; if it has already ended, the store has the answer.
-            request
-                .watch
-                .then(|| state.live.subscribe(&id))
-                .flatten()
+            request.watch.then(|| state.live.subscribe(&id)).flatten()
         }
     };
     Ok(Started {

@@ -9,8 +9,8 @@ use futures_util::FutureExt as _;
 use floom_host::events;
 use floom_host::live::Live;
 use floom_host::store::{
-    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent, TriggerSource,
-    now_ms,
+    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent,
+    TriggerSource, now_ms,
 };
 
 /// A fresh SQLite store in a temp dir, with one app `app`.

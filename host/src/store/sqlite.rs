@@ -832,7 +832,11 @@ impl Store for SqliteStore {
                     e.created_at
                 ])?;
             }
-            let status = if e.started_at.is_some() { "running" } else { "queued" };
+            let status = if e.started_at.is_some() {
+                "running"
+            } else {
+                "queued"
+            };
             tx.prepare_cached(
                 "INSERT INTO executions \
                  (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
