@@ -189,9 +189,12 @@ impl Pending {
                         (structured, text, false)
                     }
                     status if status.is_terminal() => {
+                        let mut code = error["code"].as_str().unwrap_or("unknown").to_owned();
+                        if let Some(app_code) = error["app_code"].as_str() {
+                            code.push_str(&format!(", the app's code {app_code}"));
+                        }
                         let text = format!(
-                            "The run ended {status} ({}): {} (execution {id})",
-                            error["code"].as_str().unwrap_or("unknown"),
+                            "The run ended {status} ({code}): {} (execution {id})",
                             error["message"].as_str().unwrap_or_default()
                         );
                         (

@@ -452,6 +452,16 @@ fn era(headers: &HeaderMap, method: &str, params: &Value, request: bool) -> Resu
         return Ok(Era::Modern);
     }
     let version = header.unwrap_or_default();
+    // Readers that take the first copy and readers that take the last would disagree.
+    if let Some(twice) = ["mcp-protocol-version", "mcp-method", "mcp-name"]
+        .into_iter()
+        .find(|name| headers.get_all(*name).iter().count() > 1)
+    {
+        return Err(RpcError::new(
+            HEADER_MISMATCH,
+            format!("the {twice} header appears more than once"),
+        ));
+    }
     let Some(meta) = meta.and_then(Value::as_object) else {
         return Err(RpcError::invalid_params(format!(
             "params._meta must be an object carrying {META_PROTOCOL_VERSION:?} and \

@@ -79,12 +79,13 @@ fn tools_of(app: &Arc<LoadedApp>) -> impl Iterator<Item = AppTool> + '_ {
 
 /// The app tool called `name` that the caller may run, if any.
 pub fn resolve(exchange: &Exchange, name: &str) -> Option<AppTool> {
-    // The slug is the name up to its first `_` (a cut name included).
-    let slug = name.split('_').next().unwrap_or_default();
-    let app = visible_apps(exchange)
+    // The name up to its first `_` is the slug, or (in a cut name) the slug's start.
+    let start = name.split('_').next().unwrap_or_default();
+    let cut = name.len() == MAX_NAME;
+    visible_apps(exchange)
         .into_iter()
-        .find(|app| app.record.slug == slug)?;
-    tools_of(&app).find(|tool| tool.name == name)
+        .filter(|app| app.record.slug == start || (cut && app.record.slug.starts_with(start)))
+        .find_map(|app| tools_of(&app).find(|tool| tool.name == name))
 }
 
 /// An `inputSchema`: the action's `input_schema` with `type: "object"` at its root (the

@@ -74,6 +74,9 @@ const cancelled = client.callTool(
 );
 setTimeout(() => abort.abort("changed my mind"), 1500);
 await assert.rejects(cancelled);
+// The client goes on (and its cancellation, sent in the background, lands before close).
+const after = await client.callTool({ name: "hello", arguments: { name: "after" } });
+assert.deepEqual(after.structuredContent, { greeting: "Hello, after!" });
 await client.close();
 
 const anonymous = await connect("/mcp", false);
