@@ -330,7 +330,7 @@ async fn many_tools_are_listed_a_page_at_a_time() {
         called["result"]["content"][0]["text"]
             .as_str()
             .unwrap()
-            .contains("the app's code unknown_action: emit-everything-twice"),
+            .contains("the app's code unknown_action): emit-everything-twice"),
         "the cut name reached its action: {called}"
     );
     // A bad cursor is invalid params.
