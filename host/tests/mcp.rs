@@ -102,7 +102,11 @@ fn typescript() -> PathBuf {
 
 /// The last line the script printed, as JSON.
 fn last_json(stdout: &str) -> Value {
-    let line = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("null");
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("null");
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"))
 }
 
@@ -121,7 +125,13 @@ fn python_scenario(python: &Path, scenario: &str, base: &str, mode: &str, token:
 /// (one action: its tool is `secret-app`); a 3 s sync limit. Returns it and a run-role
 /// token that covers `secret-app`.
 async fn server_with_apps(extra: &[&str]) -> (Server, String) {
-    let mut args = vec!["--examples=rust", "--max-wait-s", "3", "--runs-per-minute", "0"];
+    let mut args = vec![
+        "--examples=rust",
+        "--max-wait-s",
+        "3",
+        "--runs-per-minute",
+        "0",
+    ];
     args.extend_from_slice(extra);
     let server = Server::start(&args);
     server.publish_misbehave("mb", "").await;
@@ -310,7 +320,13 @@ async fn many_tools_are_listed_a_page_at_a_time() {
         .expect("a cut name")
         .clone();
     assert!(cut.starts_with(&format!("{long}__emit")[..55]));
-    let per_app = rpc(&server, &format!("/mcp/apps/{long}"), "tools/list", json!({})).await;
+    let per_app = rpc(
+        &server,
+        &format!("/mcp/apps/{long}"),
+        "tools/list",
+        json!({}),
+    )
+    .await;
     let per_app: Vec<&str> = per_app["result"]["tools"]
         .as_array()
         .unwrap()
@@ -439,9 +455,11 @@ async fn the_transport_is_strict_where_the_protocol_is_and_lenient_where_clients
     ] {
         let response = server
             .post("/mcp")
-            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            .json(
+                &json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
                 "protocolVersion": asked, "capabilities": {},
-                "clientInfo": { "name": "t", "version": "1" } } }))
+                "clientInfo": { "name": "t", "version": "1" } } }),
+            )
             .send()
             .await
             .unwrap();
@@ -449,7 +467,10 @@ async fn the_transport_is_strict_where_the_protocol_is_and_lenient_where_clients
         assert_eq!(response.headers()["mcp-session-id"].len(), 32);
         let body: Value = response.json().await.unwrap();
         assert_eq!(body["result"]["protocolVersion"], got);
-        assert_eq!(body["result"]["capabilities"]["tools"], json!({ "listChanged": false }));
+        assert_eq!(
+            body["result"]["capabilities"]["tools"],
+            json!({ "listChanged": false })
+        );
         assert_eq!(body["result"]["serverInfo"]["name"], "floom");
     }
     // Notifications are accepted with 202 and no body.
@@ -464,7 +485,10 @@ async fn the_transport_is_strict_where_the_protocol_is_and_lenient_where_clients
     assert!(response.text().await.unwrap().is_empty());
 
     // server/discover, and every modern result says its type and who answered.
-    let response = modern(&server, "server/discover", json!({})).send().await.unwrap();
+    let response = modern(&server, "server/discover", json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"]["resultType"], "complete");
@@ -500,10 +524,16 @@ async fn the_transport_is_strict_where_the_protocol_is_and_lenient_where_clients
         .await
         .unwrap();
     error_of(response, 400, -32020).await;
-    let response = modern(&server, "resources/list", json!({})).send().await.unwrap();
+    let response = modern(&server, "resources/list", json!({}))
+        .send()
+        .await
+        .unwrap();
     error_of(response, 404, -32601).await;
     let legacy = rpc(&server, "/mcp", "resources/list", json!({})).await;
-    assert_eq!(legacy["error"]["code"], -32601, "the handshake era answers 200");
+    assert_eq!(
+        legacy["error"]["code"], -32601,
+        "the handshake era answers 200"
+    );
 
     // JSON-RPC framing: parse errors, batches, a missing jsonrpc.
     let response = server
@@ -514,7 +544,12 @@ async fn the_transport_is_strict_where_the_protocol_is_and_lenient_where_clients
         .await
         .unwrap();
     error_of(response, 400, -32700).await;
-    let response = server.post("/mcp").json(&json!([list])).send().await.unwrap();
+    let response = server
+        .post("/mcp")
+        .json(&json!([list]))
+        .send()
+        .await
+        .unwrap();
     let body = error_of(response, 400, -32600).await;
     assert!(body["error"]["message"].as_str().unwrap().contains("batch"));
     let response = server
@@ -549,7 +584,10 @@ async fn the_transport_is_strict_where_the_protocol_is_and_lenient_where_clients
         .unwrap();
     assert_eq!(response.headers()["content-type"], "application/json");
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["result"]["structuredContent"], json!({ "slept_ms": 1500 }));
+    assert_eq!(
+        body["result"]["structuredContent"],
+        json!({ "slept_ms": 1500 })
+    );
     // With SSE accepted, the same call streams after a second, then answers.
     let response = server
         .post("/mcp")
@@ -568,12 +606,15 @@ async fn the_transport_is_strict_where_the_protocol_is_and_lenient_where_clients
     let text = response.text().await.unwrap();
     let data = text
         .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
         .unwrap();
     let body: Value = serde_json::from_str(data).unwrap();
     assert_eq!(body["id"], 4);
-    assert_eq!(body["result"]["structuredContent"], json!({ "slept_ms": 1500 }));
+    assert_eq!(
+        body["result"]["structuredContent"],
+        json!({ "slept_ms": 1500 })
+    );
 
     // Idempotency: the same key returns the same execution.
     let keyed = |key: &str| {
@@ -655,7 +696,12 @@ async fn tokens_are_checked_like_the_rest_api() {
         .unwrap();
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["result"]["tools"][1]["name"], "secret-app", "{body}");
-    let response = server.post("/mcp/apps/no-such-app").json(&list).send().await.unwrap();
+    let response = server
+        .post("/mcp/apps/no-such-app")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 }
 
@@ -666,7 +712,15 @@ async fn rate_limits_and_queue_limits_are_tool_errors() {
         "params": { "name": "hello", "arguments": {} } });
     let mut last = Value::Null;
     for _ in 0..3 {
-        last = server.post("/mcp").json(&call).send().await.unwrap().json().await.unwrap();
+        last = server
+            .post("/mcp")
+            .json(&call)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     }
     assert_eq!(last["result"]["isError"], true, "{last}");
     assert_eq!(
@@ -707,8 +761,10 @@ async fn a_modern_call_whose_stream_is_closed_is_cancelled() {
         .post("/mcp")
         .header("mcp-protocol-version", "2025-11-25")
         .header("mcp-session-id", session)
-        .json(&json!({ "jsonrpc": "2.0", "id": "call-9", "method": "tools/call",
-            "params": { "name": "mb__sleep", "arguments": { "ms": 60000 } } }))
+        .json(
+            &json!({ "jsonrpc": "2.0", "id": "call-9", "method": "tools/call",
+            "params": { "name": "mb__sleep", "arguments": { "ms": 60000 } } }),
+        )
         .send();
     let cancel = async {
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -718,8 +774,10 @@ async fn a_modern_call_whose_stream_is_closed_is_cancelled() {
                 .post("/mcp")
                 .header("mcp-protocol-version", "2025-11-25")
                 .header("mcp-session-id", session)
-                .json(&json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
-                    "params": { "requestId": "call-9", "reason": "test" } }))
+                .json(
+                    &json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": { "requestId": "call-9", "reason": "test" } }),
+                )
                 .send()
                 .await
                 .unwrap();
@@ -729,7 +787,10 @@ async fn a_modern_call_whose_stream_is_closed_is_cancelled() {
     };
     let (answer, ()) = tokio::join!(call, cancel);
     let text = answer.unwrap().text().await.unwrap();
-    assert!(text.contains("\"isError\":true") && text.contains("cancelled"), "{text}");
+    assert!(
+        text.contains("\"isError\":true") && text.contains("cancelled"),
+        "{text}"
+    );
     let runs = ended_runs(&server, "mb", "sleep").await;
     assert!(runs.iter().all(|r| r["status"] == "cancelled"), "{runs:?}");
     assert_eq!(runs.len(), 2);

@@ -70,13 +70,18 @@ impl Bridge {
     }
 
     fn error(&self, id: &Value, code: i64, message: String) {
-        self.write(&json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } }));
+        self.write(
+            &json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } }),
+        );
     }
 
     /// Sends one message to the server and writes what comes back.
     async fn forward(&self, message: Value) {
         let id = message.get("id").cloned();
-        let method = message.get("method").and_then(Value::as_str).unwrap_or_default();
+        let method = message
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let mut request = self
             .client
             .request(Method::POST, &self.path)
@@ -121,7 +126,10 @@ impl Bridge {
                 .get("mcp-session-id")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            self.learned.lock().unwrap_or_else(|p| p.into_inner()).session = session;
+            self.learned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .session = session;
         }
         let status = response.status();
         let sse = response
@@ -145,8 +153,10 @@ impl Bridge {
                         .pointer("/result/protocolVersion")
                         .and_then(Value::as_str)
                 {
-                    self.learned.lock().unwrap_or_else(|p| p.into_inner()).version =
-                        Some(version.to_owned());
+                    self.learned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .version = Some(version.to_owned());
                 }
                 // An error answered before the request was read carries no id.
                 let mut answer = answer;
@@ -158,7 +168,10 @@ impl Bridge {
                 -32603,
                 format!(
                     "the server answered {status}: {}",
-                    String::from_utf8_lossy(&body).chars().take(500).collect::<String>()
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(500)
+                        .collect::<String>()
                 ),
             ),
         }
@@ -193,10 +206,10 @@ impl Bridge {
 /// A header value for `value`: as it is when it is plain visible ASCII, else in the
 /// `=?base64?...?=` form MCP defines.
 fn header_value(value: &str) -> String {
-    let plain = value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-        && !value.starts_with(' ')
-        && !value.ends_with(' ')
-        && !(value.starts_with("=?base64?") && value.ends_with("?="));
+    let printable = value.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    let padded = value.starts_with(' ') || value.ends_with(' ');
+    let sentinel = value.starts_with("=?base64?") && value.ends_with("?=");
+    let plain = printable && !padded && !sentinel;
     if plain {
         value.to_owned()
     } else {
@@ -286,7 +299,10 @@ mod tests {
     #[test]
     fn header_values_that_are_not_plain_ascii_are_base64() {
         assert_eq!(header_value("hello__run"), "hello__run");
-        assert_eq!(header_value("Hello, 世界"), "=?base64?SGVsbG8sIOS4lueVjA==?=");
+        assert_eq!(
+            header_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
         assert_eq!(header_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
         assert_eq!(
             header_value("=?base64?literal?="),
