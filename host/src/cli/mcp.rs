@@ -13,6 +13,10 @@ use tokio::task::AbortHandle;
 
 use super::client::{Client, Failure, ServerArgs};
 
+/// How long the bridge, once stdin has closed, still takes to deliver the notifications
+/// the client sent last.
+const NOTIFICATION_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Serve a floom server's apps as MCP tools over stdio.
 ///
 /// Reads newline-delimited JSON-RPC messages on stdin, sends each to the server's MCP
@@ -244,6 +248,7 @@ pub async fn run(args: McpArgs) -> Result<(), Failure> {
             }
         }
     });
+    let mut notifications = tokio::task::JoinSet::new();
     while let Some(line) = lines.recv().await {
         if line.trim().is_empty() {
             continue;
@@ -270,25 +275,29 @@ pub async fn run(args: McpArgs) -> Result<(), Failure> {
                 call.abort();
             }
         }
-        let key = message.get("id").map(Value::to_string);
         let forwarding = bridge.clone();
-        let done_key = key.clone();
+        while notifications.try_join_next().is_some() {}
+        let Some(key) = message.get("id").map(Value::to_string) else {
+            notifications.spawn(async move { forwarding.forward(message).await });
+            continue;
+        };
         // Registered before the task can finish and remove itself: it waits for the lock.
         let mut calls = bridge.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let done = key.clone();
         let task = tokio::spawn(async move {
             forwarding.forward(message).await;
-            if let Some(key) = done_key {
-                forwarding
-                    .calls
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&key);
-            }
+            forwarding
+                .calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&done);
         });
-        if let Some(key) = key {
-            calls.insert(key, task.abort_handle());
-        }
+        calls.insert(key, task.abort_handle());
     }
+    // The client is gone, so nothing can read the answers in flight; what it said last
+    // (a cancellation, say) is still delivered.
+    let delivered = async { while notifications.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(NOTIFICATION_GRACE, delivered).await;
     Ok(())
 }
 

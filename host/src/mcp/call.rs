@@ -288,7 +288,11 @@ async fn answer(
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         let left = deadline.saturating_duration_since(Instant::now());
-        let waited = wait_for_end(&mut subscription, left).await;
+        let waited = tokio::select! {
+            waited = wait_for_end(&mut subscription, left) => waited,
+            // The client left: nobody to answer.
+            () = tx.closed() => return,
+        };
         let _ = tx.send(pending.settled(waited).await).await;
     });
     sse(rx, guard)
@@ -312,6 +316,7 @@ fn answer_with_progress(pending: Pending, token: Value, guard: Option<CancelOnDr
             let event = tokio::select! {
                 event = events.recv() => event,
                 () = tokio::time::sleep_until(deadline) => break Waited::TimedOut,
+                () = tx.closed() => return,
             };
             let Some(event) = event else {
                 break Waited::Ended;

@@ -35,7 +35,7 @@ use crate::api::{AppState, Services};
 mod call;
 mod tools;
 
-pub use tools::{BUILTIN_EXECUTION_TOOL, tool_name};
+use tools::BUILTIN_EXECUTION_TOOL;
 
 /// The handshake-era revisions served, newest first.
 pub const HANDSHAKE_VERSIONS: &[&str] = &["2025-11-25", "2025-06-18"];
