@@ -12,7 +12,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use floom_host::events;
 use floom_host::live::Live;
 use floom_host::store::{
-    ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, Store, StoredEvent, now_ms,
+    ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, Store, StoredEvent, TriggerSource,
+    now_ms,
 };
 use futures_util::future::join_all;
 use serde_json::value::RawValue;
@@ -73,6 +74,8 @@ impl Bench {
             view_token_hash: "0".repeat(64),
             created_at: now_ms(),
             started_at: None,
+            trigger_source: TriggerSource::Api,
+            mcp_call: None,
         }
     }
 }

@@ -9,7 +9,8 @@ use futures_util::FutureExt as _;
 use floom_host::events;
 use floom_host::live::Live;
 use floom_host::store::{
-    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent, now_ms,
+    DynStore, ExecStatus, Finish, NewExecution, NewVersion, SqliteStore, StoredEvent,
+    TriggerSource, now_ms,
 };
 
 /// A fresh SQLite store in a temp dir, with one app `app`.
@@ -47,6 +48,8 @@ async fn running(store: &DynStore, id: &str) -> i64 {
                 view_token_hash: "0".repeat(64),
                 created_at: now_ms(),
                 started_at: Some(now_ms()),
+                trigger_source: TriggerSource::Api,
+                mcp_call: None,
             },
             None,
         )

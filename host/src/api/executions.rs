@@ -24,8 +24,11 @@ use super::extract::{PathParams, QueryParams};
 use super::{AppState, timestamp};
 use crate::follow::{Waited, follow, wait_for_end};
 use crate::scheduler::Cancelled;
-use crate::store::{ExecStatus, ExecutionRecord, ExecutionSummary, ListExecutions, StoredEvent};
+use crate::store::{
+    ExecStatus, ExecutionRecord, ExecutionSummary, ListExecutions, StoredEvent, TriggerSource,
+};
 
+/// The execution routes.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/executions", get(list))
@@ -169,6 +172,8 @@ pub struct Facts {
     /// What the run used.
     #[schema(value_type = Option<Object>)]
     usage: Option<Box<RawValue>>,
+    /// How it started: api, cli, mcp, webhook, ui or schedule.
+    trigger_source: TriggerSource,
 }
 
 impl Facts {
@@ -182,6 +187,7 @@ impl Facts {
         started_at: Option<i64>,
         finished_at: Option<i64>,
         usage: Option<&String>,
+        trigger_source: TriggerSource,
     ) -> Result<Self, ApiError> {
         Ok(Facts {
             app: app.to_owned(),
@@ -193,6 +199,7 @@ impl Facts {
             finished_at: finished_at.map(timestamp),
             duration_ms: started_at.zip(finished_at).map(|(s, f)| f - s),
             usage: raw(usage)?,
+            trigger_source,
         })
     }
 }
@@ -221,6 +228,7 @@ fn detail_view(record: &ExecutionRecord) -> Result<Detail, ApiError> {
             record.started_at,
             record.finished_at,
             record.usage.as_ref(),
+            record.trigger_source,
         )?,
         inputs: raw(Some(&record.inputs))?
             .unwrap_or_else(|| RawValue::from_string("{}".into()).expect("JSON")),
@@ -256,6 +264,7 @@ fn summary_view(summary: &ExecutionSummary) -> Result<Summary, ApiError> {
             summary.started_at,
             summary.finished_at,
             summary.usage.as_ref(),
+            summary.trigger_source,
         )?,
     })
 }
@@ -296,7 +305,9 @@ impl FromRequestParts<AppState> for Readable {
     }
 }
 
-async fn readable(
+/// The execution `id` when `caller` may read it: a token that covers its app, or its
+/// view token (`view_token`, else the `x-floom-view-token` header).
+pub async fn readable(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -449,7 +460,7 @@ async fn cancel(
             record.status
         )));
     }
-    let subscription = state.live.subscribe(&id);
+    let mut subscription = state.live.subscribe(&id);
     match state.scheduler.cancel(&id).await? {
         Cancelled::AlreadyTerminal => {
             return Err(ApiError::conflict(format!("{id} has already ended")));
@@ -458,7 +469,9 @@ async fn cancel(
         Cancelled::Queued => {}
         // A busy guest stops within an epoch tick; give it a moment to be recorded.
         Cancelled::Running => {
-            if let Waited::Event(event) = wait_for_end(subscription, Duration::from_secs(5)).await {
+            if let Waited::Event(event) =
+                wait_for_end(&mut subscription, Duration::from_secs(5)).await
+            {
                 return Ok(Json(Envelope::from_terminal(&id, &event)?).into_response());
             }
         }

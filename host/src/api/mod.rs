@@ -22,7 +22,7 @@ use crate::tokens::Tokens;
 mod apps;
 pub mod auth;
 pub mod error;
-mod executions;
+pub mod executions;
 pub mod extract;
 pub mod openapi;
 mod runs;
@@ -99,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(secrets::router())
         .merge(openapi::router())
+        .merge(crate::mcp::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -6,20 +6,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use floom_runtime::{DEFAULT_ACTION, is_slug};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
-use super::auth::{Caller, Need, random_token, sha256_hex};
+use super::auth::Caller;
 use super::error::{ApiError, Problem};
 use super::executions::{Envelope, SseEvent, sse};
 use super::extract::{JsonBody, PathParams, QueryParams, flag};
 use crate::follow::{Waited, follow, wait_for_end};
-use crate::registry::LoadedApp;
-use crate::scheduler::{SubmitError, Submitted};
-use crate::store::{IdempotencyKey, NewExecution, now_ms};
+use crate::runs::{self, StartRun};
+use crate::store::TriggerSource;
 
 /// The run request body.
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -124,62 +122,6 @@ pub async fn run_action(
     .await
 }
 
-/// Picks the action: the one named, else `run`, else the app's only action.
-fn choose_action(
-    app: &LoadedApp,
-    named: Option<String>,
-    from_path: bool,
-) -> Result<String, ApiError> {
-    let manifest = app.app.manifest();
-    let names: Vec<&str> = manifest.actions().map(|(name, _)| name).collect();
-    match named {
-        Some(name) if manifest.action(&name).is_some() => Ok(name),
-        Some(name) => {
-            let detail = format!(
-                "{} has no action {name:?} (it has: {})",
-                manifest.slug,
-                names.join(", ")
-            );
-            Err(if from_path {
-                ApiError::not_found(detail)
-            } else {
-                ApiError::invalid_input(detail)
-            })
-        }
-        None if names.contains(&DEFAULT_ACTION) => Ok(DEFAULT_ACTION.to_owned()),
-        None if names.len() == 1 => Ok(names[0].to_owned()),
-        None => Err(ApiError::invalid_input(format!(
-            "{} has several actions ({}): name one with \"action\" or /actions/{{action}}/run",
-            manifest.slug,
-            names.join(", ")
-        ))),
-    }
-}
-
-/// Longest accepted `Idempotency-Key`.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
-
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
-    let key = value.to_str().unwrap_or_default().trim();
-    if key.is_empty()
-        || key.len() > MAX_IDEMPOTENCY_KEY
-        || !key.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(ApiError::invalid_input(format!(
-            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-        )));
-    }
-    Ok(Some(key.to_owned()))
-}
-
-/// The associated data a replayable view token is sealed with.
-fn idempotency_owner(id: &str) -> Vec<u8> {
-    format!("view-token\0{id}").into_bytes()
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn start(
     state: &AppState,
@@ -187,7 +129,7 @@ async fn start(
     headers: &HeaderMap,
     slug: &str,
     action: Option<String>,
-    from_path: bool,
+    action_in_path: bool,
     body: RunBody,
     query: RunQuery,
 ) -> Result<Response, ApiError> {
@@ -197,113 +139,31 @@ async fn start(
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/event-stream"));
-    let idempotency = idempotency_key(headers)?;
-    // Anonymous callers are known only by their address, which clients behind one NAT
-    // share: a key of theirs could replay another client's execution and view token.
-    if idempotency.is_some() && !caller.has_credentials() {
-        return Err(ApiError::invalid_input(
-            "Idempotency-Key needs credentials (Authorization: Bearer <token>): anonymous \
-             callers share addresses, so their keys could return another client's execution",
-        ));
-    }
-
-    let app = match is_slug(slug)
-        .then(|| state.registry.current(slug))
-        .flatten()
-    {
-        Some(app) => {
-            caller.authorize(slug, app.record.public, Need::Run)?;
-            app
-        }
-        None => return Err(ApiError::not_found(format!("no app {slug:?}"))),
-    };
-    if !matches!(caller, Caller::Admin)
-        && let Err(wait) = state.limiter.check(&caller.identity())
-    {
-        return Err(ApiError::quota_exceeded(
-            format!(
-                "too many runs: the limit is {} a minute",
-                state.config.runs_per_minute
-            ),
-            wait.as_secs().max(1),
-        ));
-    }
-    let action = choose_action(&app, action, from_path)?;
-    let inputs = body
-        .inputs
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    if !inputs.is_object() {
-        return Err(ApiError::invalid_input(
-            "\"inputs\" must be a JSON object, such as {\"inputs\": {\"text\": \"...\"}}",
-        ));
-    }
-    // On the validation pool: a costly schema and input take its threads, not ours.
-    let inputs = match app.input_schema(&action) {
-        Some(schema) => state.validations.validate(schema, inputs).await?,
-        None => inputs,
-    };
-
-    let mut view_token = random_token()?;
-    let execution = NewExecution {
-        id: format!("exec_{}", uuid::Uuid::now_v7().simple()),
-        app: app.record.slug.clone(),
-        version: app.record.version,
-        inputs: inputs.to_string(),
-        view_token_hash: sha256_hex(&view_token),
-        created_at: now_ms(),
-        started_at: None,
-        action,
-    };
-    let key = match idempotency {
-        None => None,
-        Some(key) => Some(IdempotencyKey {
-            caller: caller.identity(),
-            request_hash: sha256_hex(&format!(
-                "{}\n{}\n{}",
-                execution.app, execution.action, execution.inputs
-            )),
-            view_token: state
-                .sealer
-                .seal(&idempotency_owner(&execution.id), view_token.as_bytes())?,
-            key,
-        }),
-    };
-    let request_hash = key.as_ref().map(|k| k.request_hash.clone());
-    let mut id = execution.id.clone();
-    let submitted = state
-        .scheduler
-        .submit(execution, caller.identity(), key, wait)
-        .await
-        .map_err(|e| match e {
-            SubmitError::QueueFull(_)
-            | SubmitError::AppQueueFull { .. }
-            | SubmitError::CallerQueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
-            SubmitError::Draining => ApiError::unavailable(e.to_string()),
-            SubmitError::Store(e) => ApiError::from(e),
-        })?;
-    let replay = matches!(submitted, Submitted::Existing { .. });
-    let subscription = match submitted {
-        Submitted::New(subscription) => subscription,
-        Submitted::Existing {
-            execution_id,
-            request_hash: earlier,
-            view_token: sealed,
-        } => {
-            if Some(&earlier) != request_hash.as_ref() {
-                return Err(ApiError::idempotency_mismatch(
-                    "this Idempotency-Key was used in the last 24 h with a different request",
-                ));
-            }
-            let token = state
-                .sealer
-                .open(&idempotency_owner(&execution_id), &sealed)?;
-            view_token = String::from_utf8(token)
-                .map_err(|_| ApiError::internal("a stored view token is not text"))?;
-            id = execution_id;
-            // Subscribe now; if it has already ended, the store has the answer.
-            wait.then(|| state.live.subscribe(&id)).flatten()
-        }
-    };
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| runs::idempotency_key(v.to_str().unwrap_or_default()))
+        .transpose()?;
+    let started = runs::start(
+        state,
+        &caller,
+        StartRun {
+            slug: slug.to_owned(),
+            action,
+            action_in_path,
+            inputs: body.inputs,
+            idempotency_key,
+            trigger_source: TriggerSource::Api,
+            mcp_call: None,
+            watch: wait,
+        },
+    )
+    .await?;
+    let runs::Started {
+        id,
+        view_token,
+        replay,
+        mut subscription,
+    } = started;
 
     if stream {
         let events = follow(state.store.clone(), state.live.clone(), id.clone(), 0);
@@ -320,45 +180,25 @@ async fn start(
         }
         return Ok(response);
     }
-    let mut envelope = Envelope::queued(&id);
-    let mut status = StatusCode::ACCEPTED;
     let waited = if wait {
-        wait_for_end(subscription, state.config.max_wait).await
-    } else if replay {
-        // A replay answers with the execution as it stands now.
-        Waited::Ended
+        Some(wait_for_end(&mut subscription, state.config.max_wait).await)
     } else {
-        Waited::TimedOut
+        // A replay answers with the execution as it stands now.
+        replay.then_some(Waited::Ended)
     };
-    match waited {
-        Waited::Event(event) => {
-            envelope = Envelope::from_terminal(&id, &event)?;
-            status = StatusCode::OK;
-        }
-        Waited::Ended => {
-            let record = state
-                .store
-                .execution(&id)
-                .await?
-                .ok_or_else(|| ApiError::internal(format!("execution {id} vanished")))?;
-            if record.status.is_terminal() {
-                status = StatusCode::OK;
-            }
-            envelope = Envelope::from_record(&record)?;
-        }
-        Waited::TimedOut if wait => {
-            let record = state
-                .store
-                .execution(&id)
-                .await?
-                .ok_or_else(|| ApiError::internal(format!("execution {id} vanished")))?;
-            envelope = Envelope::from_record(&record)?;
-        }
-        Waited::TimedOut => {}
-    }
+    let mut envelope = match waited {
+        Some(Waited::Event(event)) => Envelope::from_terminal(&id, &event)?,
+        Some(Waited::Ended | Waited::TimedOut) => runs::current(state, &id).await?,
+        None => Envelope::queued(&id),
+    };
     if wait && envelope.is_sandbox_unavailable() {
         return Err(ApiError::sandbox_unavailable(envelope.error_message()));
     }
+    let status = if envelope.status.is_terminal() {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
     envelope.view_token = Some(view_token);
     let mut response = (status, Json(envelope)).into_response();
     location(&mut response, &id);

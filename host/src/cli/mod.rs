@@ -10,6 +10,7 @@ pub mod build;
 pub mod client;
 pub mod exec;
 pub mod executions;
+pub mod mcp;
 pub mod new;
 pub mod publish;
 pub mod run;
@@ -40,6 +41,7 @@ pub enum Command {
     Tokens(tokens::TokensArgs),
     Secrets(secrets::SecretsArgs),
     Exec(exec::ExecArgs),
+    Mcp(mcp::McpArgs),
     Bench(bench::BenchArgs),
 }
 
@@ -87,6 +89,7 @@ pub fn main() -> ExitCode {
             Command::Executions(args) => done(executions::run(args).await),
             Command::Tokens(args) => done(tokens::run(args).await),
             Command::Secrets(args) => done(secrets::run(args).await),
+            Command::Mcp(args) => done(mcp::run(args).await),
             Command::Run(args) => match run::run(args).await {
                 Ok(code) => ExitCode::from(code),
                 Err(failure) => failure.report(),

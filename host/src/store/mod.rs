@@ -157,6 +157,58 @@ impl FromStr for ExecStatus {
     }
 }
 
+/// How an execution started (SPEC section 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerSource {
+    /// The REST API.
+    Api,
+    /// The `floom` CLI.
+    Cli,
+    /// An MCP `tools/call`.
+    Mcp,
+    /// An inbound webhook.
+    Webhook,
+    /// A web page.
+    Ui,
+    /// A schedule.
+    Schedule,
+}
+
+impl TriggerSource {
+    /// The source as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerSource::Api => "api",
+            TriggerSource::Cli => "cli",
+            TriggerSource::Mcp => "mcp",
+            TriggerSource::Webhook => "webhook",
+            TriggerSource::Ui => "ui",
+            TriggerSource::Schedule => "schedule",
+        }
+    }
+}
+
+impl FromStr for TriggerSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "api" => TriggerSource::Api,
+            "cli" => TriggerSource::Cli,
+            "mcp" => TriggerSource::Mcp,
+            "webhook" => TriggerSource::Webhook,
+            "ui" => TriggerSource::Ui,
+            "schedule" => TriggerSource::Schedule,
+            other => {
+                return Err(format!(
+                    "unknown trigger source {other:?} (one of api, cli, mcp, webhook, ui, schedule)"
+                ));
+            }
+        })
+    }
+}
+
 /// A new execution, written before its 202 is sent.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
@@ -177,6 +229,10 @@ pub struct NewExecution {
     /// Set when a slot is already free: the execution is written as running (its first
     /// attempt started at this time) with its `start` event, saving a second write.
     pub started_at: Option<Millis>,
+    /// How it started.
+    pub trigger_source: TriggerSource,
+    /// For an MCP `tools/call`: the call's key (see [`Store::unfinished_mcp_call`]).
+    pub mcp_call: Option<String>,
 }
 
 /// An execution as stored.
@@ -212,6 +268,8 @@ pub struct ExecutionRecord {
     pub started_at: Option<Millis>,
     /// When it ended.
     pub finished_at: Option<Millis>,
+    /// How it started.
+    pub trigger_source: TriggerSource,
 }
 
 /// An execution as a list shows it: everything but its inputs and output, which may be
@@ -243,6 +301,8 @@ pub struct ExecutionSummary {
     pub started_at: Option<Millis>,
     /// When it ended.
     pub finished_at: Option<Millis>,
+    /// How it started.
+    pub trigger_source: TriggerSource,
 }
 
 /// One persisted event of an execution's stream.
@@ -380,6 +440,9 @@ pub trait Store: Send + Sync + 'static {
     async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool>;
     /// One execution.
     async fn execution(&self, id: &str) -> anyhow::Result<Option<ExecutionRecord>>;
+    /// The newest unfinished execution started by the MCP call `key` (the key it was
+    /// inserted with), if any.
+    async fn unfinished_mcp_call(&self, key: &str) -> anyhow::Result<Option<String>>;
     /// Executions, newest first, without their inputs and outputs.
     async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionSummary>>;
     /// Events of `id` after sequence number `after`, in order, at most `limit`.

@@ -30,7 +30,7 @@ use super::{
     AppRecord, AppStats, Appended, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
     Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
     NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
-    StoredEvent, TokenRecord, VersionRecord,
+    StoredEvent, TokenRecord, TriggerSource, VersionRecord,
 };
 use crate::events;
 use crate::live::Live;
@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_access.sql"),
     include_str!("migrations/0003_retired_slugs.sql"),
     include_str!("migrations/0004_event_retention.sql"),
+    include_str!("migrations/0005_trigger_source.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -567,7 +568,8 @@ fn app_query(conn: &Connection, slug: &str) -> rusqlite::Result<Option<AppRecord
 }
 
 const EXECUTION_COLUMNS: &str = "n, id, app, version, action, status, inputs, output, error, usage, \
-                                 view_token_hash, attempts, created_at, started_at, finished_at";
+                                 view_token_hash, attempts, created_at, started_at, finished_at, \
+                                 trigger_source";
 
 fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {
@@ -586,11 +588,12 @@ fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         created_at: row.get(12)?,
         started_at: row.get(13)?,
         finished_at: row.get(14)?,
+        trigger_source: trigger_column(row, 15)?,
     })
 }
 
 const SUMMARY_COLUMNS: &str = "n, id, app, version, action, status, error, usage, attempts, \
-                               created_at, started_at, finished_at";
+                               created_at, started_at, finished_at, trigger_source";
 
 fn summary_row(row: &Row<'_>) -> rusqlite::Result<ExecutionSummary> {
     Ok(ExecutionSummary {
@@ -606,6 +609,14 @@ fn summary_row(row: &Row<'_>) -> rusqlite::Result<ExecutionSummary> {
         created_at: row.get(9)?,
         started_at: row.get(10)?,
         finished_at: row.get(11)?,
+        trigger_source: trigger_column(row, 12)?,
+    })
+}
+
+fn trigger_column(row: &Row<'_>, index: usize) -> rusqlite::Result<TriggerSource> {
+    let source: String = row.get(index)?;
+    source.parse().map_err(|e: String| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, e.into())
     })
 }
 
@@ -821,11 +832,16 @@ impl Store for SqliteStore {
                     e.created_at
                 ])?;
             }
-            let status = if e.started_at.is_some() { "running" } else { "queued" };
+            let status = if e.started_at.is_some() {
+                "running"
+            } else {
+                "queued"
+            };
             tx.prepare_cached(
                 "INSERT INTO executions \
-                 (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, started_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
+                  started_at, trigger_source, mcp_call) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 e.id,
@@ -837,7 +853,9 @@ impl Store for SqliteStore {
                 e.view_token_hash,
                 e.created_at,
                 i64::from(e.started_at.is_some()),
-                e.started_at
+                e.started_at,
+                e.trigger_source.as_str(),
+                e.mcp_call
             ])?;
             effects.open.push(e.id.clone());
             let Some(_) = e.started_at else {
@@ -934,6 +952,20 @@ impl Store for SqliteStore {
                     "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1"
                 ))?
                 .query_row([id], execution_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn unfinished_mcp_call(&self, key: &str) -> anyhow::Result<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT id FROM executions WHERE mcp_call = ?1 \
+                     AND status IN ('queued', 'running') ORDER BY n DESC LIMIT 1",
+                )?
+                .query_row([key], |row| row.get(0))
                 .optional()?)
         })
         .await

@@ -1,0 +1,249 @@
+//! The one way to start a run, shared by every surface (the REST API, MCP): authorize
+//! the caller, apply its rate limit, choose the action, validate the inputs against its
+//! `input_schema`, and submit the execution (with its idempotency key) to the
+//! [`Scheduler`](crate::scheduler::Scheduler). Each surface parses its own requests and
+//! shapes its own answers; none of them starts a run any other way.
+
+use floom_runtime::{DEFAULT_ACTION, is_slug};
+use serde_json::Value;
+
+use crate::api::Services;
+use crate::api::auth::{Caller, Need, random_token, sha256_hex};
+use crate::api::error::ApiError;
+use crate::api::executions::Envelope;
+use crate::registry::LoadedApp;
+use crate::scheduler::{SubmitError, Submitted, Subscription};
+use crate::store::{IdempotencyKey, NewExecution, TriggerSource, now_ms};
+
+/// What to run, as a surface understood its request.
+#[derive(Debug)]
+pub struct StartRun {
+    /// The app.
+    pub slug: String,
+    /// The action; `None` for the default (`run`, or the app's only action).
+    pub action: Option<String>,
+    /// Whether the action was named by the URL's path, so an unknown one is a 404 rather
+    /// than a 400.
+    pub action_in_path: bool,
+    /// The inputs (`None` reads as `{}`).
+    pub inputs: Option<Value>,
+    /// An idempotency key, checked with [`idempotency_key`].
+    pub idempotency_key: Option<String>,
+    /// How it started.
+    pub trigger_source: TriggerSource,
+    /// For an MCP call: its key, by which a later cancellation finds it.
+    pub mcp_call: Option<String>,
+    /// Subscribe to its events before it can start, to wait for its end.
+    pub watch: bool,
+}
+
+/// An accepted run.
+#[derive(Debug)]
+pub struct Started {
+    /// `exec_...`
+    pub id: String,
+    /// Its view token.
+    pub view_token: String,
+    /// Whether the idempotency key returned an earlier execution.
+    pub replay: bool,
+    /// Its live events, when watched and not already ended.
+    pub subscription: Option<Subscription>,
+}
+
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Checks an idempotency key as sent (1 to 255 visible ASCII characters after trimming).
+pub fn idempotency_key(raw: &str) -> Result<String, ApiError> {
+    let key = raw.trim();
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(ApiError::invalid_input(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        )));
+    }
+    Ok(key.to_owned())
+}
+
+/// The associated data a replayable view token is sealed with.
+fn idempotency_owner(id: &str) -> Vec<u8> {
+    format!("view-token\0{id}").into_bytes()
+}
+
+/// Picks the action: the one named, else `run`, else the app's only action.
+fn choose_action(
+    app: &LoadedApp,
+    named: Option<String>,
+    in_path: bool,
+) -> Result<String, ApiError> {
+    let manifest = app.app.manifest();
+    let names: Vec<&str> = manifest.actions().map(|(name, _)| name).collect();
+    match named {
+        Some(name) if manifest.action(&name).is_some() => Ok(name),
+        Some(name) => {
+            let detail = format!(
+                "{} has no action {name:?} (it has: {})",
+                manifest.slug,
+                names.join(", ")
+            );
+            Err(if in_path {
+                ApiError::not_found(detail)
+            } else {
+                ApiError::invalid_input(detail)
+            })
+        }
+        None => default_action(app).ok_or_else(|| {
+            ApiError::invalid_input(format!(
+                "{} has several actions ({}): name one with \"action\" or /actions/{{action}}/run",
+                manifest.slug,
+                names.join(", ")
+            ))
+        }),
+    }
+}
+
+/// The action a run that names none gets: `run`, else the app's only action.
+pub fn default_action(app: &LoadedApp) -> Option<String> {
+    let names: Vec<&str> = app.app.manifest().actions().map(|(name, _)| name).collect();
+    if names.contains(&DEFAULT_ACTION) {
+        Some(DEFAULT_ACTION.to_owned())
+    } else if let [only] = names.as_slice() {
+        Some((*only).to_owned())
+    } else {
+        None
+    }
+}
+
+/// Starts a run for `caller`: nothing is created unless every check passes.
+pub async fn start(
+    state: &Services,
+    caller: &Caller,
+    request: StartRun,
+) -> Result<Started, ApiError> {
+    // Anonymous callers are known only by their address, which clients behind one NAT
+    // share: a key of theirs could replay another client's execution and view token.
+    if request.idempotency_key.is_some() && !caller.has_credentials() {
+        return Err(ApiError::invalid_input(
+            "Idempotency-Key needs credentials (Authorization: Bearer <token>): anonymous \
+             callers share addresses, so their keys could return another client's execution",
+        ));
+    }
+    let slug = request.slug.as_str();
+    let app = match is_slug(slug)
+        .then(|| state.registry.current(slug))
+        .flatten()
+    {
+        Some(app) => {
+            caller.authorize(slug, app.record.public, Need::Run)?;
+            app
+        }
+        None => return Err(ApiError::not_found(format!("no app {slug:?}"))),
+    };
+    if !matches!(caller, Caller::Admin)
+        && let Err(wait) = state.limiter.check(&caller.identity())
+    {
+        return Err(ApiError::quota_exceeded(
+            format!(
+                "too many runs: the limit is {} a minute",
+                state.config.runs_per_minute
+            ),
+            wait.as_secs().max(1),
+        ));
+    }
+    let action = choose_action(&app, request.action, request.action_in_path)?;
+    let inputs = request
+        .inputs
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    if !inputs.is_object() {
+        return Err(ApiError::invalid_input(
+            "\"inputs\" must be a JSON object, such as {\"inputs\": {\"text\": \"...\"}}",
+        ));
+    }
+    // On the validation pool: a costly schema and input take its threads, not ours.
+    let inputs = match app.input_schema(&action) {
+        Some(schema) => state.validations.validate(schema, inputs).await?,
+        None => inputs,
+    };
+
+    let mut view_token = random_token()?;
+    let execution = NewExecution {
+        id: format!("exec_{}", uuid::Uuid::now_v7().simple()),
+        app: app.record.slug.clone(),
+        version: app.record.version,
+        inputs: inputs.to_string(),
+        view_token_hash: sha256_hex(&view_token),
+        created_at: now_ms(),
+        started_at: None,
+        action,
+        trigger_source: request.trigger_source,
+        mcp_call: request.mcp_call,
+    };
+    let key = match request.idempotency_key {
+        None => None,
+        Some(key) => Some(IdempotencyKey {
+            caller: caller.identity(),
+            request_hash: sha256_hex(&format!(
+                "{}\n{}\n{}",
+                execution.app, execution.action, execution.inputs
+            )),
+            view_token: state
+                .sealer
+                .seal(&idempotency_owner(&execution.id), view_token.as_bytes())?,
+            key,
+        }),
+    };
+    let request_hash = key.as_ref().map(|k| k.request_hash.clone());
+    let mut id = execution.id.clone();
+    let submitted = state
+        .scheduler
+        .submit(execution, caller.identity(), key, request.watch)
+        .await
+        .map_err(|e| match e {
+            SubmitError::QueueFull(_)
+            | SubmitError::AppQueueFull { .. }
+            | SubmitError::CallerQueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
+            SubmitError::Draining => ApiError::unavailable(e.to_string()),
+            SubmitError::Store(e) => ApiError::from(e),
+        })?;
+    let replay = matches!(submitted, Submitted::Existing { .. });
+    let subscription = match submitted {
+        Submitted::New(subscription) => subscription,
+        Submitted::Existing {
+            execution_id,
+            request_hash: earlier,
+            view_token: sealed,
+        } => {
+            if Some(&earlier) != request_hash.as_ref() {
+                return Err(ApiError::idempotency_mismatch(
+                    "this Idempotency-Key was used in the last 24 h with a different request",
+                ));
+            }
+            let token = state
+                .sealer
+                .open(&idempotency_owner(&execution_id), &sealed)?;
+            view_token = String::from_utf8(token)
+                .map_err(|_| ApiError::internal("a stored view token is not text"))?;
+            id = execution_id;
+            // Subscribe now; if it has already ended, the store has the answer.
+            request.watch.then(|| state.live.subscribe(&id)).flatten()
+        }
+    };
+    Ok(Started {
+        id,
+        view_token,
+        replay,
+        subscription,
+    })
+}
+
+/// The envelope of execution `id` as the store has it now.
+pub async fn current(state: &Services, id: &str) -> Result<Envelope, ApiError> {
+    let record = state
+        .store
+        .execution(id)
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("execution {id} vanished")))?;
+    Envelope::from_record(&record)
+}
