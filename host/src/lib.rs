@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod lanes;
 pub mod live;
+pub mod mcp;
 pub mod metrics;
 pub mod notify;
 pub mod ratelimit;

@@ -305,7 +305,9 @@ impl FromRequestParts<AppState> for Readable {
     }
 }
 
-async fn readable(
+/// The execution `id` when `caller` may read it: a token that covers its app, or its
+/// view token (`view_token`, else the `x-floom-view-token` header).
+pub async fn readable(
     state: &AppState,
     caller: &Caller,
     headers: &HeaderMap,
@@ -458,7 +460,7 @@ async fn cancel(
             record.status
         )));
     }
-    let subscription = state.live.subscribe(&id);
+    let mut subscription = state.live.subscribe(&id);
     match state.scheduler.cancel(&id).await? {
         Cancelled::AlreadyTerminal => {
             return Err(ApiError::conflict(format!("{id} has already ended")));
@@ -467,7 +469,9 @@ async fn cancel(
         Cancelled::Queued => {}
         // A busy guest stops within an epoch tick; give it a moment to be recorded.
         Cancelled::Running => {
-            if let Waited::Event(event) = wait_for_end(subscription, Duration::from_secs(5)).await {
+            if let Waited::Event(event) =
+                wait_for_end(&mut subscription, Duration::from_secs(5)).await
+            {
                 return Ok(Json(Envelope::from_terminal(&id, &event)?).into_response());
             }
         }

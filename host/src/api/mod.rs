@@ -107,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(secrets::router())
         .merge(openapi::router())
+        .merge(crate::mcp::router())
         .merge(triggers::router())
         .merge(schedules::router())
         .merge(webhooks::router())

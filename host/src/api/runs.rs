@@ -201,7 +201,7 @@ async fn start(
         id,
         view_token,
         replay,
-        subscription,
+        mut subscription,
     } = started;
 
     if stream {
@@ -220,7 +220,7 @@ async fn start(
         return Ok(response);
     }
     let waited = if wait {
-        Some(wait_for_end(subscription, state.config.max_wait).await)
+        Some(wait_for_end(&mut subscription, state.config.max_wait).await)
     } else {
         // A replay answers with the execution as it stands now.
         replay.then_some(Waited::Ended)

@@ -10,6 +10,7 @@ pub mod build;
 pub mod client;
 pub mod exec;
 pub mod executions;
+pub mod mcp;
 pub mod new;
 pub mod publish;
 pub mod run;
@@ -46,6 +47,7 @@ pub enum Command {
     Schedules(schedules::SchedulesArgs),
     Webhooks(webhooks::WebhooksArgs),
     Exec(exec::ExecArgs),
+    Mcp(mcp::McpArgs),
     Bench(bench::BenchArgs),
 }
 
@@ -93,6 +95,7 @@ pub fn main() -> ExitCode {
             Command::Executions(args) => done(executions::run(args).await),
             Command::Tokens(args) => done(tokens::run(args).await),
             Command::Secrets(args) => done(secrets::run(args).await),
+            Command::Mcp(args) => done(mcp::run(args).await),
             Command::Triggers(args) => done(triggers::run(args).await),
             Command::Schedules(args) => done(schedules::run(args).await),
             Command::Webhooks(args) => done(webhooks::run(args).await),

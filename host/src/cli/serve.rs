@@ -118,6 +118,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub max_http_memory_mb: u64,
 
+    /// Seconds a sync run (`?wait=true`, an MCP `tools/call`) holds its request for the
+    /// outcome; a run still going then is answered with its execution id.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=250))]
+    pub max_wait_s: u64,
+
     /// Runs one caller (an agent token, or a client address when anonymous) may start
     /// per minute; 0 for no limit. The admin secret is exempt.
     #[arg(long, default_value_t = 600)]
@@ -179,6 +184,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             runs_per_minute: args.runs_per_minute,
             body_deadline: Duration::from_secs(args.body_timeout_s),
             allow_private_network: args.allow_private_network,
+            max_wait: Duration::from_secs(args.max_wait_s),
             ..ApiConfig::default()
         },
         connections: ConnectionLimits {
