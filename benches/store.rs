@@ -76,6 +76,8 @@ impl Bench {
             started_at: None,
             trigger_source: TriggerSource::Api,
             mcp_call: None,
+            webhook: None,
+            tick: None,
         }
     }
 }

@@ -113,12 +113,13 @@ pub enum Waited {
 
 /// Waits up to `timeout` for the terminal event of an execution followed through
 /// `subscription`, which was taken while the execution could not yet have ended. Every
-/// unfinished execution has a live channel, so no subscription means it has ended.
+/// unfinished execution has a live channel, so no subscription means it has ended. A
+/// caller may wait again on the same subscription after [`Waited::TimedOut`].
 pub async fn wait_for_end(
-    subscription: Option<broadcast::Receiver<Arc<StoredEvent>>>,
+    subscription: &mut Option<broadcast::Receiver<Arc<StoredEvent>>>,
     timeout: Duration,
 ) -> Waited {
-    let Some(mut events) = subscription else {
+    let Some(events) = subscription else {
         return Waited::Ended;
     };
     let wait = async {

@@ -2,7 +2,7 @@
 //! memory, older versions loaded on demand (queued executions run the version they were
 //! accepted for), and the input schemas of every action (compiled by [`crate::schema`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
@@ -26,6 +26,15 @@ pub struct LoadedApp {
 }
 
 impl LoadedApp {
+    /// The same compiled version under another record (the app's visibility changed).
+    fn with_record(&self, record: VersionRecord) -> Self {
+        LoadedApp {
+            record,
+            app: self.app.clone(),
+            input_schemas: self.input_schemas.clone(),
+        }
+    }
+
     fn new(record: VersionRecord, app: CompiledApp) -> Result<Self, ManifestError> {
         let input_schemas = compile_schemas(app.manifest())?;
         Ok(LoadedApp {
@@ -103,6 +112,8 @@ pub struct Registry {
     components: PathBuf,
     current: RwLock<HashMap<String, Arc<LoadedApp>>>,
     versions: RwLock<HashMap<(String, i64), Arc<LoadedApp>>>,
+    /// Apps the operator paused: they refuse new runs.
+    paused: RwLock<HashSet<String>>,
 }
 
 impl Registry {
@@ -125,6 +136,7 @@ impl Registry {
             components,
             current: RwLock::default(),
             versions: RwLock::default(),
+            paused: RwLock::default(),
         })
     }
 
@@ -134,6 +146,9 @@ impl Registry {
         let count = apps.len();
         for app in apps {
             let slug = app.slug.clone();
+            if app.paused {
+                write(&self.paused).insert(slug.clone());
+            }
             match self.load_record(app.current).await {
                 Ok(loaded) => {
                     write(&self.current).insert(slug, loaded);
@@ -224,6 +239,7 @@ impl Registry {
     pub async fn delete(&self, slug: &str) -> anyhow::Result<Option<DeletedApp>> {
         let deleted = self.store.delete_app(slug, now_ms()).await?;
         write(&self.current).remove(slug);
+        write(&self.paused).remove(slug);
         Ok(deleted)
     }
 
@@ -233,6 +249,43 @@ impl Registry {
         let purged = self.store.purge_app(slug).await?;
         write(&self.versions).retain(|(app, _), _| app != slug);
         Ok(purged)
+    }
+
+    /// Whether the operator paused `slug`.
+    pub fn is_paused(&self, slug: &str) -> bool {
+        read(&self.paused).contains(slug)
+    }
+
+    /// Pauses or resumes an app; `None` when unknown.
+    pub async fn set_paused(&self, slug: &str, paused: bool) -> anyhow::Result<Option<AppRecord>> {
+        let app = self.store.set_paused(slug, paused).await?;
+        if app.is_some() {
+            let mut set = write(&self.paused);
+            if paused {
+                set.insert(slug.to_owned());
+            } else {
+                set.remove(slug);
+            }
+        }
+        Ok(app)
+    }
+
+    /// Sets an app's visibility (until its next published version says otherwise);
+    /// `None` when unknown.
+    pub async fn set_public(&self, slug: &str, public: bool) -> anyhow::Result<Option<AppRecord>> {
+        let Some(app) = self.store.set_public(slug, public).await? else {
+            return Ok(None);
+        };
+        let mut current = write(&self.current);
+        if let Some(loaded) = current.get(slug).cloned()
+            && loaded.record.version == app.current.version
+        {
+            current.insert(
+                slug.to_owned(),
+                Arc::new(loaded.with_record(app.current.clone())),
+            );
+        }
+        Ok(Some(app))
     }
 
     /// Makes an earlier (or later) version current; `None` when it does not exist.
@@ -251,6 +304,8 @@ impl Registry {
         let Some(app) = self.store.set_current(slug, version).await? else {
             return Ok(None);
         };
+        // The app's own visibility, if the operator set one, holds across rollbacks.
+        let loaded = Arc::new(loaded.with_record(app.current.clone()));
         write(&self.current).insert(slug.to_owned(), loaded);
         Ok(Some(app))
     }

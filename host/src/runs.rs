@@ -1,6 +1,7 @@
-//! The one way to start a run, shared by every surface (the REST API, MCP): authorize
-//! the caller, apply its rate limit, choose the action, validate the inputs against its
-//! `input_schema`, and submit the execution (with its idempotency key) to the
+//! The one way to start a run, shared by every surface (the REST API, MCP, inbound
+//! triggers, schedules): authorize the caller, refuse a paused app, apply the caller's
+//! rate limit, choose the action, validate the inputs against its `input_schema`, and
+//! submit the execution (with its idempotency key) to the
 //! [`Scheduler`](crate::scheduler::Scheduler). Each surface parses its own requests and
 //! shapes its own answers; none of them starts a run any other way.
 
@@ -13,7 +14,7 @@ use crate::api::error::ApiError;
 use crate::api::executions::Envelope;
 use crate::registry::LoadedApp;
 use crate::scheduler::{SubmitError, Submitted, Subscription};
-use crate::store::{IdempotencyKey, NewExecution, TriggerSource, now_ms};
+use crate::store::{IdempotencyKey, NewExecution, TickClaim, TickTaken, TriggerSource, now_ms};
 
 /// What to run, as a surface understood its request.
 #[derive(Debug)]
@@ -35,6 +36,20 @@ pub struct StartRun {
     pub mcp_call: Option<String>,
     /// Subscribe to its events before it can start, to wait for its end.
     pub watch: bool,
+}
+
+/// What a run may carry beyond what every surface sends.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    /// Where the run's own notifications go: a URL that passed
+    /// [`crate::notify::check_url`].
+    pub webhook: Option<String>,
+    /// The schedule tick the run is for, claimed in the transaction that writes it.
+    pub tick: Option<TickClaim>,
+    /// For a run the server starts itself (a trigger's or a schedule's, started with
+    /// [`Caller::Admin`] as the admin set them up): the name its idempotency keys and its
+    /// share of the queue go by, instead of the admin's.
+    pub on_behalf_of: Option<String>,
 }
 
 /// An accepted run.
@@ -122,6 +137,16 @@ pub async fn start(
     caller: &Caller,
     request: StartRun,
 ) -> Result<Started, ApiError> {
+    start_with(state, caller, request, RunOptions::default()).await
+}
+
+/// [`start`], with `options`.
+pub async fn start_with(
+    state: &Services,
+    caller: &Caller,
+    request: StartRun,
+    options: RunOptions,
+) -> Result<Started, ApiError> {
     // Anonymous callers are known only by their address, which clients behind one NAT
     // share: a key of theirs could replay another client's execution and view token.
     if request.idempotency_key.is_some() && !caller.has_credentials() {
@@ -141,6 +166,12 @@ pub async fn start(
         }
         None => return Err(ApiError::not_found(format!("no app {slug:?}"))),
     };
+    if state.registry.is_paused(slug) {
+        return Err(ApiError::conflict(format!(
+            "{slug} is paused: it takes no new runs until it is resumed \
+             (POST /api/apps/{slug}/resume)"
+        )));
+    }
     if !matches!(caller, Caller::Admin)
         && let Err(wait) = state.limiter.check(&caller.identity())
     {
@@ -167,6 +198,11 @@ pub async fn start(
         None => inputs,
     };
 
+    if options.webhook.is_some() {
+        // The app's run-webhook key is made on first use, before the run can end.
+        crate::notify::run_webhook_secret(state, slug).await?;
+    }
+    let identity = options.on_behalf_of.unwrap_or_else(|| caller.identity());
     let mut view_token = random_token()?;
     let execution = NewExecution {
         id: format!("exec_{}", uuid::Uuid::now_v7().simple()),
@@ -179,11 +215,13 @@ pub async fn start(
         action,
         trigger_source: request.trigger_source,
         mcp_call: request.mcp_call,
+        webhook: options.webhook,
+        tick: options.tick,
     };
     let key = match request.idempotency_key {
         None => None,
         Some(key) => Some(IdempotencyKey {
-            caller: caller.identity(),
+            caller: identity.clone(),
             request_hash: sha256_hex(&format!(
                 "{}\n{}\n{}",
                 execution.app, execution.action, execution.inputs
@@ -198,13 +236,14 @@ pub async fn start(
     let mut id = execution.id.clone();
     let submitted = state
         .scheduler
-        .submit(execution, caller.identity(), key, request.watch)
+        .submit(execution, identity, key, request.watch)
         .await
         .map_err(|e| match e {
             SubmitError::QueueFull(_)
             | SubmitError::AppQueueFull { .. }
             | SubmitError::CallerQueueFull(_) => ApiError::quota_exceeded(e.to_string(), 1),
             SubmitError::Draining => ApiError::unavailable(e.to_string()),
+            SubmitError::Store(e) if e.is::<TickTaken>() => ApiError::conflict(e.to_string()),
             SubmitError::Store(e) => ApiError::from(e),
         })?;
     let replay = matches!(submitted, Submitted::Existing { .. });

@@ -231,6 +231,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         live.clone(),
     )?);
     let metrics = Arc::new(Metrics::default());
+    let lanes_slow = lanes.slow.clone();
     let guests = Guests::new(lanes, config.max_concurrent_runs);
     let registry = Arc::new(Registry::new(
         engine,
@@ -264,6 +265,11 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     scheduler.start().await?;
     tokio::spawn(crate::sweeper::run(store.clone(), config.event_retention));
 
+    // Deliveries run in the slow guest lane (the lowest priority): notifying never takes
+    // CPU from a run.
+    let notifier =
+        crate::notify::Notifier::new(store.clone(), sealer.clone(), config.allow_private_network);
+    lanes_slow.spawn(notifier.run());
     let services = Arc::new(Services {
         store,
         registry,
@@ -281,6 +287,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         metrics: metrics.clone(),
         config: config.api.clone(),
     });
+    tokio::spawn(crate::schedules::run(services.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

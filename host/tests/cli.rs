@@ -75,16 +75,6 @@ async fn publish_run_and_inspect_from_the_command_line() {
     let run = floom(&server, &["run", "hello", "--input", "name=Ada"]);
     let output: Value = serde_json::from_str(&stdout(&run)).unwrap();
     assert_eq!(output, json!({ "greeting": "Hello, Ada!" }));
-    // Runs from the CLI say so.
-    let listed: Value = server
-        .admin_get("/api/executions?app=hello")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(listed["data"][0]["trigger_source"], "cli");
 
     // A failed run exits 1; a refused one 2.
     let failed = floom(&server, &["run", "hello", "--input", "name= "]);
@@ -409,4 +399,115 @@ async fn a_new_rust_app_builds_publishes_and_runs_as_written() {
         "{}",
         stderr(&refused)
     );
+}
+
+#[tokio::test]
+async fn triggers_schedules_webhooks_exports_and_pauses_from_the_command_line() {
+    let server = Server::start(&["--examples=rust", "--allow-private-network"]);
+    let ok = |output: Output| {
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+
+    // A run from the CLI says so.
+    ok(floom(&server, &["run", "hello", "--input", "name=Cli"]));
+    let listed = ok(floom(
+        &server,
+        &["executions", "list", "--trigger-source", "cli", "--json"],
+    ));
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1);
+
+    let created = ok(floom(&server, &["triggers", "create", "hello"]));
+    let url = created
+        .lines()
+        .find_map(|l| l.strip_prefix("url:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let secret = created
+        .lines()
+        .find_map(|l| l.strip_prefix("secret:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let hook = server
+        .http
+        .post(format!("{url}?token={secret}"))
+        .json(&json!({ "name": "Hook" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 202);
+    let triggers: Value =
+        serde_json::from_str(&ok(floom(&server, &["triggers", "list", "hello"]))).unwrap();
+    let id = triggers[0]["id"].as_str().unwrap().to_owned();
+    assert!(ok(floom(&server, &["triggers", "rotate", "hello", &id])).contains("secret:"));
+    ok(floom(&server, &["triggers", "delete", "hello", &id]));
+
+    let schedule: Value = serde_json::from_str(&ok(floom(
+        &server,
+        &[
+            "schedules",
+            "create",
+            "hello",
+            "--cron",
+            "0 9 * * MON-FRI",
+            "--timezone",
+            "Europe/Berlin",
+            "--inputs",
+            r#"{"name": "Cron"}"#,
+        ],
+    )))
+    .unwrap();
+    let id = schedule["id"].as_str().unwrap().to_owned();
+    assert!(ok(floom(&server, &["schedules", "pause", "hello", &id])).contains("paused"));
+    assert!(ok(floom(&server, &["schedules", "resume", "hello", &id])).contains("next tick"));
+    let schedules: Value =
+        serde_json::from_str(&ok(floom(&server, &["schedules", "list", "hello"]))).unwrap();
+    assert!(schedules[0]["next_tick"].is_string());
+    ok(floom(&server, &["schedules", "delete", "hello", &id]));
+    let bad = floom(&server, &["schedules", "create", "hello", "--cron", "nope"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let key = ok(floom(
+        &server,
+        &[
+            "webhooks",
+            "create",
+            "hello",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--event",
+            "execution.failed",
+        ],
+    ));
+    assert!(key.trim().starts_with("whsec_"));
+    let subscriptions: Value =
+        serde_json::from_str(&ok(floom(&server, &["webhooks", "list", "hello"]))).unwrap();
+    let id = subscriptions[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(subscriptions[0]["events"], json!(["execution.failed"]));
+    let page: Value = serde_json::from_str(&ok(floom(
+        &server,
+        &["webhooks", "deliveries", "hello", &id],
+    )))
+    .unwrap();
+    assert_eq!(page["data"], json!([]));
+    assert!(ok(floom(&server, &["webhooks", "secret", "hello"])).starts_with("whsec_"));
+    ok(floom(&server, &["webhooks", "delete", "hello", &id]));
+
+    let csv = ok(floom(&server, &["executions", "export", "--app", "hello"]));
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let sources: Vec<String> = reader.records().map(|r| r.unwrap()[7].to_owned()).collect();
+    assert_eq!(sources.len(), 2);
+    assert!(sources.contains(&"cli".to_owned()) && sources.contains(&"webhook".to_owned()));
+
+    assert!(ok(floom(&server, &["apps", "pause", "hello"])).contains("paused"));
+    let refused = floom(&server, &["run", "hello"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("paused"), "{}", stderr(&refused));
+    assert!(ok(floom(&server, &["apps", "resume", "hello"])).contains("running"));
+    assert!(ok(floom(&server, &["apps", "set-public", "hello", "false"])).contains("private"));
+    let anonymous = server.get("/api/apps/hello").send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
 }

@@ -433,63 +433,6 @@ async fn pages_are_served_with_a_strict_policy_and_escape_what_apps_say() {
     assert!(gallery.contains("Quiet secret name"));
 }
 
-#[tokio::test]
-async fn a_run_says_where_it_came_from_and_the_days_are_counted() {
-    let server = Server::start(&[]);
-    server.publish_misbehave("m", "").await;
-    let run = |source: Value| {
-        server
-            .post("/api/apps/m/actions/ok/run?wait=true")
-            .json(&json!({"inputs": {}, "trigger_source": source}))
-            .send()
-    };
-    for (source, status) in [
-        (json!("ui"), 200),
-        (json!("cli"), 200),
-        (json!("api"), 200),
-        (json!("mcp"), 400),
-        (json!("webhook"), 400),
-        (json!("elsewhere"), 400),
-    ] {
-        let response = run(source.clone()).await.unwrap();
-        assert_eq!(response.status(), status, "{source}");
-    }
-    let page: Value = server
-        .admin_get("/api/executions?app=m&trigger_source=ui")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let data = page["data"].as_array().unwrap();
-    assert_eq!(data.len(), 1);
-    assert_eq!(data[0]["trigger_source"], "ui");
-
-    let series: Value = server
-        .admin_get("/api/apps/m/timeseries?days=3")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let days = series["days"].as_array().unwrap();
-    assert_eq!(days.len(), 3);
-    assert_eq!(days[2]["counts"]["succeeded"], 3, "{series}");
-    assert_eq!(days[2]["counts"]["failed"], 0);
-    assert!(days[2]["p50_ms"].is_number() && days[2]["p95_ms"].is_number());
-    assert!(days[0]["p50_ms"].is_null());
-    let anonymous = server.get("/api/apps/m/timeseries").send().await.unwrap();
-    assert_eq!(anonymous.status(), 401);
-    let too_long = server
-        .admin_get("/api/apps/m/timeseries?days=91")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(too_long.status(), 400);
-}
-
 // ---- In the browser ---------------------------------------------------------------------------
 
 #[tokio::test]

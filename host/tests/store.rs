@@ -50,6 +50,8 @@ async fn running(store: &DynStore, id: &str) -> i64 {
                 started_at: Some(now_ms()),
                 trigger_source: TriggerSource::Api,
                 mcp_call: None,
+                webhook: None,
+                tick: None,
             },
             None,
         )
@@ -154,6 +156,460 @@ async fn old_events_are_pruned_and_the_end_stays() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// A new execution of `app` (not started), with a run webhook and a schedule tick when
+/// given.
+fn new_execution(
+    id: &str,
+    webhook: Option<&str>,
+    tick: Option<floom_host::store::TickClaim>,
+) -> NewExecution {
+    NewExecution {
+        id: id.into(),
+        app: "app".into(),
+        version: 1,
+        action: "run".into(),
+        inputs: "{}".into(),
+        view_token_hash: "0".repeat(64),
+        created_at: now_ms(),
+        started_at: None,
+        trigger_source: TriggerSource::Api,
+        mcp_call: None,
+        webhook: webhook.map(String::from),
+        tick,
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
+    use floom_host::store::{AfterAttempt, AttemptRecord, DeliveryState, SubscriptionRecord};
+    let (store, dir) = sqlite().await;
+    store
+        .insert_subscription(SubscriptionRecord {
+            id: "whk_1".into(),
+            app: "app".into(),
+            url: "https://example.org/hook".into(),
+            events: vec!["execution.succeeded".into(), "execution.failed".into()],
+            secret: b"sealed".to_vec(),
+            created_at: now_ms(),
+            disabled_at: None,
+            disabled_reason: None,
+        })
+        .await
+        .unwrap();
+    store
+        .insert_execution(
+            new_execution("exec_hooked", Some("https://example.org/mine"), None),
+            None,
+        )
+        .await
+        .unwrap();
+    let seq = store
+        .start_execution("exec_hooked", now_ms())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
+    assert_eq!(
+        store.next_delivery_at().await.unwrap(),
+        None,
+        "nothing before the end"
+    );
+
+    let signal = store.outbox_signal();
+    let notified = signal.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    store
+        .finish_execution("exec_hooked", succeeded("exec_hooked", seq + 1, now_ms()))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), notified)
+        .await
+        .expect("the commit signals the outbox");
+    let now = now_ms();
+    assert!(store.next_delivery_at().await.unwrap().unwrap() <= now);
+    // A change that did not commit adds nothing: the execution is no longer running.
+    assert!(
+        store
+            .finish_execution("exec_hooked", succeeded("exec_hooked", seq + 2, now_ms()))
+            .await
+            .is_err()
+    );
+    let claimed = store.claim_deliveries(now, now + 30_000, 10).await.unwrap();
+    assert_eq!(
+        claimed.len(),
+        2,
+        "the subscription and the run's own webhook"
+    );
+    assert!(
+        claimed
+            .iter()
+            .all(|d| d.delivery.event == "execution.succeeded")
+    );
+    let by_subscription = claimed
+        .iter()
+        .find(|d| d.delivery.subscription_id.is_some())
+        .unwrap();
+    assert_eq!(by_subscription.secret.as_deref(), Some(&b"sealed"[..]));
+    let own = claimed
+        .iter()
+        .find(|d| d.delivery.subscription_id.is_none())
+        .unwrap();
+    assert_eq!(own.delivery.url, "https://example.org/mine");
+    assert_eq!(own.secret, None, "the app has no run-webhook key yet");
+    // Claimed: held from other claims.
+    assert!(
+        store
+            .claim_deliveries(now, now + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A cancelled run is an event the subscription did not ask for.
+    store
+        .insert_execution(new_execution("exec_cancelled", None, None), None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .cancel_queued("exec_cancelled", now_ms())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_deliveries(now_ms() + 60_000, now_ms() + 90_000, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.delivery.execution_id == "exec_hooked")
+    );
+
+    // Attempts: a retry, then the 2xx.
+    let id = by_subscription.delivery.id.clone();
+    let attempt = |n: i64, status: u16| AttemptRecord {
+        delivery_id: id.clone(),
+        attempt: n,
+        at: now_ms(),
+        status: Some(status),
+        error: None,
+        latency_ms: 3,
+    };
+    let retry_at = now_ms() + 5_000;
+    store
+        .record_attempt(attempt(1, 500), AfterAttempt::Retry(retry_at))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim_deliveries(retry_at - 1, retry_at + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store
+        .claim_deliveries(retry_at, retry_at + 30_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.attempts, 1);
+    store
+        .record_attempt(attempt(2, 204), AfterAttempt::Delivered)
+        .await
+        .unwrap();
+    let history = store.deliveries("whk_1", None, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].delivery.state, DeliveryState::Delivered);
+    let statuses: Vec<_> = history[0].attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [Some(500), Some(204)]);
+
+    // 410 Gone disables the subscription and cancels what it still had pending.
+    store
+        .record_attempt(
+            AttemptRecord {
+                delivery_id: own.delivery.id.clone(),
+                ..attempt(1, 410)
+            },
+            AfterAttempt::Gone,
+        )
+        .await
+        .unwrap();
+    let subscription = &store.subscriptions("app").await.unwrap()[0];
+    assert!(
+        subscription.disabled_at.is_none(),
+        "a run webhook's 410 disables no subscription"
+    );
+    store
+        .insert_execution(new_execution("exec_second", None, None), None)
+        .await
+        .unwrap();
+    let seq = store
+        .start_execution("exec_second", now_ms())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
+    store
+        .finish_execution("exec_second", succeeded("exec_second", seq + 1, now_ms()))
+        .await
+        .unwrap();
+    let due = store
+        .claim_deliveries(now_ms(), now_ms() + 30_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    store
+        .record_attempt(
+            AttemptRecord {
+                delivery_id: due[0].delivery.id.clone(),
+                ..attempt(1, 410)
+            },
+            AfterAttempt::Gone,
+        )
+        .await
+        .unwrap();
+    let subscription = &store.subscriptions("app").await.unwrap()[0];
+    assert!(subscription.disabled_at.is_some());
+    store
+        .insert_execution(new_execution("exec_third", None, None), None)
+        .await
+        .unwrap();
+    let seq = store
+        .start_execution("exec_third", now_ms())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
+    store
+        .finish_execution("exec_third", succeeded("exec_third", seq + 1, now_ms()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.next_delivery_at().await.unwrap(),
+        None,
+        "a disabled subscription gets nothing"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_schedule_tick_is_claimed_once_with_its_execution() {
+    use floom_host::store::{ScheduleRecord, TickClaim, TickTaken};
+    let (store, dir) = sqlite().await;
+    let tick = 1_800_000_000_000;
+    store
+        .insert_schedule(ScheduleRecord {
+            id: "sch_1".into(),
+            app: "app".into(),
+            action: "run".into(),
+            inputs: "{}".into(),
+            cron: "* * * * * *".into(),
+            timezone: "UTC".into(),
+            paused: false,
+            next_tick: tick,
+            created_at: now_ms(),
+            last_tick: None,
+            last_execution_id: None,
+            last_error: None,
+        })
+        .await
+        .unwrap();
+    let claim = |at: i64| TickClaim {
+        schedule_id: "sch_1".into(),
+        tick: at,
+        next_tick: at + 1000,
+    };
+    store
+        .insert_execution(new_execution("exec_tick", None, Some(claim(tick))), None)
+        .await
+        .unwrap();
+    // The same tick again, whoever tries: refused, and nothing is written.
+    let again = store
+        .insert_execution(new_execution("exec_again", None, Some(claim(tick))), None)
+        .await
+        .unwrap_err();
+    assert!(again.is::<TickTaken>(), "{again:#}");
+    assert!(store.execution("exec_again").await.unwrap().is_none());
+    let schedule = &store.schedules("app").await.unwrap()[0];
+    assert_eq!(schedule.next_tick, tick + 1000);
+    assert_eq!(schedule.last_execution_id.as_deref(), Some("exec_tick"));
+    // Skipping a taken tick does nothing; skipping a due one moves on and says why.
+    assert!(!store.skip_tick(claim(tick), "late".into()).await.unwrap());
+    assert!(
+        store
+            .skip_tick(claim(tick + 1000), "paused".into())
+            .await
+            .unwrap()
+    );
+    let schedule = &store.schedules("app").await.unwrap()[0];
+    assert_eq!(schedule.next_tick, tick + 2000);
+    assert_eq!(schedule.last_error.as_deref(), Some("paused"));
+    // Paused: nothing is due, and no tick can be claimed.
+    assert!(
+        store
+            .set_schedule_paused("app", "sch_1", true, tick + 2000)
+            .await
+            .unwrap()
+    );
+    assert!(store.due_schedules(i64::MAX).await.unwrap().is_empty());
+    let paused = store
+        .insert_execution(
+            new_execution("exec_paused", None, Some(claim(tick + 2000))),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(paused.is::<TickTaken>());
+    assert!(
+        store
+            .set_schedule_paused("app", "sch_1", false, tick + 2000)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.due_schedules(tick + 2000).await.unwrap().len(), 1);
+    assert!(store.delete_schedule("app", "sch_1").await.unwrap());
+    assert!(!store.delete_schedule("app", "sch_1").await.unwrap());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn triggers_are_kept_rotated_and_removed() {
+    use floom_host::store::TriggerRecord;
+    let (store, dir) = sqlite().await;
+    store
+        .insert_trigger(TriggerRecord {
+            id: "trg_1".into(),
+            app: "app".into(),
+            action: "run".into(),
+            secret: b"one".to_vec(),
+            created_at: now_ms(),
+            rotated_at: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.triggers("app").await.unwrap().len(), 1);
+    assert!(
+        !store
+            .rotate_trigger("other", "trg_1", b"x".to_vec(), 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .rotate_trigger("app", "trg_1", b"two".to_vec(), 5)
+            .await
+            .unwrap()
+    );
+    let trigger = store.trigger("trg_1").await.unwrap().unwrap();
+    assert_eq!(trigger.secret, b"two");
+    assert_eq!(trigger.rotated_at, Some(5));
+    // Deleting the app removes its triggers.
+    store.delete_app("app", now_ms()).await.unwrap();
+    assert!(store.trigger("trg_1").await.unwrap().is_none());
+    assert!(!store.delete_trigger("app", "trg_1").await.unwrap());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn ended_deliveries_and_old_tick_claims_are_pruned() {
+    use floom_host::store::{
+        AfterAttempt, AttemptRecord, ScheduleRecord, SubscriptionRecord, TickClaim,
+    };
+    let (store, dir) = sqlite().await;
+    store
+        .insert_subscription(SubscriptionRecord {
+            id: "whk_1".into(),
+            app: "app".into(),
+            url: "https://example.org/hook".into(),
+            events: vec!["execution.succeeded".into()],
+            secret: b"sealed".to_vec(),
+            created_at: now_ms(),
+            disabled_at: None,
+            disabled_reason: None,
+        })
+        .await
+        .unwrap();
+    for id in ["exec_delivered", "exec_pending"] {
+        let seq = running(&store, id).await;
+        store
+            .finish_execution(id, succeeded(id, seq + 1, now_ms()))
+            .await
+            .unwrap();
+    }
+    let claimed = store
+        .claim_deliveries(now_ms(), now_ms() + 30_000, 10)
+        .await
+        .unwrap();
+    let delivered = claimed
+        .iter()
+        .find(|d| d.delivery.execution_id == "exec_delivered")
+        .unwrap();
+    store
+        .record_attempt(
+            AttemptRecord {
+                delivery_id: delivered.delivery.id.clone(),
+                attempt: 1,
+                at: now_ms(),
+                status: Some(200),
+                error: None,
+                latency_ms: 1,
+            },
+            AfterAttempt::Delivered,
+        )
+        .await
+        .unwrap();
+    store
+        .insert_schedule(ScheduleRecord {
+            id: "sch_1".into(),
+            app: "app".into(),
+            action: "run".into(),
+            inputs: "{}".into(),
+            cron: "* * * * * *".into(),
+            timezone: "UTC".into(),
+            paused: false,
+            next_tick: 1000,
+            created_at: now_ms(),
+            last_tick: None,
+            last_execution_id: None,
+            last_error: None,
+        })
+        .await
+        .unwrap();
+    let mut execution = NewExecution {
+        id: "exec_ticked".into(),
+        app: "app".into(),
+        version: 1,
+        action: "run".into(),
+        inputs: "{}".into(),
+        view_token_hash: "0".repeat(64),
+        created_at: now_ms(),
+        started_at: None,
+        trigger_source: TriggerSource::Schedule,
+        mcp_call: None,
+        webhook: None,
+        tick: None,
+    };
+    execution.tick = Some(TickClaim {
+        schedule_id: "sch_1".into(),
+        tick: 1000,
+        next_tick: 2000,
+    });
+    store.insert_execution(execution, None).await.unwrap();
+
+    // Nothing is old enough yet.
+    assert_eq!(store.prune_outbox(Some(0), 0).await.unwrap(), 0);
+    // Kept forever without a retention period; the old tick claim goes.
+    assert_eq!(store.prune_outbox(None, 5000).await.unwrap(), 1);
+    let later = now_ms() + 1000;
+    assert_eq!(store.prune_outbox(Some(later), 5000).await.unwrap(), 1);
+    assert_eq!(store.prune_outbox(Some(later), 5000).await.unwrap(), 0);
+    let left = store.deliveries("whk_1", None, 10).await.unwrap();
+    assert_eq!(left.len(), 1, "a pending delivery is never pruned");
+    assert_eq!(left[0].delivery.execution_id, "exec_pending");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 /// Writes an execution of `app` accepted at `created_at` that ran `ms` (when given) and
 /// ended `status`; or one still queued when `status` is queued.
 async fn ended(
@@ -178,6 +634,8 @@ async fn ended(
                 started_at: ms.map(|_| created_at),
                 trigger_source,
                 mcp_call: None,
+                webhook: None,
+                tick: None,
             },
             None,
         )
@@ -258,7 +716,7 @@ async fn executions_per_day_count_each_status_and_take_nearest_rank_percentiles(
     )
     .await;
 
-    let series = floom_host::store::timeseries(store.as_ref(), "app", 3, now_ms())
+    let series = floom_host::store::per_day(store.as_ref(), "app", 3, now_ms())
         .await
         .unwrap();
     assert_eq!(
@@ -292,40 +750,5 @@ async fn executions_per_day_count_each_status_and_take_nearest_rank_percentiles(
     );
     // Runs of an app that was never published are not listed.
     assert!(!last.contains_key("other"));
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-#[tokio::test]
-async fn executions_are_listed_by_trigger_source() {
-    let (store, dir) = sqlite().await;
-    let now = now_ms();
-    for (id, source) in [
-        ("exec_api", TriggerSource::Api),
-        ("exec_ui", TriggerSource::Ui),
-        ("exec_cli", TriggerSource::Cli),
-        ("exec_ui2", TriggerSource::Ui),
-    ] {
-        ended(
-            &store,
-            id,
-            "app",
-            now,
-            Some(1),
-            ExecStatus::Succeeded,
-            source,
-        )
-        .await;
-    }
-    let listed = store
-        .executions(floom_host::store::ListExecutions {
-            trigger_source: Some(TriggerSource::Ui),
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let ids: Vec<&str> = listed.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["exec_ui2", "exec_ui"]);
-    assert!(listed.iter().all(|e| e.trigger_source == TriggerSource::Ui));
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -67,5 +67,6 @@ pub use manifest::{
     Action, BuildSection, DEFAULT_ACTION, DEFAULT_MEMORY_MB, Limits, LimitsSection, MAX_TIMEOUT,
     Manifest, ManifestError, NetworkSection, is_action_name, is_secret_name, is_slug,
 };
+pub use outbound::{Destination, MAX_CONNECT, Stream, Unreachable, connect, is_public};
 pub use outcome::{ErrorCode, Outcome, RunError, Status, Usage};
 pub use output::RESULT_MARKER;

@@ -1,6 +1,11 @@
 //! Outbound HTTP (`wasi:http/outgoing-handler`) behind the app's allowlist, checked at one
 //! place: [`Outbound::send_request`] is the only way a request leaves the sandbox.
 //!
+//! The address rules are shared with the host's webhook deliveries: [`Destination::of`]
+//! (http or https only) and [`connect`] (resolve, check every address, connect to a
+//! checked one, TLS) are the one way out of the server, for a guest's request and a
+//! notification alike.
+//!
 //! Every request is checked before it leaves: the scheme (http or https), the host against
 //! `[network] allowed_hosts` (exact names and `*.domain` wildcards; an IP literal never
 //! matches), the run's request cap, and then every address the name resolves to (public
@@ -27,8 +32,8 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::output::EventSink;
 
-/// The longest any connect may take, whatever the guest asks.
-const MAX_CONNECT: Duration = Duration::from_secs(30);
+/// The longest any connect may take, whatever the guest (or caller) asks.
+pub const MAX_CONNECT: Duration = Duration::from_secs(30);
 
 /// What each connection may buffer, read or write side (hyper's default is ~400 KiB): it
 /// bounds a response head, and what the host holds of a response the guest does not
@@ -78,26 +83,11 @@ impl Outbound {
     }
 
     /// The checks that need no network: scheme, host, request count.
-    fn admit(&mut self, uri: &http::Uri) -> Result<(String, u16, bool), String> {
-        let host = uri
-            .host()
-            .map(|h| {
-                h.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_ascii_lowercase()
-            })
-            .unwrap_or_default();
-        let tls = match uri.scheme() {
-            Some(s) if *s == Scheme::HTTPS => true,
-            Some(s) if *s == Scheme::HTTP => false,
-            other => {
-                return Err(format!(
-                    "outbound request to {host} denied: scheme {} is not http or https",
-                    other.map_or("(none)", |s| s.as_str())
-                ));
-            }
-        };
-        if !host_allowed(&self.policy.allowed_hosts, &host) {
+    fn admit(&mut self, uri: &http::Uri) -> Result<Destination, String> {
+        let destination = Destination::of(uri)
+            .map_err(|e| format!("outbound request to {} denied: {e}", host_of(uri)))?;
+        let host = &destination.host;
+        if !host_allowed(&self.policy.allowed_hosts, host) {
             return Err(format!(
                 "outbound request to {host} denied: it is not in the app's allowed_hosts"
             ));
@@ -109,9 +99,217 @@ impl Outbound {
             ));
         }
         self.requests += 1;
-        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
-        Ok((host, port, tls))
+        Ok(destination)
     }
+}
+
+/// The host of `uri`, lowercase, without the brackets of an IPv6 literal.
+fn host_of(uri: &http::Uri) -> String {
+    uri.host()
+        .map(|h| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_default()
+}
+
+/// Where an outbound request goes: a host (a name or an address), a port, and whether
+/// the connection is TLS (https).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Destination {
+    /// The host, lowercase, an IPv6 literal without its brackets.
+    pub host: String,
+    /// The port (80 or 443 unless the URL names one).
+    pub port: u16,
+    /// https.
+    pub tls: bool,
+}
+
+impl Destination {
+    /// The destination of `uri`; anything but an http or https URL with a host is
+    /// refused.
+    pub fn of(uri: &http::Uri) -> Result<Self, Unreachable> {
+        let tls = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTPS => true,
+            Some(s) if *s == Scheme::HTTP => false,
+            other => {
+                return Err(Unreachable::Scheme(
+                    other.map_or("(none)", |s| s.as_str()).to_owned(),
+                ));
+            }
+        };
+        let host = host_of(uri);
+        if host.is_empty() {
+            return Err(Unreachable::NoHost);
+        }
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(Destination { host, port, tls })
+    }
+
+    /// Whether the host is, without any lookup, a private place: a non-public address
+    /// literal or `localhost` (and names below it). A name that resolves to a private
+    /// address is only caught by [`connect`].
+    pub fn is_private_literal(&self) -> bool {
+        let host = self.host.trim_end_matches('.');
+        match host.parse::<IpAddr>() {
+            Ok(ip) => !is_public(ip),
+            Err(_) => host == "localhost" || host.ends_with(".localhost"),
+        }
+    }
+}
+
+/// Why a destination was refused or not reached.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreachable {
+    /// Not http or https.
+    #[error("scheme {0} is not http or https")]
+    Scheme(String),
+    /// The URL names no host.
+    #[error("the URL has no host")]
+    NoHost,
+    /// Every address of the host is private, and private addresses are not allowed.
+    #[error("{host} resolves to a private address ({address})")]
+    Private {
+        /// The host.
+        host: String,
+        /// The first address it resolved to.
+        address: String,
+    },
+    /// The name did not resolve.
+    #[error("{0} does not resolve")]
+    Dns(String),
+    /// Resolving took too long.
+    #[error("resolving {0} timed out")]
+    DnsTimeout(String),
+    /// No checked address accepted a connection in time.
+    #[error("cannot connect to {0}")]
+    Connect(String),
+    /// The host is not a name a TLS certificate can be checked against.
+    #[error("{0} is not a valid TLS server name")]
+    ServerName(String),
+    /// The TLS handshake did not finish in time.
+    #[error("the TLS handshake with {0} timed out")]
+    TlsTimeout(String),
+    /// The TLS handshake failed (a bad certificate, for one).
+    #[error("TLS with {host} failed: {error}")]
+    Tls {
+        /// The host.
+        host: String,
+        /// What failed.
+        error: std::io::Error,
+    },
+}
+
+/// A connection made by [`connect`]: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum Stream {
+    /// http.
+    Plain(TcpStream),
+    /// https.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Connects to `destination`: resolves its host, checks every address (public only,
+/// unless `allow_private`), connects to one that passed, and for https completes a TLS
+/// handshake checked against the bundled web roots. Each step gets `timeout` (capped at
+/// [`MAX_CONNECT`]). The connection goes to an address that was checked, so a DNS answer
+/// cannot change between the check and the connect (DNS rebinding).
+pub async fn connect(
+    destination: &Destination,
+    allow_private: bool,
+    timeout: Duration,
+) -> Result<Stream, Unreachable> {
+    let timeout = timeout.min(MAX_CONNECT);
+    let host = &destination.host;
+    let addrs: Vec<SocketAddr> = match tokio::time::timeout(
+        timeout,
+        tokio::net::lookup_host((host.as_str(), destination.port)),
+    )
+    .await
+    {
+        Ok(Ok(addrs)) => addrs.collect(),
+        Ok(Err(_)) => return Err(Unreachable::Dns(host.clone())),
+        Err(_) => return Err(Unreachable::DnsTimeout(host.clone())),
+    };
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| allow_private || is_public(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err(match addrs.first() {
+            Some(first) => Unreachable::Private {
+                host: host.clone(),
+                address: first.ip().to_string(),
+            },
+            None => Unreachable::Dns(host.clone()),
+        });
+    }
+    let mut stream = None;
+    for addr in &allowed {
+        if let Ok(Ok(s)) = tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            stream = Some(s);
+            break;
+        }
+    }
+    let stream = stream.ok_or_else(|| Unreachable::Connect(host.clone()))?;
+    if !destination.tls {
+        return Ok(Stream::Plain(stream));
+    }
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|_| Unreachable::ServerName(host.clone()))?;
+    let tls = tokio::time::timeout(
+        timeout,
+        tokio_rustls::TlsConnector::from(tls_config()).connect(name, stream),
+    )
+    .await
+    .map_err(|_| Unreachable::TlsTimeout(host.clone()))?
+    .map_err(|error| Unreachable::Tls {
+        host: host.clone(),
+        error,
+    })?;
+    Ok(Stream::Tls(Box::new(tls)))
 }
 
 /// Whether `host` (lowercase) matches one of the patterns: an exact name, or `*.domain`
@@ -133,7 +331,7 @@ pub(crate) fn host_allowed(patterns: &[String], host: &str) -> bool {
 
 /// Whether `ip` is a public unicast address (not loopback, private, link-local, shared,
 /// multicast, documentation or otherwise reserved).
-pub(crate) fn is_public(ip: IpAddr) -> bool {
+pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let [a, b, c, _] = v4.octets();
@@ -207,8 +405,8 @@ impl WasiHttpHooks for Outbound {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let admitted = self.admit(request.uri());
         let sink = self.sink.clone();
-        let (host, port, tls) = match admitted {
-            Ok(target) => target,
+        let destination = match admitted {
+            Ok(destination) => destination,
             Err(why) => {
                 sink.notice(why);
                 return Box::new(async { Err(Error::HttpRequestDenied) });
@@ -222,63 +420,32 @@ impl WasiHttpHooks for Outbound {
             let connect_timeout = options
                 .and_then(|o| o.connect_timeout)
                 .unwrap_or(MAX_CONNECT)
-                .min(MAX_CONNECT)
                 .min(remaining());
-            // Resolve, then check every address before connecting to one of them.
-            let addrs: Vec<SocketAddr> = match tokio::time::timeout(
-                connect_timeout,
-                tokio::net::lookup_host((host.as_str(), port)),
-            )
-            .await
-            {
-                Ok(Ok(addrs)) => addrs.collect(),
-                Ok(Err(_)) => {
-                    return Err(Error::DnsError {
-                        rcode: None,
-                        info_code: None,
+            let stream = match connect(&destination, allow_private, connect_timeout).await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    if let Unreachable::Private { host, address } = &e {
+                        sink.notice(format!(
+                            "outbound request to {host} denied: it resolves to a private address ({address})"
+                        ));
+                    }
+                    return Err(match e {
+                        Unreachable::Private { .. } => Error::DestinationIpProhibited,
+                        Unreachable::Dns(_) => Error::DnsError {
+                            rcode: None,
+                            info_code: None,
+                        },
+                        Unreachable::DnsTimeout(_) => Error::DnsTimeout,
+                        Unreachable::Connect(_) => Error::ConnectionRefused,
+                        Unreachable::TlsTimeout(_) => Error::ConnectionTimeout,
+                        Unreachable::Tls { error, .. } => Error::Tls(error),
+                        Unreachable::Scheme(_)
+                        | Unreachable::NoHost
+                        | Unreachable::ServerName(_) => Error::HttpRequestUriInvalid,
                     });
                 }
-                Err(_) => return Err(Error::DnsTimeout),
             };
-            let allowed: Vec<SocketAddr> = addrs
-                .iter()
-                .copied()
-                .filter(|a| allow_private || is_public(a.ip()))
-                .collect();
-            if allowed.is_empty() {
-                sink.notice(format!(
-                    "outbound request to {host} denied: it resolves to a private address ({})",
-                    addrs
-                        .first()
-                        .map_or("none".to_owned(), |a| a.ip().to_string())
-                ));
-                return Err(Error::DestinationIpProhibited);
-            }
-            let mut stream = None;
-            for addr in &allowed {
-                match tokio::time::timeout(connect_timeout, TcpStream::connect(addr)).await {
-                    Ok(Ok(s)) => {
-                        stream = Some(s);
-                        break;
-                    }
-                    Ok(Err(_)) | Err(_) => continue,
-                }
-            }
-            let stream = stream.ok_or(Error::ConnectionRefused)?;
-            let (sender, connection) = if tls {
-                let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())
-                    .map_err(|_| Error::HttpRequestUriInvalid)?;
-                let stream = tokio::time::timeout(
-                    connect_timeout,
-                    tokio_rustls::TlsConnector::from(tls_config()).connect(name, stream),
-                )
-                .await
-                .map_err(|_| Error::ConnectionTimeout)?
-                .map_err(Error::Tls)?;
-                handshake(TokioIo::new(stream), connect_timeout).await?
-            } else {
-                handshake(TokioIo::new(stream), connect_timeout).await?
-            };
+            let (sender, connection) = handshake(TokioIo::new(stream), connect_timeout).await?;
             send(sender, connection, request, budget, deadline).await
         })
     }
@@ -438,6 +605,38 @@ mod tests {
             "::ffff:8.8.8.8",
         ] {
             assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+
+    #[test]
+    fn destinations_are_http_or_https_and_literals_are_seen_as_private() {
+        let of = |url: &str| Destination::of(&url.parse::<http::Uri>().unwrap());
+        assert_eq!(
+            of("https://Example.org/hook").unwrap(),
+            Destination {
+                host: "example.org".into(),
+                port: 443,
+                tls: true
+            }
+        );
+        assert_eq!(of("http://[::1]:8080/").unwrap().host, "::1");
+        assert!(matches!(
+            of("ftp://example.org/"),
+            Err(Unreachable::Scheme(_))
+        ));
+        assert!(matches!(of("/relative"), Err(Unreachable::Scheme(_))));
+        for private in [
+            "http://127.0.0.1/",
+            "http://localhost:9/",
+            "http://a.localhost/",
+            "http://10.0.0.1/",
+            "http://[::1]/",
+            "http://169.254.169.254/",
+        ] {
+            assert!(of(private).unwrap().is_private_literal(), "{private}");
+        }
+        for public in ["https://example.org/", "http://1.1.1.1/"] {
+            assert!(!of(public).unwrap().is_private_literal(), "{public}");
         }
     }
 }

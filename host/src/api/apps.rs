@@ -16,9 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::{Caller, Need};
 use super::error::{ApiError, Problem};
 use super::extract::{PathParams, QueryParams};
-use super::{AppState, date, runs, timestamp};
+use super::{AppState, runs, timestamp};
 use crate::registry::PublishError;
-use crate::store::{AppRecord, DayStats, ExecStatus, NotPurgeable, now_ms};
+use crate::store::{AppRecord, ExecStatus, NotPurgeable, percentile};
 use crate::tokens::Role;
 
 /// Largest manifest part of a publish.
@@ -42,11 +42,13 @@ pub fn router() -> Router<AppState> {
             // The publish handler reads its body with its own limit.
             get(list).post(publish).layer(DefaultBodyLimit::disable()),
         )
-        .route("/api/apps/{slug}", get(detail).delete(delete))
+        .route(
+            "/api/apps/{slug}",
+            get(detail).delete(delete).patch(super::operate::patch),
+        )
         .route("/api/apps/{slug}/versions", get(versions))
         .route("/api/apps/{slug}/rollback/{version}", post(rollback))
         .route("/api/apps/{slug}/stats", get(stats))
-        .route("/api/apps/{slug}/timeseries", get(timeseries))
         .route("/api/apps/{slug}/run", post(runs::run_app))
         .route(
             "/api/apps/{slug}/actions/{action}/run",
@@ -61,6 +63,8 @@ pub struct AppView {
     name: Option<String>,
     description: Option<String>,
     public: bool,
+    /// Whether the operator paused it (it refuses new runs).
+    paused: bool,
     kind: String,
     version: i64,
     sha256: String,
@@ -132,6 +136,7 @@ pub fn app_view(record: &AppRecord, max_memory_mb: u64) -> Result<AppView, ApiEr
         name: manifest.name,
         description: manifest.description,
         public: version.public,
+        paused: record.paused,
         kind: version.kind.clone(),
         version: version.version,
         sha256: version.sha256.clone(),
@@ -468,16 +473,6 @@ pub struct Percentiles {
     p95: Option<i64>,
 }
 
-fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.saturating_sub(1).min(sorted.len() - 1))
-        .copied()
-}
-
 #[utoipa::path(get, path = "/api/apps/{slug}/stats", tag = "apps",
     summary = "Execution counts, error rate and durations of an app",
     params(("slug" = String, Path, description = "The app's slug")),
@@ -519,78 +514,11 @@ async fn stats(
 }
 
 /// Counts per status, every status present (zero when none).
-fn status_counts(counts: &[(ExecStatus, i64)]) -> BTreeMap<&'static str, i64> {
+pub(super) fn status_counts(counts: &[(ExecStatus, i64)]) -> BTreeMap<&'static str, i64> {
     let mut by_status: BTreeMap<&'static str, i64> =
         ExecStatus::ALL.iter().map(|s| (s.as_str(), 0)).collect();
     for (status, count) in counts {
         by_status.insert(status.as_str(), *count);
     }
     by_status
-}
-
-/// `?days=`.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct TimeseriesQuery {
-    /// How many days, up to today (UTC), 1 to 90 (default 30).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 90)]
-    days: Option<String>,
-}
-
-/// An app's executions per UTC day.
-#[derive(Serialize, ToSchema)]
-pub struct TimeseriesView {
-    /// One entry per day, oldest first, today last.
-    days: Vec<DayView>,
-}
-
-/// One UTC day of an app's executions (by when they were accepted).
-#[derive(Serialize, ToSchema)]
-pub struct DayView {
-    /// `2026-12-01`
-    date: String,
-    /// Executions per status.
-    counts: BTreeMap<&'static str, i64>,
-    /// Median run duration of those that ran and ended.
-    p50_ms: Option<i64>,
-    /// 95th percentile of the same.
-    p95_ms: Option<i64>,
-}
-
-impl From<&DayStats> for DayView {
-    fn from(day: &DayStats) -> Self {
-        DayView {
-            date: date(day.day),
-            counts: status_counts(&day.counts),
-            p50_ms: day.p50_ms,
-            p95_ms: day.p95_ms,
-        }
-    }
-}
-
-#[utoipa::path(get, path = "/api/apps/{slug}/timeseries", tag = "apps",
-    summary = "An app's executions per UTC day: counts per status and p50/p95 durations",
-    params(("slug" = String, Path, description = "The app's slug"), TimeseriesQuery),
-    responses((status = 200, body = TimeseriesView, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
-    security(("bearer" = [])))]
-async fn timeseries(
-    State(state): State<AppState>,
-    PathParams(slug): PathParams<String>,
-    QueryParams(query): QueryParams<TimeseriesQuery>,
-    caller: Caller,
-) -> Result<Json<TimeseriesView>, ApiError> {
-    if !caller.has_credentials() {
-        return Err(ApiError::auth_failed(
-            "the timeseries needs a token that covers the app",
-        ));
-    }
-    let days = super::extract::days_param(query.days.as_deref(), 30)?;
-    authorized_app(&state, &caller, &slug, Need::Run).await?;
-    if !caller.covers(&slug) {
-        return Err(ApiError::not_found(format!("no app {slug:?}")));
-    }
-    let series = crate::store::timeseries(state.store.as_ref(), &slug, days, now_ms()).await?;
-    Ok(Json(TimeseriesView {
-        days: series.iter().map(DayView::from).collect(),
-    }))
 }

@@ -221,9 +221,25 @@ impl ApiError {
         self.status
     }
 
+    /// The SPEC's code (`invalid_input`, `quota_exceeded`, ...).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
     /// What went wrong, for people.
     pub fn detail(&self) -> &str {
         &self.detail
+    }
+
+    /// For `invalid_input`: where the inputs break the schema, and how many more
+    /// problems there are.
+    pub fn input_problems(&self) -> (&[InputProblem], Option<u64>) {
+        (&self.errors, self.errors_omitted)
+    }
+
+    /// For a 429 or 503: seconds to wait before retrying.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 }
 

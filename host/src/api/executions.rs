@@ -305,8 +305,8 @@ impl FromRequestParts<AppState> for Readable {
     }
 }
 
-/// The execution `id` when `caller` may read it: with a token that covers its app, or
-/// with its view token (`view_token`, else the `x-floom-view-token` header).
+/// The execution `id` when `caller` may read it: a token that covers its app, or its
+/// view token (`view_token`, else the `x-floom-view-token` header).
 pub async fn readable(
     state: &AppState,
     caller: &Caller,
@@ -460,7 +460,7 @@ async fn cancel(
             record.status
         )));
     }
-    let subscription = state.live.subscribe(&id);
+    let mut subscription = state.live.subscribe(&id);
     match state.scheduler.cancel(&id).await? {
         Cancelled::AlreadyTerminal => {
             return Err(ApiError::conflict(format!("{id} has already ended")));
@@ -469,7 +469,9 @@ async fn cancel(
         Cancelled::Queued => {}
         // A busy guest stops within an epoch tick; give it a moment to be recorded.
         Cancelled::Running => {
-            if let Waited::Event(event) = wait_for_end(subscription, Duration::from_secs(5)).await {
+            if let Waited::Event(event) =
+                wait_for_end(&mut subscription, Duration::from_secs(5)).await
+            {
                 return Ok(Json(Envelope::from_terminal(&id, &event)?).into_response());
             }
         }
@@ -495,7 +497,7 @@ struct ListQuery {
     /// Only this status.
     #[param(value_type = Option<ExecStatus>)]
     status: Option<String>,
-    /// Only those started this way.
+    /// Only those started this way: api, cli, mcp, webhook, ui or schedule.
     #[param(value_type = Option<TriggerSource>)]
     trigger_source: Option<String>,
     /// Page size, 1 to 200 (default 50).
@@ -535,29 +537,11 @@ async fn list(
         Caller::Admin => None,
         Caller::Agent(token) => token.apps.clone(),
     };
-    let limit = match query.limit.as_deref().filter(|l| !l.is_empty()) {
-        None => 50,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| {
-                ApiError::invalid_input(format!("limit {text:?} must be a number from 1 to 200"))
-            })?,
-    };
+    let limit = page_limit(query.limit.as_deref())?;
     // An empty parameter (`?app=&cursor=`) means no filter.
     let nonempty = |value: Option<String>| value.filter(|v| !v.is_empty());
-    let status = query
-        .status
-        .as_deref()
-        .map(str::parse::<ExecStatus>)
-        .transpose()
-        .map_err(ApiError::invalid_input)?;
-    let trigger_source = nonempty(query.trigger_source)
-        .as_deref()
-        .map(str::parse::<TriggerSource>)
-        .transpose()
-        .map_err(ApiError::invalid_input)?;
+    let status = parse_filter::<ExecStatus>(query.status.as_deref())?;
+    let trigger_source = parse_filter::<TriggerSource>(query.trigger_source.as_deref())?;
     let before = nonempty(query.cursor)
         .as_deref()
         .map(|c| {
@@ -575,6 +559,7 @@ async fn list(
             trigger_source,
             before,
             limit,
+            ..ListExecutions::default()
         })
         .await?;
     let next_cursor = (records.len() == limit as usize)
@@ -582,4 +567,29 @@ async fn list(
         .flatten();
     let data = records.iter().map(summary_view).collect::<Result<_, _>>()?;
     Ok(Json(Page { data, next_cursor }))
+}
+
+/// A page size from `?limit=`: 1 to 200, default 50.
+pub fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
+    match limit.filter(|l| !l.is_empty()) {
+        None => Ok(50),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| {
+                ApiError::invalid_input(format!("limit {text:?} must be a number from 1 to 200"))
+            }),
+    }
+}
+
+/// A filter parameter (`?status=`, `?trigger_source=`); an empty one is no filter.
+pub fn parse_filter<T: std::str::FromStr<Err = String>>(
+    value: Option<&str>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(str::parse::<T>)
+        .transpose()
+        .map_err(ApiError::invalid_input)
 }

@@ -125,8 +125,8 @@ pub fn flag(value: Option<&str>, name: &str) -> Result<bool, ApiError> {
     }
 }
 
-/// Most days a timeseries covers.
-pub const MAX_DAYS: u32 = 90;
+/// Most days a time series covers: a year, leap day included.
+pub const MAX_DAYS: u32 = 366;
 
 /// Reads `?days=`: 1 to [`MAX_DAYS`], `default` when absent or empty.
 pub fn days_param(days: Option<&str>, default: u32) -> Result<u32, ApiError> {

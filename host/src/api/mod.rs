@@ -25,10 +25,14 @@ pub mod error;
 pub mod executions;
 pub mod extract;
 pub mod openapi;
+mod operate;
 mod runs;
+mod schedules;
 mod secrets;
 mod system;
 mod tokens;
+mod triggers;
+mod webhooks;
 
 pub use error::ApiError;
 
@@ -43,8 +47,11 @@ pub struct ApiConfig {
     pub max_wait: Duration,
     /// How long a client has to send a request body, from the request's arrival (60 s).
     pub body_deadline: Duration,
-    /// Runs one caller may start per minute (0: no limit); the admin is exempt.
+    /// Runs one caller may start per minute (0: no limit); the admin is exempt. Each
+    /// inbound trigger has the same limit of its own.
     pub runs_per_minute: u32,
+    /// Whether notifications may go to private addresses (`--allow-private-network`).
+    pub allow_private_network: bool,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +62,7 @@ impl Default for ApiConfig {
             max_wait: Duration::from_secs(250),
             body_deadline: Duration::from_secs(60),
             runs_per_minute: 600,
+            allow_private_network: false,
         }
     }
 }
@@ -99,6 +107,11 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(secrets::router())
         .merge(openapi::router())
+        .merge(crate::mcp::router())
+        .merge(triggers::router())
+        .merge(schedules::router())
+        .merge(webhooks::router())
+        .merge(operate::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -10,7 +10,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
-use super::{apps, executions, runs, secrets, system, tokens};
+use super::{
+    apps, executions, operate, runs, schedules, secrets, system, tokens, triggers, webhooks,
+};
 
 /// An app's slug.
 #[derive(ToSchema)]
@@ -27,11 +29,15 @@ pub struct SlugDoc(String);
     ),
     paths(
         system::healthz,
-        apps::list, apps::publish, apps::detail, apps::delete, apps::versions, apps::rollback, apps::stats, apps::timeseries,
+        apps::list, apps::publish, apps::detail, apps::delete, apps::versions, apps::rollback, apps::stats,
         runs::run_app, runs::run_action,
         secrets::list, secrets::set, secrets::remove,
         executions::list, executions::detail, executions::events, executions::logs, executions::cancel,
         tokens::create, tokens::list, tokens::revoke,
+        triggers::create, triggers::list, triggers::rotate, triggers::remove, triggers::hook,
+        schedules::create, schedules::list, schedules::pause, schedules::resume, schedules::remove,
+        webhooks::create, webhooks::list, webhooks::remove, webhooks::run_secret, webhooks::deliveries,
+        operate::export, operate::timeseries, operate::pause, operate::resume, operate::patch, operate::sample_input,
         openapi_json, metrics,
     ),
     modifiers(&BearerAuth),
@@ -41,6 +47,9 @@ pub struct SlugDoc(String);
         (name = "executions", description = "Read, stream, cancel and list executions"),
         (name = "secrets", description = "App secrets, encrypted at rest"),
         (name = "tokens", description = "Scoped agent tokens"),
+        (name = "triggers", description = "Inbound webhooks that start runs"),
+        (name = "schedules", description = "Runs on a cron schedule"),
+        (name = "webhooks", description = "Signed notifications of execution events"),
         (name = "system", description = "Health, metrics and this document"),
     )
 )]

@@ -30,28 +30,33 @@ pub struct RunBody {
     /// The action (first form only; default `run` or the app's only action).
     #[serde(default)]
     action: Option<String>,
-    /// How the run was started, as the client says: `api` (the default), `cli` (the
-    /// `floom` CLI sends it) or `ui` (the web pages send it). The other sources (`mcp`,
-    /// `webhook`, `schedule`) are set by the server only.
+    /// How the run was started: `cli` or `ui` (the CLI and the pages say so); default
+    /// `api`. The server sets the others (`mcp`, `webhook`, `schedule`) itself.
     #[serde(default)]
-    #[schema(value_type = Option<String>, pattern = "^(api|cli|ui)$")]
+    #[schema(value_type = Option<String>, example = "cli")]
     trigger_source: Option<String>,
+    /// A URL to notify when the run ends (signed with the app's run-webhook key, see
+    /// `GET /api/apps/{slug}/webhooks/secret`): http or https, a public address unless
+    /// the server allows private ones.
+    #[serde(default)]
+    #[schema(example = "https://example.org/floom-hook")]
+    webhook: Option<String>,
 }
 
-/// The source a run request claims. Only the sources that a client of this endpoint can
-/// be are accepted: a label for the operator, never a credential, but a run must not
-/// pass for one the server started itself.
-fn claimed_source(claimed: Option<&str>) -> Result<TriggerSource, ApiError> {
-    let Some(claimed) = claimed else {
-        return Ok(TriggerSource::Api);
-    };
-    match claimed.parse::<TriggerSource>() {
-        Ok(source @ (TriggerSource::Api | TriggerSource::Cli | TriggerSource::Ui)) => Ok(source),
-        Ok(source) => Err(ApiError::invalid_input(format!(
-            "trigger_source {:?} is set by the server only: send \"api\", \"cli\" or \"ui\"",
-            source.as_str()
+/// The source a run request names for itself; the ones the server sets are refused.
+fn requested_source(named: Option<&str>) -> Result<TriggerSource, ApiError> {
+    match named {
+        None | Some("api") => Ok(TriggerSource::Api),
+        Some("cli") => Ok(TriggerSource::Cli),
+        Some("ui") => Ok(TriggerSource::Ui),
+        Some(set @ ("mcp" | "webhook" | "schedule")) => Err(ApiError::invalid_input(format!(
+            "\"trigger_source\": {set:?} is set by the server for its own runs; a run request \
+             may name \"cli\" or \"ui\" (or \"api\", the default)"
         ))),
-        Err(e) => Err(ApiError::invalid_input(e)),
+        Some(other) => Err(ApiError::invalid_input(format!(
+            "\"trigger_source\": {other:?} is not a source (a run request may name \"cli\", \
+             \"ui\" or \"api\")"
+        ))),
     }
 }
 
@@ -166,8 +171,14 @@ async fn start(
         .get("idempotency-key")
         .map(|v| runs::idempotency_key(v.to_str().unwrap_or_default()))
         .transpose()?;
-    let trigger_source = claimed_source(body.trigger_source.as_deref())?;
-    let started = runs::start(
+    let trigger_source = requested_source(body.trigger_source.as_deref())?;
+    let webhook = body
+        .webhook
+        .as_deref()
+        .map(|url| crate::notify::check_url(url, state.config.allow_private_network))
+        .transpose()
+        .map_err(|e| ApiError::invalid_input(format!("\"webhook\": {e}")))?;
+    let started = runs::start_with(
         state,
         &caller,
         StartRun {
@@ -180,13 +191,17 @@ async fn start(
             mcp_call: None,
             watch: wait,
         },
+        runs::RunOptions {
+            webhook,
+            ..runs::RunOptions::default()
+        },
     )
     .await?;
     let runs::Started {
         id,
         view_token,
         replay,
-        subscription,
+        mut subscription,
     } = started;
 
     if stream {
@@ -205,7 +220,7 @@ async fn start(
         return Ok(response);
     }
     let waited = if wait {
-        Some(wait_for_end(subscription, state.config.max_wait).await)
+        Some(wait_for_end(&mut subscription, state.config.max_wait).await)
     } else {
         // A replay answers with the execution as it stands now.
         replay.then_some(Waited::Ended)

@@ -1,10 +1,11 @@
-//! `floom apps`: list, show and delete published apps.
+//! `floom apps`: list, show, pause, resume, change the visibility of and delete
+//! published apps.
 
 use serde_json::Value;
 
 use super::client::{Client, Failure, ServerArgs, check, print_json};
 
-/// List, show, delete and roll back apps.
+/// List, show, pause, resume, delete and roll back apps.
 ///
 /// Examples:
 ///
@@ -13,6 +14,10 @@ use super::client::{Client, Failure, ServerArgs, check, print_json};
 ///   floom apps get meeting-action-items
 ///
 ///   floom apps versions hello && floom apps rollback hello 1
+///
+///   floom apps pause hello && floom apps resume hello
+///
+///   floom apps set-public hello false
 ///
 ///   floom apps delete hello
 #[derive(Debug, clap::Args)]
@@ -60,6 +65,31 @@ pub enum AppsCommand {
     Stats {
         /// The app's slug.
         slug: String,
+    },
+    /// Pause an app: it refuses new runs (from every surface, schedules and triggers
+    /// too) until resumed; its history stays. Needs an admin token.
+    #[command(after_help = "Example:\n  floom apps pause hello")]
+    Pause {
+        /// The app's slug.
+        slug: String,
+    },
+    /// Resume a paused app. Needs an admin token.
+    #[command(after_help = "Example:\n  floom apps resume hello")]
+    Resume {
+        /// The app's slug.
+        slug: String,
+    },
+    /// Make an app public (anyone may run it) or private (a token that covers it is
+    /// needed). Holds until a new version is published. Needs an admin token.
+    #[command(
+        after_help = "Examples:\n  floom apps set-public hello false\n  floom apps set-public hello true"
+    )]
+    SetPublic {
+        /// The app's slug.
+        slug: String,
+        /// true or false.
+        #[arg(action = clap::ArgAction::Set)]
+        public: bool,
     },
     /// Delete an app: its secrets, token grants and runs in flight go; its executions
     /// stay readable and its slug is not reused by a new app until purged. Needs the
@@ -160,6 +190,26 @@ pub async fn run(args: AppsArgs) -> Result<(), Failure> {
                 .await?;
             print_json(&stats);
         }
+        AppsCommand::Pause { slug } => pause(&client, &slug, "pause").await?,
+        AppsCommand::Resume { slug } => pause(&client, &slug, "resume").await?,
+        AppsCommand::SetPublic { slug, public } => {
+            let app: Value = client
+                .json(
+                    client
+                        .request(
+                            reqwest::Method::PATCH,
+                            &format!("/api/apps/{}", path_segment(&slug)),
+                        )
+                        .json(&serde_json::json!({ "public": public })),
+                )
+                .await?;
+            let visibility = if app["public"].as_bool() == Some(true) {
+                "public"
+            } else {
+                "private"
+            };
+            println!("{slug} is {visibility}");
+        }
         AppsCommand::Delete { slug, purge } => {
             let response = client
                 .request(
@@ -173,6 +223,23 @@ pub async fn run(args: AppsArgs) -> Result<(), Failure> {
             println!("{} {slug}", if purge { "purged" } else { "deleted" });
         }
     }
+    Ok(())
+}
+
+/// Pauses or resumes (`verb`) an app and says where it is.
+async fn pause(client: &Client, slug: &str, verb: &str) -> Result<(), Failure> {
+    let app: Value = client
+        .json(client.request(
+            reqwest::Method::POST,
+            &format!("/api/apps/{}/{verb}", path_segment(slug)),
+        ))
+        .await?;
+    let state = if app["paused"].as_bool() == Some(true) {
+        "paused"
+    } else {
+        "running"
+    };
+    println!("{slug} is {state}");
     Ok(())
 }
 

@@ -10,12 +10,16 @@ pub mod build;
 pub mod client;
 pub mod exec;
 pub mod executions;
+pub mod mcp;
 pub mod new;
 pub mod publish;
 pub mod run;
+pub mod schedules;
 pub mod secrets;
 pub mod serve;
 pub mod tokens;
+pub mod triggers;
+pub mod webhooks;
 
 /// Floom runtime: publish WebAssembly apps and run them safely.
 #[derive(Debug, Parser)]
@@ -39,7 +43,11 @@ pub enum Command {
     Executions(executions::ExecutionsArgs),
     Tokens(tokens::TokensArgs),
     Secrets(secrets::SecretsArgs),
+    Triggers(triggers::TriggersArgs),
+    Schedules(schedules::SchedulesArgs),
+    Webhooks(webhooks::WebhooksArgs),
     Exec(exec::ExecArgs),
+    Mcp(mcp::McpArgs),
     Bench(bench::BenchArgs),
 }
 
@@ -87,6 +95,10 @@ pub fn main() -> ExitCode {
             Command::Executions(args) => done(executions::run(args).await),
             Command::Tokens(args) => done(tokens::run(args).await),
             Command::Secrets(args) => done(secrets::run(args).await),
+            Command::Mcp(args) => done(mcp::run(args).await),
+            Command::Triggers(args) => done(triggers::run(args).await),
+            Command::Schedules(args) => done(schedules::run(args).await),
+            Command::Webhooks(args) => done(webhooks::run(args).await),
             Command::Run(args) => match run::run(args).await {
                 Ok(code) => ExitCode::from(code),
                 Err(failure) => failure.report(),

@@ -131,7 +131,6 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         ),
         None => format!("/api/apps/{}/run", path_segment(&args.target)),
     };
-    // The run is recorded as started from the CLI (SPEC section 12).
     let body = serde_json::json!({ "inputs": inputs, "trigger_source": "cli" });
 
     if args.detach {

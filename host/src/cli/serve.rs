@@ -88,8 +88,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 64)]
     pub max_upload_mb: usize,
 
-    /// Let apps reach private, loopback and link-local addresses (for tests, and for
-    /// self-hosting next to internal services). Off: apps reach public addresses only.
+    /// Let apps and webhook deliveries reach private, loopback and link-local addresses
+    /// (for tests, and for self-hosting next to internal services). Off: they reach
+    /// public addresses only.
     #[arg(long)]
     pub allow_private_network: bool,
 
@@ -116,6 +117,11 @@ pub struct ServeArgs {
     /// `memory_limit`.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub max_http_memory_mb: u64,
+
+    /// Seconds a sync run (`?wait=true`, an MCP `tools/call`) holds its request for the
+    /// outcome; a run still going then is answered with its execution id.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=250))]
+    pub max_wait_s: u64,
 
     /// Runs one caller (an agent token, or a client address when anonymous) may start
     /// per minute; 0 for no limit. The admin secret is exempt.
@@ -177,6 +183,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,
             body_deadline: Duration::from_secs(args.body_timeout_s),
+            allow_private_network: args.allow_private_network,
+            max_wait: Duration::from_secs(args.max_wait_s),
             ..ApiConfig::default()
         },
         connections: ConnectionLimits {

@@ -51,8 +51,6 @@ const DEFAULT_DAYS: u32 = 14;
 const NARROW_DAYS: usize = 7;
 /// Most bytes of an execution's inputs its page shows (they can be a megabyte).
 const MAX_SHOWN_INPUTS: usize = 64 << 10;
-/// Longest MCP tool name (SPEC section 7).
-const MAX_TOOL_NAME: usize = 64;
 
 /// The pages and their assets.
 pub fn router() -> Router<AppState> {
@@ -264,22 +262,6 @@ pub fn ago(ms: Millis) -> String {
     format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
 }
 
-/// The MCP tool name of an action (SPEC section 7): `{slug}` for the default action,
-/// `{slug}__{action}` otherwise, a name over 64 characters cut to 55 plus `_` and 8 hex
-/// characters of its sha256. The same rule as `POST /mcp` uses.
-pub fn tool_name(slug: &str, action: &str, default: bool) -> String {
-    let full = if default {
-        slug.to_owned()
-    } else {
-        format!("{slug}__{action}")
-    };
-    if full.len() <= MAX_TOOL_NAME {
-        return full;
-    }
-    // Slugs and action names are ASCII, so any byte index is a character boundary.
-    format!("{}_{}", &full[..55], &crate::tokens::hash(&full)[..8])
-}
-
 /// An app's display name: its `name`, else its slug.
 fn display_name(app: &LoadedApp) -> String {
     app.app
@@ -427,7 +409,7 @@ async fn app_page(
                     format!("/api/apps/{slug}/actions/{name}/run")
                 },
                 default: is_default,
-                tool: tool_name(&slug, name, is_default),
+                tool: crate::mcp::tool_name(&slug, name, is_default),
                 form: form::form(action.input_schema.as_ref(), &format!("a{i}")),
             }
         })
@@ -576,8 +558,7 @@ async fn ops_index(
     let mut rows = Vec::with_capacity(apps.len());
     for app in apps {
         let slug = app.record.slug.clone();
-        let series =
-            crate::store::timeseries(state.store.as_ref(), &slug, DEFAULT_DAYS, now).await?;
+        let series = crate::store::per_day(state.store.as_ref(), &slug, DEFAULT_DAYS, now).await?;
         let sum = |statuses: &[ExecStatus]| -> i64 {
             series
                 .iter()
@@ -732,7 +713,7 @@ async fn ops_app(
         })
         .transpose()?;
     let now = now_ms();
-    let series = crate::store::timeseries(state.store.as_ref(), &slug, days, now).await?;
+    let series = crate::store::per_day(state.store.as_ref(), &slug, days, now).await?;
     let dated: Vec<(String, &DayStats)> = series.iter().map(|d| (date(d.day), d)).collect();
     let summaries = state
         .store
@@ -828,14 +809,5 @@ mod tests {
         assert_eq!(ago(5 * 3_600_000), "5 hours ago");
         assert_eq!(ago(3 * 86_400_000), "3 days ago");
         assert_eq!(ago(-5), "just now", "a clock set back is not the future");
-    }
-
-    #[test]
-    fn tool_names_follow_the_mcp_rule() {
-        assert_eq!(tool_name("hello", "run", true), "hello");
-        assert_eq!(tool_name("signer", "verify", false), "signer__verify");
-        let long = tool_name(&"a".repeat(60), "action", false);
-        assert_eq!(long.len(), 64);
-        assert!(long.starts_with(&"a".repeat(55)) && long.as_bytes()[55] == b'_');
     }
 }

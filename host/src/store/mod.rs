@@ -13,8 +13,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+mod hooks;
 mod sqlite;
+mod sqlite_hooks;
 
+pub use hooks::{
+    AfterAttempt, AttemptRecord, DeliveryHistory, DeliveryRecord, DeliveryState, DueDelivery,
+    EVENT_TYPES, ScheduleRecord, SubscriptionRecord, TickClaim, TickTaken, TriggerRecord,
+    event_type,
+};
 pub use sqlite::{CommitFailed, SqliteStore};
 
 /// Unix time in milliseconds.
@@ -36,8 +43,11 @@ pub struct AppRecord {
     pub created_at: Millis,
     /// When its current version changed.
     pub updated_at: Millis,
-    /// The current version.
+    /// The current version (its `public` is the app's visibility: the manifest's, or
+    /// what the operator last set).
     pub current: VersionRecord,
+    /// Whether the operator paused it: it refuses new runs.
+    pub paused: bool,
 }
 
 /// One immutable published version of an app.
@@ -254,6 +264,10 @@ pub struct NewExecution {
     pub trigger_source: TriggerSource,
     /// For an MCP `tools/call`: the call's key (see [`Store::unfinished_mcp_call`]).
     pub mcp_call: Option<String>,
+    /// The URL the run's own notifications go to.
+    pub webhook: Option<String>,
+    /// For a scheduled run: its tick, claimed in the same transaction.
+    pub tick: Option<TickClaim>,
 }
 
 /// An execution as stored.
@@ -324,6 +338,26 @@ pub struct ExecutionSummary {
     pub finished_at: Option<Millis>,
     /// How it started.
     pub trigger_source: TriggerSource,
+}
+
+/// An execution as an export shows it: its summary and output.
+#[derive(Debug, Clone)]
+pub struct ExportedExecution {
+    /// Everything but the inputs and output.
+    pub summary: ExecutionSummary,
+    /// The output, as JSON text.
+    pub output: Option<String>,
+}
+
+/// One execution as a time series counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct TimedExecution {
+    /// When it was accepted.
+    pub created_at: Millis,
+    /// Where it is.
+    pub status: ExecStatus,
+    /// From start to end, once ended.
+    pub duration_ms: Option<i64>,
 }
 
 /// One persisted event of an execution's stream.
@@ -401,6 +435,10 @@ pub struct ListExecutions {
     pub status: Option<ExecStatus>,
     /// Only those started this way.
     pub trigger_source: Option<TriggerSource>,
+    /// Only those created at or after this time.
+    pub since: Option<Millis>,
+    /// Only those created before this time.
+    pub until: Option<Millis>,
     /// Only executions inserted before this one (the cursor).
     pub before: Option<i64>,
     /// At most this many.
@@ -483,9 +521,6 @@ pub trait Store: Send + Sync + 'static {
     async fn stats(&self, slug: &str) -> anyhow::Result<AppStats>;
     /// When each app's newest execution was accepted, for the apps that have one.
     async fn last_runs(&self) -> anyhow::Result<HashMap<String, Millis>>;
-    /// An app's executions accepted from `since` on, per UTC day that has any, oldest
-    /// first: counts per status and the p50/p95 run duration of those that ran.
-    async fn daily_stats(&self, slug: &str, since: Millis) -> anyhow::Result<Vec<DayStats>>;
 
     /// Adds an agent token.
     async fn insert_token(&self, token: TokenRecord) -> anyhow::Result<()>;
@@ -509,6 +544,102 @@ pub trait Store: Send + Sync + 'static {
     /// At startup: requeues executions interrupted on their first attempt, fails those
     /// interrupted twice with `host_restarted`, and lists every queued execution.
     async fn recover(&self, at: Millis) -> anyhow::Result<Recovery>;
+
+    /// Pauses or resumes an app; `None` when unknown.
+    async fn set_paused(&self, slug: &str, paused: bool) -> anyhow::Result<Option<AppRecord>>;
+    /// Sets an app's visibility (until a new version is published); `None` when unknown.
+    async fn set_public(&self, slug: &str, public: bool) -> anyhow::Result<Option<AppRecord>>;
+    /// A page of executions, newest first, with their outputs (for exports).
+    async fn export(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExportedExecution>>;
+    /// Every execution of `app` created at or after `since`.
+    async fn timeseries(&self, app: &str, since: Millis) -> anyhow::Result<Vec<TimedExecution>>;
+
+    /// Adds an inbound trigger.
+    async fn insert_trigger(&self, trigger: TriggerRecord) -> anyhow::Result<()>;
+    /// One trigger.
+    async fn trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRecord>>;
+    /// An app's triggers, oldest first.
+    async fn triggers(&self, app: &str) -> anyhow::Result<Vec<TriggerRecord>>;
+    /// Replaces a trigger's secret (the old one stops working at once); false when
+    /// unknown.
+    async fn rotate_trigger(
+        &self,
+        app: &str,
+        id: &str,
+        secret: Vec<u8>,
+        at: Millis,
+    ) -> anyhow::Result<bool>;
+    /// Removes a trigger; false when unknown.
+    async fn delete_trigger(&self, app: &str, id: &str) -> anyhow::Result<bool>;
+
+    /// Adds a schedule.
+    async fn insert_schedule(&self, schedule: ScheduleRecord) -> anyhow::Result<()>;
+    /// An app's schedules, oldest first.
+    async fn schedules(&self, app: &str) -> anyhow::Result<Vec<ScheduleRecord>>;
+    /// Every unpaused schedule whose next tick is at or before `before`, soonest first.
+    async fn due_schedules(&self, before: Millis) -> anyhow::Result<Vec<ScheduleRecord>>;
+    /// Pauses a schedule, or resumes it with the given next tick; false when unknown.
+    async fn set_schedule_paused(
+        &self,
+        app: &str,
+        id: &str,
+        paused: bool,
+        next_tick: Millis,
+    ) -> anyhow::Result<bool>;
+    /// Removes a schedule; false when unknown.
+    async fn delete_schedule(&self, app: &str, id: &str) -> anyhow::Result<bool>;
+    /// Moves a schedule past a tick that started no run, recording why; false when the
+    /// tick was no longer due (taken, paused or gone).
+    async fn skip_tick(&self, claim: TickClaim, error: String) -> anyhow::Result<bool>;
+
+    /// Adds a notification subscription.
+    async fn insert_subscription(&self, subscription: SubscriptionRecord) -> anyhow::Result<()>;
+    /// An app's subscriptions, oldest first.
+    async fn subscriptions(&self, app: &str) -> anyhow::Result<Vec<SubscriptionRecord>>;
+    /// Removes a subscription and cancels its pending deliveries; false when unknown.
+    async fn delete_subscription(&self, app: &str, id: &str) -> anyhow::Result<bool>;
+    /// The app's sealed run-webhook key; `new` is stored and returned when it has none.
+    async fn run_webhook_secret(
+        &self,
+        app: &str,
+        new: Vec<u8>,
+        at: Millis,
+    ) -> anyhow::Result<Vec<u8>>;
+    /// Claims up to `limit` pending deliveries due at `now` for an attempt: each is
+    /// held until `hold_until` (another claim skips it meanwhile, and a crash mid-attempt
+    /// only delays it).
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        hold_until: Millis,
+        limit: u32,
+    ) -> anyhow::Result<Vec<DueDelivery>>;
+    /// Records an attempt and what follows it.
+    async fn record_attempt(
+        &self,
+        attempt: AttemptRecord,
+        next: AfterAttempt,
+    ) -> anyhow::Result<()>;
+    /// The newest deliveries of a subscription with their attempts, before the delivery
+    /// `before` (a cursor) when given.
+    async fn deliveries(
+        &self,
+        subscription_id: &str,
+        before: Option<String>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<DeliveryHistory>>;
+    /// Deletes, a bounded amount per call, deliveries that ended before
+    /// `deliveries_before` (with their attempts; `None` keeps them) and claimed schedule
+    /// ticks older than `ticks_before`; returns how many rows went (0 when none are left).
+    async fn prune_outbox(
+        &self,
+        deliveries_before: Option<Millis>,
+        ticks_before: Millis,
+    ) -> anyhow::Result<usize>;
+    /// When the soonest pending delivery is due (it may be now, or past).
+    async fn next_delivery_at(&self) -> anyhow::Result<Option<Millis>>;
+    /// Notified after every commit that added deliveries to the outbox.
+    fn outbox_signal(&self) -> Arc<tokio::sync::Notify>;
 }
 
 /// What deleting an app did.
@@ -621,9 +752,22 @@ pub struct DayStats {
     pub p95_ms: Option<i64>,
 }
 
+/// The value at percentile `p` of `sorted` (nearest rank: the value at rank
+/// ceil(p% of the count)).
+pub fn percentile(sorted: &[i64], p: f64) -> Option<i64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted
+        .get(rank.saturating_sub(1).min(sorted.len() - 1))
+        .copied()
+}
+
 /// The last `days` UTC days of an app's executions up to the one holding `now`, oldest
-/// first, one entry per day (days without executions are empty).
-pub async fn timeseries(
+/// first, one entry per day (days without executions are empty): what
+/// `GET /api/apps/{slug}/timeseries` answers and the operator's charts draw.
+pub async fn per_day(
     store: &dyn Store,
     slug: &str,
     days: u32,
@@ -631,21 +775,36 @@ pub async fn timeseries(
 ) -> anyhow::Result<Vec<DayStats>> {
     let today = now.div_euclid(DAY_MS);
     let first = today - i64::from(days.max(1)) + 1;
-    let mut found = store
-        .daily_stats(slug, first * DAY_MS)
-        .await?
-        .into_iter()
-        .peekable();
-    let mut series = Vec::with_capacity(days as usize);
-    for day in first..=today {
-        // Skip a day before the window, which only a clock set back can produce.
-        while found.next_if(|d| d.day < day).is_some() {}
-        series.push(found.next_if(|d| d.day == day).unwrap_or(DayStats {
-            day,
-            ..DayStats::default()
-        }));
+    let mut buckets: Vec<(HashMap<ExecStatus, i64>, Vec<i64>)> =
+        (0..days.max(1)).map(|_| Default::default()).collect();
+    for execution in store.timeseries(slug, first * DAY_MS).await? {
+        let day = execution.created_at.div_euclid(DAY_MS) - first;
+        // A run stamped after today (a clock set back) is outside the window.
+        let Some((counts, durations)) = usize::try_from(day).ok().and_then(|d| buckets.get_mut(d))
+        else {
+            continue;
+        };
+        *counts.entry(execution.status).or_default() += 1;
+        if execution.status.is_terminal() {
+            durations.extend(execution.duration_ms);
+        }
     }
-    Ok(series)
+    Ok(buckets
+        .into_iter()
+        .zip(first..)
+        .map(|((counts, mut durations), day)| {
+            durations.sort_unstable();
+            DayStats {
+                day,
+                counts: ExecStatus::ALL
+                    .iter()
+                    .filter_map(|s| counts.get(s).map(|n| (*s, *n)))
+                    .collect(),
+                p50_ms: percentile(&durations, 50.0),
+                p95_ms: percentile(&durations, 95.0),
+            }
+        })
+        .collect())
 }
 
 /// The store as the server holds it.

@@ -14,7 +14,7 @@
 //! while the writer writes. Checkpoints (copying the WAL back into the database, with
 //! its fsyncs) run on a thread of their own, so no commit waits for one.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
@@ -26,11 +26,16 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
+use super::sqlite_hooks;
 use super::{
-    AppRecord, AppStats, Appended, DAY_MS, DayStats, DeletedApp, ExecStatus, ExecutionRecord,
-    ExecutionSummary, Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions,
-    Millis, NewExecution, NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired,
-    Started, Store, StoredEvent, TokenRecord, TriggerSource, VersionRecord,
+    AfterAttempt, AttemptRecord, DeliveryHistory, DueDelivery, ExportedExecution, ScheduleRecord,
+    SubscriptionRecord, TickClaim, TimedExecution, TriggerRecord,
+};
+use super::{
+    AppRecord, AppStats, Appended, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
+    Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
+    NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
+    StoredEvent, TokenRecord, TriggerSource, VersionRecord,
 };
 use crate::events;
 use crate::live::Live;
@@ -42,7 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_retired_slugs.sql"),
     include_str!("migrations/0004_event_retention.sql"),
     include_str!("migrations/0005_trigger_source.sql"),
-    include_str!("migrations/0006_executions_by_day.sql"),
+    include_str!("migrations/0006_hooks.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -85,6 +90,8 @@ impl From<&rusqlite::Error> for CommitFailed {
 struct Effects {
     open: Vec<String>,
     publish: Vec<StoredEvent>,
+    /// Deliveries were added to the outbox.
+    outbox: bool,
 }
 
 /// One queued write: runs inside the batch transaction, then learns whether the batch
@@ -117,6 +124,7 @@ impl<R: Send + 'static> Job for Op<R> {
         if result.is_ok() {
             effects.open.append(&mut self.effects.open);
             effects.publish.append(&mut self.effects.publish);
+            effects.outbox |= self.effects.outbox;
         }
         self.result = Some(result);
     }
@@ -238,6 +246,7 @@ impl Backlog {
 /// The SQLite store.
 pub struct SqliteStore {
     jobs: Mutex<mpsc::Sender<Work>>,
+    outbox: Arc<tokio::sync::Notify>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
 }
@@ -275,9 +284,13 @@ impl SqliteStore {
             .context("cannot start the database checkpointer")?;
 
         let (tx, rx) = mpsc::channel::<Work>();
+        let outbox = Arc::new(tokio::sync::Notify::new());
         std::thread::Builder::new()
             .name("floom-store-writer".into())
-            .spawn(move || writer(conn, rx, live, nudge))
+            .spawn({
+                let outbox = outbox.clone();
+                move || writer(conn, rx, live, nudge, outbox)
+            })
             .context("cannot start the database writer")?;
 
         let mut readers = Vec::new();
@@ -291,6 +304,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             jobs: Mutex::new(tx),
+            outbox,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
         })
@@ -412,6 +426,7 @@ fn writer(
     work: mpsc::Receiver<Work>,
     live: Arc<Live>,
     checkpoint: mpsc::SyncSender<()>,
+    outbox: Arc<tokio::sync::Notify>,
 ) {
     let mut backlog = Backlog::default();
     loop {
@@ -467,6 +482,9 @@ fn writer(
             for event in effects.publish {
                 live.publish(event);
             }
+            if effects.outbox {
+                outbox.notify_one();
+            }
         }
         for job in jobs {
             job.complete(commit.clone());
@@ -519,15 +537,20 @@ fn cancel_queued_in(
     why: &str,
 ) -> anyhow::Result<bool> {
     let error = RunError::new(ErrorCode::Cancelled, why);
-    let updated = tx
+    let updated: Option<(String, Option<String>)> = tx
         .prepare_cached(
             "UPDATE executions SET status = 'cancelled', error = ?2, finished_at = ?3 \
-             WHERE id = ?1 AND status = 'queued'",
+             WHERE id = ?1 AND status = 'queued' RETURNING app, webhook",
         )?
-        .execute(params![id, serde_json::to_string(&error)?, at])?;
-    if updated == 0 {
+        .query_row(params![id, serde_json::to_string(&error)?, at], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()?;
+    let Some((app, webhook)) = updated else {
         return Ok(false);
-    }
+    };
+    effects.outbox |=
+        sqlite_hooks::enqueue(tx, id, &app, webhook.as_deref(), ExecStatus::Cancelled, at)?;
     let event = events::error(id, next_seq(tx, id)?, ExecStatus::Cancelled, &error);
     insert_event(tx, &event)?;
     effects.publish.push(event);
@@ -549,18 +572,24 @@ fn version_row(row: &Row<'_>) -> rusqlite::Result<VersionRecord> {
     })
 }
 
+/// An app's columns: its current version's (with the app's own visibility when the
+/// operator set one), then the app's.
+const APP_COLUMNS: &str = "v.slug, v.version, v.sha256, v.manifest, v.kind, \
+                           COALESCE(a.public, v.public), v.created_at, a.created_at, a.updated_at, a.paused";
+
 fn app_row(row: &Row<'_>) -> rusqlite::Result<AppRecord> {
     Ok(AppRecord {
         slug: row.get(0)?,
         current: version_row(row)?,
         created_at: row.get(7)?,
         updated_at: row.get(8)?,
+        paused: row.get(9)?,
     })
 }
 
 fn app_query(conn: &Connection, slug: &str) -> rusqlite::Result<Option<AppRecord>> {
     conn.prepare_cached(&format!(
-        "SELECT {VERSION_COLUMNS}, a.created_at, a.updated_at FROM apps a \
+        "SELECT {APP_COLUMNS} FROM apps a \
          JOIN app_versions v ON v.slug = a.slug AND v.version = a.current_version \
          WHERE a.slug = ?1"
     ))?
@@ -591,6 +620,42 @@ fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         finished_at: row.get(14)?,
         trigger_source: trigger_column(row, 15)?,
     })
+}
+
+/// The execution list's filters, over the parameters [`list_params`] gives (`?4` is the
+/// page size).
+const LIST_FILTER: &str = "(?1 IS NULL OR app = ?1) AND (?2 IS NULL OR status = ?2) \
+     AND (?3 IS NULL OR n < ?3) AND (?5 IS NULL OR app IN (SELECT value FROM json_each(?5))) \
+     AND (?6 IS NULL OR trigger_source = ?6) AND (?7 IS NULL OR created_at >= ?7) \
+     AND (?8 IS NULL OR created_at < ?8)";
+
+type ListParams<'a> = (
+    Option<&'a str>,
+    Option<&'static str>,
+    Option<i64>,
+    u32,
+    Option<String>,
+    Option<&'static str>,
+    Option<Millis>,
+    Option<Millis>,
+);
+
+fn list_params(filter: &ListExecutions) -> anyhow::Result<ListParams<'_>> {
+    let apps = filter
+        .apps
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()?;
+    Ok((
+        filter.app.as_deref(),
+        filter.status.map(ExecStatus::as_str),
+        filter.before,
+        filter.limit,
+        apps,
+        filter.trigger_source.map(TriggerSource::as_str),
+        filter.since,
+        filter.until,
+    ))
 }
 
 const SUMMARY_COLUMNS: &str = "n, id, app, version, action, status, error, usage, attempts, \
@@ -672,7 +737,7 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO apps (slug, current_version, created_at, updated_at) VALUES (?1, ?2, ?3, ?3) \
                  ON CONFLICT (slug) DO UPDATE SET current_version = excluded.current_version, \
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, public = NULL",
                 params![new.slug, version, now],
             )?;
             let app = app_query(tx, &new.slug)?.context("the app just written is missing")?;
@@ -689,7 +754,7 @@ impl Store for SqliteStore {
     async fn apps(&self) -> anyhow::Result<Vec<AppRecord>> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {VERSION_COLUMNS}, a.created_at, a.updated_at FROM apps a \
+                "SELECT {APP_COLUMNS} FROM apps a \
                  JOIN app_versions v ON v.slug = a.slug AND v.version = a.current_version \
                  ORDER BY a.slug"
             ))?;
@@ -754,6 +819,7 @@ impl Store for SqliteStore {
                     "the app was deleted before this run started",
                 )?;
             }
+            sqlite_hooks::delete_app(tx, &slug, at)?;
             Ok(Some(DeletedApp { cancelled: queued }))
         })
         .await
@@ -783,6 +849,7 @@ impl Store for SqliteStore {
                 &format!("DELETE FROM idempotency WHERE execution_id IN ({executions})"),
                 [&slug],
             )?;
+            sqlite_hooks::purge_app(tx, &slug)?;
             let removed = tx.execute("DELETE FROM executions WHERE app = ?1", [&slug])?
                 + tx.execute("DELETE FROM app_versions WHERE slug = ?1", [&slug])?;
             Ok(retired || removed > 0)
@@ -796,6 +863,9 @@ impl Store for SqliteStore {
         idempotency: Option<IdempotencyKey>,
     ) -> anyhow::Result<Inserted> {
         self.write(move |tx, effects| {
+            if let Some(claim) = &e.tick {
+                sqlite_hooks::claim_tick(tx, claim, &e.id)?;
+            }
             if let Some(key) = &idempotency {
                 let earlier = tx
                     .prepare_cached(
@@ -841,8 +911,8 @@ impl Store for SqliteStore {
             tx.prepare_cached(
                 "INSERT INTO executions \
                  (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
-                  started_at, trigger_source, mcp_call) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                  started_at, trigger_source, mcp_call, webhook) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 e.id,
@@ -856,7 +926,8 @@ impl Store for SqliteStore {
                 i64::from(e.started_at.is_some()),
                 e.started_at,
                 e.trigger_source.as_str(),
-                e.mcp_call
+                e.mcp_call,
+                e.webhook
             ])?;
             effects.open.push(e.id.clone());
             let Some(_) = e.started_at else {
@@ -910,20 +981,35 @@ impl Store for SqliteStore {
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()> {
         let id = id.to_owned();
         self.write_after(Some(id.clone()), move |tx, effects| {
-            let updated = tx
+            let updated: Option<(String, Option<String>)> = tx
                 .prepare_cached(
                     "UPDATE executions SET status = ?2, output = ?3, error = ?4, usage = ?5, finished_at = ?6 \
-                     WHERE id = ?1 AND status = 'running'",
+                     WHERE id = ?1 AND status = 'running' RETURNING app, webhook",
                 )?
-                .execute(params![
-                    id,
-                    finish.status.as_str(),
-                    finish.output,
-                    finish.error,
-                    finish.usage,
-                    finish.finished_at
-                ])?;
-            anyhow::ensure!(updated == 1, "execution {id} is not running");
+                .query_row(
+                    params![
+                        id,
+                        finish.status.as_str(),
+                        finish.output,
+                        finish.error,
+                        finish.usage,
+                        finish.finished_at
+                    ],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let Some((app, webhook)) = updated else {
+                anyhow::bail!("execution {id} is not running");
+            };
+            // The outbox, in the transaction of the change it announces.
+            effects.outbox |= sqlite_hooks::enqueue(
+                tx,
+                &id,
+                &app,
+                webhook.as_deref(),
+                finish.status,
+                finish.finished_at,
+            )?;
             insert_event(tx, &finish.event)?;
             effects.publish.push(finish.event);
             Ok(())
@@ -975,24 +1061,9 @@ impl Store for SqliteStore {
     async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionSummary>> {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {SUMMARY_COLUMNS} FROM executions \
-                 WHERE (?1 IS NULL OR app = ?1) AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR n < ?3) \
-                 AND (?5 IS NULL OR app IN (SELECT value FROM json_each(?5))) \
-                 AND (?6 IS NULL OR trigger_source = ?6) \
-                 ORDER BY n DESC LIMIT ?4"
+                "SELECT {SUMMARY_COLUMNS} FROM executions WHERE {LIST_FILTER} ORDER BY n DESC LIMIT ?4"
             ))?;
-            let apps = filter.apps.map(|apps| serde_json::to_string(&apps)).transpose()?;
-            let rows = stmt.query_map(
-                params![
-                    filter.app,
-                    filter.status.map(ExecStatus::as_str),
-                    filter.before,
-                    filter.limit,
-                    apps,
-                    filter.trigger_source.map(TriggerSource::as_str)
-                ],
-                summary_row,
-            )?;
+            let rows = stmt.query_map(list_params(&filter)?, summary_row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -1094,57 +1165,6 @@ impl Store for SqliteStore {
                 }
             }
             Ok(last)
-        })
-        .await
-    }
-
-    async fn daily_stats(&self, slug: &str, since: Millis) -> anyhow::Result<Vec<DayStats>> {
-        let slug = slug.to_owned();
-        self.read(move |conn| {
-            let mut days: BTreeMap<i64, DayStats> = BTreeMap::new();
-            let counts = conn
-                .prepare_cached(
-                    "SELECT created_at / ?3, status, COUNT(*) FROM executions \
-                     INDEXED BY executions_by_app_created \
-                     WHERE app = ?1 AND created_at >= ?2 GROUP BY 1, 2",
-                )?
-                .query_map(params![slug, since, DAY_MS], |row| {
-                    Ok((row.get::<_, i64>(0)?, status_column(row, 1)?, row.get(2)?))
-                })?
-                .collect::<rusqlite::Result<Vec<(i64, ExecStatus, i64)>>>()?;
-            for (day, status, n) in counts {
-                let entry = days.entry(day).or_insert_with(|| DayStats {
-                    day,
-                    ..DayStats::default()
-                });
-                entry.counts.push((status, n));
-            }
-            // Nearest-rank percentiles (as GET /api/apps/{slug}/stats computes them): the
-            // value at rank ceil(p% of the day's count), in integer arithmetic.
-            let percentiles = conn
-                .prepare_cached(
-                    "WITH ranked AS (SELECT created_at / ?3 AS day, finished_at - started_at AS ms, \
-                       ROW_NUMBER() OVER (PARTITION BY created_at / ?3 ORDER BY finished_at - started_at) AS rank, \
-                       COUNT(*) OVER (PARTITION BY created_at / ?3) AS n \
-                     FROM executions INDEXED BY executions_by_app_created \
-                     WHERE app = ?1 AND created_at >= ?2 \
-                       AND started_at IS NOT NULL AND finished_at IS NOT NULL) \
-                     SELECT day, \
-                       MAX(CASE WHEN rank = (50 * n + 99) / 100 THEN ms END), \
-                       MAX(CASE WHEN rank = (95 * n + 99) / 100 THEN ms END) \
-                     FROM ranked GROUP BY day",
-                )?
-                .query_map(params![slug, since, DAY_MS], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get(1)?, row.get(2)?))
-                })?
-                .collect::<rusqlite::Result<Vec<(i64, Option<i64>, Option<i64>)>>>()?;
-            for (day, p50, p95) in percentiles {
-                if let Some(entry) = days.get_mut(&day) {
-                    entry.p50_ms = p50;
-                    entry.p95_ms = p95;
-                }
-            }
-            Ok(days.into_values().collect())
         })
         .await
     }
@@ -1297,7 +1317,10 @@ impl Store for SqliteStore {
             for (id, attempts) in running {
                 let seq = next_seq(tx, &id)?;
                 if attempts < 2 {
-                    tx.execute("UPDATE executions SET status = 'queued' WHERE id = ?1", [&id])?;
+                    tx.execute(
+                        "UPDATE executions SET status = 'queued' WHERE id = ?1",
+                        [&id],
+                    )?;
                     let event = events::host_log(
                         &id,
                         seq,
@@ -1310,9 +1333,19 @@ impl Store for SqliteStore {
                         ErrorCode::HostRestarted,
                         "the server restarted during this run, which had already been retried once",
                     );
-                    tx.execute(
-                        "UPDATE executions SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1",
+                    let (app, webhook): (String, Option<String>) = tx.query_row(
+                        "UPDATE executions SET status = 'failed', error = ?2, finished_at = ?3 \
+                         WHERE id = ?1 RETURNING app, webhook",
                         params![id, serde_json::to_string(&error)?, at],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )?;
+                    effects.outbox |= sqlite_hooks::enqueue(
+                        tx,
+                        &id,
+                        &app,
+                        webhook.as_deref(),
+                        ExecStatus::Failed,
+                        at,
                     )?;
                     insert_event(tx, &events::error(&id, seq, ExecStatus::Failed, &error))?;
                     recovery.failed.push(id);
@@ -1326,5 +1359,224 @@ impl Store for SqliteStore {
             Ok(recovery)
         })
         .await
+    }
+
+    async fn set_paused(&self, slug: &str, paused: bool) -> anyhow::Result<Option<AppRecord>> {
+        let slug = slug.to_owned();
+        self.write(move |tx, _| {
+            tx.execute(
+                "UPDATE apps SET paused = ?2 WHERE slug = ?1",
+                params![slug, paused],
+            )?;
+            Ok(app_query(tx, &slug)?)
+        })
+        .await
+    }
+
+    async fn set_public(&self, slug: &str, public: bool) -> anyhow::Result<Option<AppRecord>> {
+        let slug = slug.to_owned();
+        self.write(move |tx, _| {
+            tx.execute(
+                "UPDATE apps SET public = ?2 WHERE slug = ?1",
+                params![slug, public],
+            )?;
+            Ok(app_query(tx, &slug)?)
+        })
+        .await
+    }
+
+    async fn export(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExportedExecution>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SUMMARY_COLUMNS}, output FROM executions WHERE {LIST_FILTER} \
+                 ORDER BY n DESC LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(list_params(&filter)?, |row| {
+                Ok(ExportedExecution {
+                    summary: summary_row(row)?,
+                    output: row.get(13)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn timeseries(&self, app: &str, since: Millis) -> anyhow::Result<Vec<TimedExecution>> {
+        let app = app.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT created_at, status, finished_at - started_at FROM executions \
+                 INDEXED BY executions_by_app_created WHERE app = ?1 AND created_at >= ?2",
+            )?;
+            let rows = stmt.query_map(params![app, since], |row| {
+                Ok(TimedExecution {
+                    created_at: row.get(0)?,
+                    status: status_column(row, 1)?,
+                    duration_ms: row.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn insert_trigger(&self, trigger: TriggerRecord) -> anyhow::Result<()> {
+        self.write(move |tx, _| sqlite_hooks::insert_trigger(tx, &trigger))
+            .await
+    }
+
+    async fn trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRecord>> {
+        let id = id.to_owned();
+        self.read(move |conn| sqlite_hooks::trigger(conn, &id))
+            .await
+    }
+
+    async fn triggers(&self, app: &str) -> anyhow::Result<Vec<TriggerRecord>> {
+        let app = app.to_owned();
+        self.read(move |conn| sqlite_hooks::triggers(conn, &app))
+            .await
+    }
+
+    async fn rotate_trigger(
+        &self,
+        app: &str,
+        id: &str,
+        secret: Vec<u8>,
+        at: Millis,
+    ) -> anyhow::Result<bool> {
+        let (app, id) = (app.to_owned(), id.to_owned());
+        self.write(move |tx, _| sqlite_hooks::rotate_trigger(tx, &app, &id, &secret, at))
+            .await
+    }
+
+    async fn delete_trigger(&self, app: &str, id: &str) -> anyhow::Result<bool> {
+        let (app, id) = (app.to_owned(), id.to_owned());
+        self.write(move |tx, _| sqlite_hooks::delete_trigger(tx, &app, &id))
+            .await
+    }
+
+    async fn insert_schedule(&self, schedule: ScheduleRecord) -> anyhow::Result<()> {
+        self.write(move |tx, _| sqlite_hooks::insert_schedule(tx, &schedule))
+            .await
+    }
+
+    async fn schedules(&self, app: &str) -> anyhow::Result<Vec<ScheduleRecord>> {
+        let app = app.to_owned();
+        self.read(move |conn| sqlite_hooks::schedules(conn, &app))
+            .await
+    }
+
+    async fn due_schedules(&self, before: Millis) -> anyhow::Result<Vec<ScheduleRecord>> {
+        self.read(move |conn| sqlite_hooks::due_schedules(conn, before))
+            .await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        app: &str,
+        id: &str,
+        paused: bool,
+        next_tick: Millis,
+    ) -> anyhow::Result<bool> {
+        let (app, id) = (app.to_owned(), id.to_owned());
+        self.write(move |tx, _| sqlite_hooks::set_schedule_paused(tx, &app, &id, paused, next_tick))
+            .await
+    }
+
+    async fn delete_schedule(&self, app: &str, id: &str) -> anyhow::Result<bool> {
+        let (app, id) = (app.to_owned(), id.to_owned());
+        self.write(move |tx, _| sqlite_hooks::delete_schedule(tx, &app, &id))
+            .await
+    }
+
+    async fn skip_tick(&self, claim: TickClaim, error: String) -> anyhow::Result<bool> {
+        self.write(move |tx, _| sqlite_hooks::skip_tick(tx, &claim, &error))
+            .await
+    }
+
+    async fn insert_subscription(&self, subscription: SubscriptionRecord) -> anyhow::Result<()> {
+        self.write(move |tx, _| sqlite_hooks::insert_subscription(tx, &subscription))
+            .await
+    }
+
+    async fn subscriptions(&self, app: &str) -> anyhow::Result<Vec<SubscriptionRecord>> {
+        let app = app.to_owned();
+        self.read(move |conn| sqlite_hooks::subscriptions(conn, &app))
+            .await
+    }
+
+    async fn delete_subscription(&self, app: &str, id: &str) -> anyhow::Result<bool> {
+        let (app, id) = (app.to_owned(), id.to_owned());
+        self.write(move |tx, _| sqlite_hooks::delete_subscription(tx, &app, &id))
+            .await
+    }
+
+    async fn run_webhook_secret(
+        &self,
+        app: &str,
+        new: Vec<u8>,
+        at: Millis,
+    ) -> anyhow::Result<Vec<u8>> {
+        let app = app.to_owned();
+        self.write(move |tx, _| sqlite_hooks::run_webhook_secret(tx, &app, &new, at))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        hold_until: Millis,
+        limit: u32,
+    ) -> anyhow::Result<Vec<DueDelivery>> {
+        self.write(move |tx, _| sqlite_hooks::claim_deliveries(tx, now, hold_until, limit))
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: AttemptRecord,
+        next: AfterAttempt,
+    ) -> anyhow::Result<()> {
+        self.write(move |tx, _| sqlite_hooks::record_attempt(tx, &attempt, next))
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        subscription_id: &str,
+        before: Option<String>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<DeliveryHistory>> {
+        let subscription_id = subscription_id.to_owned();
+        self.read(move |conn| {
+            sqlite_hooks::deliveries(conn, &subscription_id, before.as_deref(), limit)
+        })
+        .await
+    }
+
+    async fn prune_outbox(
+        &self,
+        deliveries_before: Option<Millis>,
+        ticks_before: Millis,
+    ) -> anyhow::Result<usize> {
+        self.write(move |tx, _| sqlite_hooks::prune(tx, deliveries_before, ticks_before))
+            .await
+    }
+
+    async fn next_delivery_at(&self) -> anyhow::Result<Option<Millis>> {
+        self.read(|conn| {
+            Ok(conn.query_row(
+                "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
+                 WHERE state = 'pending'",
+                [],
+                |row| row.get(0),
+            )?)
+        })
+        .await
+    }
+
+    fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
     }
 }

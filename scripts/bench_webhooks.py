@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Does a notification subscription slow a run down? Sync runs of `hello` over HTTP
+(c=1, keep-alive), with and without a subscription whose receiver (a separate process
+on 127.0.0.1) takes every delivery; blocks alternate so drift hits both alike.
+
+    cargo build --release -p floom-host
+    python3 scripts/bench_webhooks.py [--runs 1000] [--rounds 6]
+
+Prints the p50 and p99 of each, their ratio, and how many deliveries arrived.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOKEN = "bench-admin-secret"
+
+RECEIVER = r"""
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+count = 0
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        global count
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        count += 1
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def do_GET(self):
+        body = str(count).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = ThreadingHTTPServer(("127.0.0.1", 0), H)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"""
+
+
+def percentile(sorted_values, p):
+    rank = max(0, min(len(sorted_values) - 1, int(round(p / 100 * len(sorted_values))) - 1))
+    return sorted_values[rank]
+
+
+def request(conn, method, path, body=None):
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    return response.status, data
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=1000, help="runs per block")
+    parser.add_argument("--rounds", type=int, default=6, help="blocks of each kind")
+    args = parser.parse_args()
+
+    binary = os.path.join(ROOT, "target", "release", "floom")
+    if not os.path.exists(binary):
+        sys.exit("build first: cargo build --release -p floom-host")
+    data = tempfile.mkdtemp(prefix="floom-bench-webhooks-")
+    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER], stdout=subprocess.PIPE, text=True)
+    port = int(receiver.stdout.readline())
+    server = subprocess.Popen(
+        [binary, "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
+         "--examples=rust", "--allow-private-network"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "FLOOM_SECRET": TOKEN, "RUST_LOG": "error"},
+    )
+    try:
+        while True:
+            line = server.stdout.readline()
+            if not line:
+                sys.exit("the server did not start")
+            if line.startswith("floom listening on http://"):
+                address = line.split("http://", 1)[1].strip()
+                break
+        host, server_port = address.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(server_port))
+        run = lambda: request(conn, "POST", "/api/apps/hello/run?wait=true", {"inputs": {"name": "Ada"}})
+        for _ in range(500):
+            assert run()[0] == 200
+        samples = {"without": [], "with": []}
+        for _ in range(args.rounds):
+            for kind in ("without", "with"):
+                subscription = None
+                if kind == "with":
+                    status, body = request(conn, "POST", "/api/apps/hello/webhooks",
+                                           {"url": f"http://127.0.0.1:{port}/hook"})
+                    assert status == 201, body
+                    subscription = json.loads(body)["id"]
+                for _ in range(args.runs):
+                    started = time.perf_counter()
+                    status, _ = run()
+                    samples[kind].append(time.perf_counter() - started)
+                    assert status == 200
+                if subscription:
+                    # Let the deliveries of this block go out before it is removed.
+                    time.sleep(1.0)
+                    status, _ = request(conn, "DELETE", f"/api/apps/hello/webhooks/{subscription}")
+                    assert status == 204
+        receiver_conn = http.client.HTTPConnection("127.0.0.1", port)
+        receiver_conn.request("GET", "/")
+        delivered = int(receiver_conn.getresponse().read())
+        print(f"{args.rounds} alternating blocks of {args.runs} sync runs of hello, c=1, release build")
+        print(f"| | runs | p50 ms | p99 ms |")
+        print(f"|---|---:|---:|---:|")
+        figures = {}
+        for kind in ("without", "with"):
+            values = sorted(samples[kind])
+            figures[kind] = (percentile(values, 50) * 1000, percentile(values, 99) * 1000)
+            print(f"| {kind} a subscription | {len(values)} | {figures[kind][0]:.3f} | {figures[kind][1]:.3f} |")
+        ratio = figures["with"][0] / figures["without"][0]
+        print(f"p50 with / without: {ratio:.3f}")
+        print(f"deliveries received: {delivered} of {args.rounds * args.runs}")
+    finally:
+        server.terminate()
+        server.wait()
+        receiver.terminate()
+        receiver.wait()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
