@@ -115,3 +115,43 @@ pub fn error(execution_id: &str, seq: i64, status: ExecStatus, error: &RunError)
         },
     )
 }
+
+/// `approval`: the run's code succeeded and its output awaits a person's decision
+/// (SPEC section 11). `approval` is the execution's approval as the API shows it.
+pub fn approval(execution_id: &str, seq: i64, approval: &RawValue) -> StoredEvent {
+    #[derive(Serialize)]
+    struct Approval<'a> {
+        r#type: &'static str,
+        status: ExecStatus,
+        approval: &'a RawValue,
+    }
+    event(
+        execution_id,
+        seq,
+        "approval",
+        &Approval {
+            r#type: "approval",
+            status: ExecStatus::AwaitingApproval,
+            approval,
+        },
+    )
+}
+
+/// `decision`: a person decided (or the approval expired); what follows is the end, or
+/// with `then`, the next step's `start`.
+pub fn decision(execution_id: &str, seq: i64, approval: &RawValue) -> StoredEvent {
+    #[derive(Serialize)]
+    struct Decision<'a> {
+        r#type: &'static str,
+        approval: &'a RawValue,
+    }
+    event(
+        execution_id,
+        seq,
+        "decision",
+        &Decision {
+            r#type: "decision",
+            approval,
+        },
+    )
+}

@@ -111,7 +111,8 @@ pub enum Waited {
     TimedOut,
 }
 
-/// Waits up to `timeout` for the terminal event of an execution followed through
+/// Waits up to `timeout` for the terminal event (or the `approval` event) of an
+/// execution followed through
 /// `subscription`, which was taken while the execution could not yet have ended. Every
 /// unfinished execution has a live channel, so no subscription means it has ended. A
 /// caller may wait again on the same subscription after [`Waited::TimedOut`].
@@ -125,7 +126,7 @@ pub async fn wait_for_end(
     let wait = async {
         loop {
             match events.recv().await {
-                Ok(event) if event.is_terminal() => return Waited::Event((*event).clone()),
+                Ok(event) if event.ends_wait() => return Waited::Event((*event).clone()),
                 // Only the terminal event matters here; a lag skips older ones.
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Waited::Ended,

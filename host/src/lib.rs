@@ -8,6 +8,7 @@
 //! [`follow`] serves SSE and `?wait=true` from the store and the live channel.
 
 pub mod api;
+pub mod approvals;
 pub mod cli;
 pub mod crypto;
 pub mod events;

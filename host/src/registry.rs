@@ -23,6 +23,7 @@ pub struct LoadedApp {
     /// The compiled component.
     pub app: CompiledApp,
     input_schemas: HashMap<String, Arc<Schema>>,
+    output_schemas: HashMap<String, Arc<Schema>>,
 }
 
 impl LoadedApp {
@@ -32,15 +33,17 @@ impl LoadedApp {
             record,
             app: self.app.clone(),
             input_schemas: self.input_schemas.clone(),
+            output_schemas: self.output_schemas.clone(),
         }
     }
 
     fn new(record: VersionRecord, app: CompiledApp) -> Result<Self, ManifestError> {
-        let input_schemas = compile_schemas(app.manifest())?;
+        let (input_schemas, output_schemas) = compile_schemas(app.manifest())?;
         Ok(LoadedApp {
             record,
             app,
             input_schemas,
+            output_schemas,
         })
     }
 
@@ -49,13 +52,22 @@ impl LoadedApp {
     pub fn input_schema(&self, action: &str) -> Option<Arc<Schema>> {
         self.input_schemas.get(action).cloned()
     }
+
+    /// The action's `output_schema`, if it has one (what an approver's edit must meet).
+    pub fn output_schema(&self, action: &str) -> Option<Arc<Schema>> {
+        self.output_schemas.get(action).cloned()
+    }
 }
+
+/// Compiled schemas by action name.
+type Schemas = HashMap<String, Arc<Schema>>;
 
 /// Compiles every action's schemas, so a broken or pathological one is refused at
 /// publish (and an app stored before a rule existed is not loaded); returns the input
-/// schemas.
-fn compile_schemas(manifest: &Manifest) -> Result<HashMap<String, Arc<Schema>>, ManifestError> {
-    let mut validators = HashMap::new();
+/// and the output schemas.
+fn compile_schemas(manifest: &Manifest) -> Result<(Schemas, Schemas), ManifestError> {
+    let mut inputs = HashMap::new();
+    let mut outputs = HashMap::new();
     let mut problems = Vec::new();
     for (name, action) in manifest.actions() {
         for (key, schema) in [
@@ -65,15 +77,17 @@ fn compile_schemas(manifest: &Manifest) -> Result<HashMap<String, Arc<Schema>>, 
             let Some(schema) = schema else { continue };
             match Schema::compile(schema) {
                 Ok(validator) if key == "input_schema" => {
-                    validators.insert(name.to_owned(), Arc::new(validator));
+                    inputs.insert(name.to_owned(), Arc::new(validator));
                 }
-                Ok(_) => {}
+                Ok(validator) => {
+                    outputs.insert(name.to_owned(), Arc::new(validator));
+                }
                 Err(e) => problems.push(format!("actions.{name}.{key} {e}")),
             }
         }
     }
     if problems.is_empty() {
-        Ok(validators)
+        Ok((inputs, outputs))
     } else {
         Err(ManifestError::Invalid(problems))
     }

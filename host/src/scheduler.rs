@@ -23,8 +23,8 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{
-    Appended, DynStore, ExecStatus, Finish, IdempotencyKey, Inserted, NewExecution, Started,
-    StoredEvent, now_ms,
+    Appended, DynStore, ExecStatus, ExecutionRecord, Finish, IdempotencyKey, Inserted,
+    NewExecution, Started, StoredEvent, now_ms,
 };
 
 /// Inputs up to this size stay in memory while queued.
@@ -39,8 +39,12 @@ struct Queued {
     id: String,
     app: String,
     version: i64,
+    /// The action of its current step.
     action: String,
-    /// `None` when too large to keep in memory: read from the store at start.
+    /// Its current step (1, or more after approved `then` steps).
+    step: i64,
+    /// The current step's inputs; `None` when too large to keep in memory: read from the
+    /// store at start.
     inputs: Option<String>,
     /// Who asked for it (`None` when recovered at startup): its place counts against
     /// that caller's share of the queue.
@@ -275,20 +279,29 @@ impl Scheduler {
             let Some(record) = self.store.execution(&id).await? else {
                 continue;
             };
-            lock(&self.places).add(&record.app, None);
-            lock(&self.queue).push_back(Queued {
-                id: record.id,
-                app: record.app,
-                version: record.version,
-                action: record.action,
-                inputs: Some(record.inputs).filter(|i| i.len() <= INLINE_INPUTS),
-                caller: None,
-            });
+            self.queue_stored(&record);
         }
         let this = self.clone();
         self.guests.spawn(async move { this.dispatch().await });
         self.notify.notify_one();
         Ok(())
+    }
+
+    /// Queues an execution the store already holds as queued: one recovered at startup,
+    /// or the next step of an approved one.
+    pub fn queue_stored(&self, record: &ExecutionRecord) {
+        let inputs = record.current_inputs();
+        lock(&self.places).add(&record.app, None);
+        lock(&self.queue).push_back(Queued {
+            id: record.id.clone(),
+            app: record.app.clone(),
+            version: record.version,
+            action: record.current_action().to_owned(),
+            step: record.step,
+            inputs: (inputs.len() <= INLINE_INPUTS).then(|| inputs.to_owned()),
+            caller: None,
+        });
+        self.notify.notify_one();
     }
 
     /// Executions waiting.
@@ -361,6 +374,7 @@ impl Scheduler {
                 app: execution.app,
                 version: execution.version,
                 action: execution.action,
+                step: 1,
                 inputs,
                 caller: Some(caller),
             };
@@ -598,12 +612,20 @@ impl Scheduler {
         };
         let begun = Instant::now();
         let mut seq = started.seq;
+        // How long a decision may take, when the action's output needs approval.
+        let mut approval = None;
         let result = match self.registry.version(&run.app, run.version).await {
             Err(e) => Err(RunError::new(
                 ErrorCode::SandboxUnavailable,
                 format!("the app could not be loaded: {e:#}"),
             )),
             Ok(loaded) => {
+                approval = loaded
+                    .app
+                    .manifest()
+                    .action(&run.action)
+                    .filter(|a| a.approval)
+                    .map(floom_runtime::Action::approval_timeout);
                 let inputs = match &run.inputs {
                     Some(inputs) => Ok(inputs.clone()),
                     None => self
@@ -611,7 +633,10 @@ impl Scheduler {
                         .execution(&run.id)
                         .await
                         .map_err(|e| format!("{e:#}"))
-                        .and_then(|r| r.map(|r| r.inputs).ok_or_else(|| "it vanished".into())),
+                        .and_then(|r| {
+                            r.map(|r| r.current_inputs().to_owned())
+                                .ok_or_else(|| "it vanished".into())
+                        }),
                 };
                 let request = inputs.and_then(|inputs| {
                     let input = RawValue::from_string(inputs).map_err(|e| e.to_string())?;
@@ -648,7 +673,12 @@ impl Scheduler {
                 }
             }
         };
-        let finish = finish(&run.id, seq + 1, result);
+        let approval = approval.map(|timeout| crate::approvals::Request {
+            action: &run.action,
+            step: run.step,
+            timeout,
+        });
+        let finish = finish(&run.id, seq + 1, result, approval);
         self.metrics
             .run_finished(finish.status.as_str(), begun.elapsed().as_secs_f64());
         self.retry_write(&run.id, || {
@@ -743,8 +773,14 @@ async fn pump(
     seq
 }
 
-/// The terminal record of a run.
-fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>) -> Finish {
+/// The terminal record of a run; for a run whose output needs `approval`, its
+/// `awaiting_approval` record instead when it succeeded.
+fn finish(
+    id: &str,
+    seq: i64,
+    result: Result<Outcome, RunError>,
+    approval: Option<crate::approvals::Request<'_>>,
+) -> Finish {
     let (output, error, usage) = match result {
         Ok(outcome) => {
             let error = (outcome.status != Status::Succeeded).then(|| {
@@ -757,8 +793,21 @@ fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>) -> Finish {
         Err(error) => (None, Some(error), None),
     };
     let usage_json = usage.as_ref().and_then(|u| serde_json::to_string(u).ok());
-    match error {
-        None => Finish {
+    match (error, approval) {
+        (None, Some(request)) => {
+            let now = now_ms();
+            let (approval, expires_at) = request.pending(output.as_deref(), now);
+            Finish {
+                status: ExecStatus::AwaitingApproval,
+                event: events::approval(id, seq, &approval),
+                output: None,
+                error: None,
+                usage: usage_json,
+                finished_at: now,
+                approval: Some((approval.get().to_owned(), expires_at)),
+            }
+        }
+        (None, None) => Finish {
             status: ExecStatus::Succeeded,
             event: events::end(
                 id,
@@ -770,8 +819,9 @@ fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>) -> Finish {
             error: None,
             usage: usage_json,
             finished_at: now_ms(),
+            approval: None,
         },
-        Some(error) => {
+        (Some(error), _) => {
             let status = ExecStatus::from(error.code.status());
             Finish {
                 status,
@@ -780,6 +830,7 @@ fn finish(id: &str, seq: i64, result: Result<Outcome, RunError>) -> Finish {
                 error: serde_json::to_string(&error).ok(),
                 usage: usage_json,
                 finished_at: now_ms(),
+                approval: None,
             }
         }
     }

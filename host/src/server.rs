@@ -264,6 +264,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     );
     scheduler.start().await?;
     tokio::spawn(crate::sweeper::run(store.clone(), config.event_retention));
+    tokio::spawn(crate::approvals::expire(store.clone()));
 
     // Deliveries run in the slow guest lane (the lowest priority): notifying never takes
     // CPU from a run.

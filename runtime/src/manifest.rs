@@ -18,6 +18,10 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(290);
 pub const DEFAULT_MEMORY_MB: u64 = 256;
 /// The action an app without `[actions]` tables has.
 pub const DEFAULT_ACTION: &str = "run";
+/// Hours a pending approval waits when its action does not say.
+pub const DEFAULT_APPROVAL_TIMEOUT_H: f64 = 72.0;
+/// The longest an approval may wait: a year, in hours.
+pub const MAX_APPROVAL_TIMEOUT_H: f64 = 24.0 * 366.0;
 
 /// A parsed `floom.toml`. Call [`Manifest::validate`] before trusting it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +113,26 @@ pub struct Action {
     /// JSON Schema of the output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_schema: Option<Value>,
+    /// Whether a person must approve the output before it counts (SPEC section 11).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub approval: bool,
+    /// The action the approved output is handed to, as its inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
+    /// Hours a pending approval waits for a decision (fractions allowed); default 72.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_h: Option<f64>,
+}
+
+impl Action {
+    /// How long a pending approval of this action waits for a decision.
+    pub fn approval_timeout(&self) -> Duration {
+        Duration::from_secs_f64(
+            self.approval_timeout_h
+                .unwrap_or(DEFAULT_APPROVAL_TIMEOUT_H)
+                * 3600.0,
+        )
+    }
 }
 
 /// A manifest that could not be read or breaks a rule.
@@ -274,12 +298,56 @@ impl Manifest {
                     ));
                 }
             }
+            problems.extend(self.approval_problems(name, action));
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ManifestError::Invalid(problems))
         }
+    }
+
+    /// What is wrong with the approval keys of action `name`.
+    fn approval_problems(&self, name: &str, action: &Action) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(hours) = action.approval_timeout_h
+            && !(hours > 0.0 && hours <= MAX_APPROVAL_TIMEOUT_H)
+        {
+            problems.push(format!(
+                "actions.{name}.approval_timeout_h must be more than 0 and at most \
+                 {MAX_APPROVAL_TIMEOUT_H} (a year)"
+            ));
+        }
+        if !action.approval && (action.then.is_some() || action.approval_timeout_h.is_some()) {
+            problems.push(format!(
+                "actions.{name}: then and approval_timeout_h need approval = true"
+            ));
+        }
+        let Some(first) = &action.then else {
+            return problems;
+        };
+        if !self.actions.contains_key(first) {
+            problems.push(format!(
+                "actions.{name}.then: {first:?} is not an action of this app"
+            ));
+            return problems;
+        }
+        // Follow the chain: an action that leads back to itself would never end. Each
+        // action is reported by the first action of its cycle only once, from itself.
+        let mut seen = BTreeSet::from([name]);
+        let mut next = Some(first.as_str());
+        while let Some(step) = next {
+            if !seen.insert(step) {
+                if step == name {
+                    problems.push(format!(
+                        "actions.{name}.then: the chain of then steps leads back to {name:?}"
+                    ));
+                }
+                break;
+            }
+            next = self.actions.get(step).and_then(|a| a.then.as_deref());
+        }
+        problems
     }
 
     /// The app's actions; an app that declares none has a single default `run`.
@@ -289,6 +357,9 @@ impl Manifest {
             streaming: false,
             input_schema: None,
             output_schema: None,
+            approval: false,
+            then: None,
+            approval_timeout_h: None,
         };
         let default = self
             .actions
@@ -521,6 +592,56 @@ input_schema = "string"
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
         assert_eq!(problems.len(), 13, "{all}");
+    }
+
+    #[test]
+    fn approval_keys_are_checked() {
+        let good = r#"
+slug = "reply"
+[actions.draft]
+approval = true
+then = "send"
+approval_timeout_h = 0.5
+[actions.send]
+"#;
+        let m = Manifest::parse(good).unwrap();
+        m.validate().unwrap();
+        let draft = m.action("draft").unwrap();
+        assert_eq!(draft.approval_timeout(), Duration::from_secs(1800));
+        assert_eq!(
+            m.action("send").unwrap().approval_timeout(),
+            Duration::from_secs(72 * 3600)
+        );
+
+        let bad = r#"
+slug = "reply"
+[actions.a]
+approval = true
+then = "b"
+[actions.b]
+approval = true
+then = "a"
+[actions.c]
+approval = true
+then = "nowhere"
+approval_timeout_h = 0
+[actions.d]
+then = "a"
+"#;
+        let Err(ManifestError::Invalid(problems)) = Manifest::parse(bad).unwrap().validate() else {
+            panic!("a cycle, an unknown step, a zero timeout and a then without approval pass");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "actions.a.then: the chain of then steps leads back to \"a\"",
+            "actions.b.then: the chain of then steps leads back to \"b\"",
+            "actions.c.then: \"nowhere\" is not an action",
+            "actions.c.approval_timeout_h must be more than 0",
+            "actions.d: then and approval_timeout_h need approval = true",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+        assert_eq!(problems.len(), 5, "{all}");
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub enum ErrorCode {
     /// The server restarted while the run was in flight (set by the server, never by the
     /// runtime).
     HostRestarted,
+    /// A person rejected the proposed output (set by the server).
+    Rejected,
+    /// Nobody decided on the proposed output in time (set by the server).
+    ApprovalExpired,
 }
 
 impl ErrorCode {
@@ -83,13 +87,15 @@ impl ErrorCode {
             ErrorCode::OutputTooLarge => "output_too_large",
             ErrorCode::SandboxUnavailable => "sandbox_unavailable",
             ErrorCode::HostRestarted => "host_restarted",
+            ErrorCode::Rejected => "rejected",
+            ErrorCode::ApprovalExpired => "approval_expired",
         }
     }
 
     /// The terminal status an execution failing with this code ends in.
     pub fn status(self) -> Status {
         match self {
-            ErrorCode::Timeout => Status::TimedOut,
+            ErrorCode::Timeout | ErrorCode::ApprovalExpired => Status::TimedOut,
             ErrorCode::Cancelled => Status::Cancelled,
             _ => Status::Failed,
         }

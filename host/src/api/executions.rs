@@ -25,7 +25,8 @@ use super::{AppState, timestamp};
 use crate::follow::{Waited, follow, wait_for_end};
 use crate::scheduler::Cancelled;
 use crate::store::{
-    ExecStatus, ExecutionRecord, ExecutionSummary, ListExecutions, StoredEvent, TriggerSource,
+    Approval, ExecStatus, ExecutionRecord, ExecutionSummary, ListExecutions, StoredEvent,
+    TriggerSource,
 };
 
 /// The execution routes.
@@ -54,6 +55,11 @@ pub struct Envelope {
     /// Shown once, when the execution is created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub view_token: Option<String>,
+    /// For an action that needs approval: the proposed output, and the decision once
+    /// made (SPEC section 11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Approval>)]
+    pub approval: Option<Box<RawValue>>,
 }
 
 /// The fields of a terminal event's data that the envelope needs.
@@ -64,6 +70,8 @@ struct TerminalData {
     output: Option<Box<RawValue>>,
     #[serde(default)]
     error: Option<Box<RawValue>>,
+    #[serde(default)]
+    approval: Option<Box<RawValue>>,
 }
 
 fn raw(json: Option<&String>) -> Result<Option<Box<RawValue>>, ApiError> {
@@ -81,10 +89,12 @@ impl Envelope {
             output: None,
             error: None,
             view_token: None,
+            approval: None,
         }
     }
 
-    /// From the `end` or `error` event.
+    /// From the `end` or `error` event, or the `approval` event of an execution now
+    /// awaiting approval.
     pub fn from_terminal(id: &str, event: &StoredEvent) -> Result<Self, ApiError> {
         let data: TerminalData = serde_json::from_str(&event.data)
             .map_err(|e| ApiError::internal(format!("terminal event of {id}: {e}")))?;
@@ -94,6 +104,7 @@ impl Envelope {
             output: data.output.filter(|_| data.status == ExecStatus::Succeeded),
             error: data.error,
             view_token: None,
+            approval: data.approval,
         })
     }
 
@@ -105,6 +116,7 @@ impl Envelope {
             output: raw(record.output.as_ref())?,
             error: raw(record.error.as_ref())?,
             view_token: None,
+            approval: raw(record.approval.as_ref())?,
         })
     }
 
@@ -142,7 +154,8 @@ pub struct SseEvent {
 #[allow(dead_code)] // Only its schema is used: errors are stored as JSON text.
 pub struct RunErrorDoc {
     /// app_error, exit_code, trap, memory_limit, fuel_exhausted, timeout, cancelled,
-    /// output_too_large, sandbox_unavailable or host_restarted.
+    /// output_too_large, sandbox_unavailable, host_restarted, rejected or
+    /// approval_expired.
     code: String,
     /// What went wrong.
     message: String,
@@ -214,9 +227,15 @@ pub struct Detail {
     /// The inputs.
     #[schema(value_type = Object)]
     inputs: Box<RawValue>,
+    /// Its step, after an approved `then` hands the output to a next action: 2, 3, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step: Option<i64>,
+    /// The action that step runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    step_action: Option<String>,
 }
 
-fn detail_view(record: &ExecutionRecord) -> Result<Detail, ApiError> {
+pub(super) fn detail_view(record: &ExecutionRecord) -> Result<Detail, ApiError> {
     Ok(Detail {
         envelope: Envelope::from_record(record)?,
         facts: Facts::new(
@@ -232,6 +251,8 @@ fn detail_view(record: &ExecutionRecord) -> Result<Detail, ApiError> {
         )?,
         inputs: raw(Some(&record.inputs))?
             .unwrap_or_else(|| RawValue::from_string("{}".into()).expect("JSON")),
+        step: (record.step > 1).then_some(record.step),
+        step_action: record.step_run.as_ref().map(|s| s.action.clone()),
     })
 }
 
@@ -277,8 +298,8 @@ struct ViewQuery {
 
 /// The execution named in the path, when the caller may read it: the admin, or whoever
 /// holds its view token (`?view_token=` or `x-floom-view-token`).
-struct Readable {
-    record: ExecutionRecord,
+pub(super) struct Readable {
+    pub(super) record: ExecutionRecord,
     /// `?cursor=`, for the event stream.
     cursor: Option<String>,
 }

@@ -19,6 +19,7 @@ use crate::schema::ValidationPool;
 use crate::store::DynStore;
 use crate::tokens::Tokens;
 
+mod approvals;
 mod apps;
 pub mod auth;
 pub mod error;
@@ -103,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(apps::router())
         .merge(executions::router())
+        .merge(approvals::router())
         .merge(system::router())
         .merge(tokens::router())
         .merge(secrets::router())

@@ -11,7 +11,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::{
-    apps, executions, operate, runs, schedules, secrets, system, tokens, triggers, webhooks,
+    approvals, apps, executions, operate, runs, schedules, secrets, system, tokens, triggers,
+    webhooks,
 };
 
 /// An app's slug.
@@ -33,6 +34,7 @@ pub struct SlugDoc(String);
         runs::run_app, runs::run_action,
         secrets::list, secrets::set, secrets::remove,
         executions::list, executions::detail, executions::events, executions::logs, executions::cancel,
+        approvals::approve, approvals::reject, approvals::list, approvals::count,
         tokens::create, tokens::list, tokens::revoke,
         triggers::create, triggers::list, triggers::rotate, triggers::remove, triggers::hook,
         schedules::create, schedules::list, schedules::pause, schedules::resume, schedules::remove,
@@ -45,6 +47,7 @@ pub struct SlugDoc(String);
         (name = "apps", description = "Publish, inspect, roll back and delete apps"),
         (name = "runs", description = "Start executions"),
         (name = "executions", description = "Read, stream, cancel and list executions"),
+        (name = "approvals", description = "Approve, edit or reject outputs before they count"),
         (name = "secrets", description = "App secrets, encrypted at rest"),
         (name = "tokens", description = "Scoped agent tokens"),
         (name = "triggers", description = "Inbound webhooks that start runs"),

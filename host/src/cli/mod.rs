@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod approvals;
 pub mod apps;
 pub mod bench;
 pub mod build;
@@ -41,6 +42,7 @@ pub enum Command {
     Run(run::RunArgs),
     Apps(apps::AppsArgs),
     Executions(executions::ExecutionsArgs),
+    Approvals(approvals::ApprovalsArgs),
     Tokens(tokens::TokensArgs),
     Secrets(secrets::SecretsArgs),
     Triggers(triggers::TriggersArgs),
@@ -99,6 +101,7 @@ pub fn main() -> ExitCode {
             Command::Triggers(args) => done(triggers::run(args).await),
             Command::Schedules(args) => done(schedules::run(args).await),
             Command::Webhooks(args) => done(webhooks::run(args).await),
+            Command::Approvals(args) => done(approvals::run(args).await),
             Command::Run(args) => match run::run(args).await {
                 Ok(code) => ExitCode::from(code),
                 Err(failure) => failure.report(),

@@ -18,7 +18,8 @@ use super::client::{Client, Failure, ServerArgs, check};
 ///
 /// Exit status: 0 succeeded; 1 failed, timed out or cancelled; 2 the server refused the
 /// request (unknown app, invalid inputs, no access, queue full); 3 the server could not
-/// be reached or failed.
+/// be reached or failed; 4 the output awaits a person's approval (the run stops waiting
+/// there and says how to decide it).
 ///
 /// Examples:
 ///
@@ -187,7 +188,7 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
                 if let Some(seq) = event.id {
                     last_seq = seq;
                 }
-                if let Some(code) = show(&event, args.json) {
+                if let Some(code) = show(&event, args.json, id.as_deref()) {
                     return Ok(code);
                 }
             }
@@ -210,8 +211,12 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Prints one event; returns the exit status once the run has ended.
-fn show(event: &SseEvent, json: bool) -> Option<u8> {
+/// Exit status of a run whose output awaits approval.
+pub const EXIT_AWAITING_APPROVAL: u8 = 4;
+
+/// Prints one event; returns the exit status once the run has ended (or awaits
+/// approval).
+fn show(event: &SseEvent, json: bool, id: Option<&str>) -> Option<u8> {
     let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
     let mut stdout = std::io::stdout().lock();
     match event.kind.as_str() {
@@ -243,6 +248,29 @@ fn show(event: &SseEvent, json: bool) -> Option<u8> {
                 );
             }
             Some(0)
+        }
+        "approval" => {
+            let approval = &data["approval"];
+            if json {
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&data).unwrap_or_default()
+                );
+            } else {
+                let _ = writeln!(
+                    stdout,
+                    "{}",
+                    serde_json::to_string_pretty(&approval["proposed_output"]).unwrap_or_default()
+                );
+            }
+            let id = id.unwrap_or("EXECUTION_ID");
+            eprintln!(
+                "awaiting approval until {}: this output counts once someone approves it \
+                 (floom approvals approve {id}, or reject {id})",
+                approval["expires_at"].as_str().unwrap_or("it expires"),
+            );
+            Some(EXIT_AWAITING_APPROVAL)
         }
         "error" => {
             if json {

@@ -167,6 +167,11 @@ impl Pending {
             .as_ref()
             .and_then(|e| serde_json::from_str(e.get()).ok())
             .unwrap_or(Value::Null);
+        let approval: Value = envelope
+            .approval
+            .as_ref()
+            .and_then(|a| serde_json::from_str(a.get()).ok())
+            .unwrap_or(Value::Null);
         let id = &self.execution;
         let mut meta = json!({ META_EXECUTION_ID: id, META_STATUS: status });
         let max_wait = self.state.config.max_wait.as_secs();
@@ -188,6 +193,21 @@ impl Pending {
                         };
                         (structured, text, false)
                     }
+                    ExecStatus::AwaitingApproval => (
+                        json!({ "execution_id": id, "status": status, "view_token": view_token,
+                                "approval": approval }),
+                        format!(
+                            "The run succeeded, and its output now awaits a person's approval \
+                             (execution {id}, expires {}): nothing failed, but there is no \
+                             result until someone approves it. Do not call {tool} again: call \
+                             {BUILTIN_EXECUTION_TOOL} with {{\"execution_id\": \"{id}\", \
+                             \"view_token\": \"{view_token}\"}} later for the outcome. Proposed \
+                             output: {}",
+                            approval["expires_at"].as_str().unwrap_or("later"),
+                            approval["proposed_output"]
+                        ),
+                        true,
+                    ),
                     status if status.is_terminal() => {
                         let mut code = error["code"].as_str().unwrap_or("unknown").to_owned();
                         if let Some(app_code) = error["app_code"].as_str() {
@@ -222,9 +242,16 @@ impl Pending {
             Shape::Execution => {
                 let structured = json!({
                     "execution_id": id, "status": status, "output": output, "error": error,
+                    "approval": approval,
                 });
                 let text = if status.is_terminal() {
                     structured.to_string()
+                } else if status == ExecStatus::AwaitingApproval {
+                    format!(
+                        "Execution {id} awaits a person's approval of its output (expires {}); \
+                         call {BUILTIN_EXECUTION_TOOL} again later for the outcome.",
+                        approval["expires_at"].as_str().unwrap_or("later")
+                    )
                 } else {
                     format!(
                         "Execution {id} is still {status}: call {BUILTIN_EXECUTION_TOOL} \
@@ -321,7 +348,7 @@ fn answer_with_progress(pending: Pending, token: Value, guard: Option<CancelOnDr
             let Some(event) = event else {
                 break Waited::Ended;
             };
-            if event.is_terminal() {
+            if event.ends_wait() {
                 break Waited::Event(event);
             }
             if event.kind != "chunk" {

@@ -102,12 +102,12 @@ pub fn event_type(status: ExecStatus) -> Option<&'static str> {
         ExecStatus::Failed => Some("execution.failed"),
         ExecStatus::TimedOut => Some("execution.timed_out"),
         ExecStatus::Cancelled => Some("execution.cancelled"),
+        ExecStatus::AwaitingApproval => Some("execution.awaiting_approval"),
         ExecStatus::Queued | ExecStatus::Running => None,
     }
 }
 
-/// The event types a subscription may ask for. `execution.awaiting_approval` is accepted
-/// so a subscription can ask for it ahead of approvals (SPEC section 11).
+/// The event types a subscription may ask for.
 pub const EVENT_TYPES: &[&str] = &[
     "execution.succeeded",
     "execution.failed",

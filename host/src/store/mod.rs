@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod hooks;
 mod sqlite;
+mod sqlite_approvals;
 mod sqlite_hooks;
 
 pub use hooks::{
@@ -102,6 +103,9 @@ pub enum ExecStatus {
     Queued,
     /// Running in a sandbox.
     Running,
+    /// Its code succeeded; a person must approve, edit or reject the output (SPEC
+    /// section 11). Not terminal.
+    AwaitingApproval,
     /// Finished with an output.
     Succeeded,
     /// Finished with an error.
@@ -114,9 +118,10 @@ pub enum ExecStatus {
 
 impl ExecStatus {
     /// Every status, in the order an execution can pass through them.
-    pub const ALL: [ExecStatus; 6] = [
+    pub const ALL: [ExecStatus; 7] = [
         ExecStatus::Queued,
         ExecStatus::Running,
+        ExecStatus::AwaitingApproval,
         ExecStatus::Succeeded,
         ExecStatus::Failed,
         ExecStatus::TimedOut,
@@ -128,6 +133,7 @@ impl ExecStatus {
         match self {
             ExecStatus::Queued => "queued",
             ExecStatus::Running => "running",
+            ExecStatus::AwaitingApproval => "awaiting_approval",
             ExecStatus::Succeeded => "succeeded",
             ExecStatus::Failed => "failed",
             ExecStatus::TimedOut => "timed_out",
@@ -137,7 +143,10 @@ impl ExecStatus {
 
     /// Whether the execution is over.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, ExecStatus::Queued | ExecStatus::Running)
+        !matches!(
+            self,
+            ExecStatus::Queued | ExecStatus::Running | ExecStatus::AwaitingApproval
+        )
     }
 }
 
@@ -165,13 +174,15 @@ impl FromStr for ExecStatus {
         Ok(match s {
             "queued" => ExecStatus::Queued,
             "running" => ExecStatus::Running,
+            "awaiting_approval" => ExecStatus::AwaitingApproval,
             "succeeded" => ExecStatus::Succeeded,
             "failed" => ExecStatus::Failed,
             "timed_out" => ExecStatus::TimedOut,
             "cancelled" => ExecStatus::Cancelled,
             other => {
                 return Err(format!(
-                    "unknown status {other:?} (one of queued, running, succeeded, failed, timed_out, cancelled)"
+                    "unknown status {other:?} (one of queued, running, awaiting_approval, succeeded, \
+                     failed, timed_out, cancelled)"
                 ));
             }
         })
@@ -305,6 +316,33 @@ pub struct ExecutionRecord {
     pub finished_at: Option<Millis>,
     /// How it started.
     pub trigger_source: TriggerSource,
+    /// Its step: 1 for its own action, then one more per approved `then` step.
+    pub step: i64,
+    /// For a `then` step: the action it runs and its inputs (the approved output).
+    pub step_run: Option<StepRun>,
+    /// Its latest approval (SPEC section 11), as the API shows it (JSON text).
+    pub approval: Option<String>,
+}
+
+impl ExecutionRecord {
+    /// The action its current step runs.
+    pub fn current_action(&self) -> &str {
+        self.step_run.as_ref().map_or(&self.action, |s| &s.action)
+    }
+
+    /// The inputs of its current step.
+    pub fn current_inputs(&self) -> &str {
+        self.step_run.as_ref().map_or(&self.inputs, |s| &s.inputs)
+    }
+}
+
+/// What a `then` step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRun {
+    /// The action.
+    pub action: String,
+    /// Its inputs, as JSON text: the approved output of the step before.
+    pub inputs: String,
 }
 
 /// An execution as a list shows it: everything but its inputs and output, which may be
@@ -367,7 +405,7 @@ pub struct StoredEvent {
     pub execution_id: String,
     /// 1, 2, ... per execution.
     pub seq: i64,
-    /// `start`, `chunk`, `log`, `end` or `error`.
+    /// `start`, `chunk`, `log`, `approval`, `decision`, `end` or `error`.
     pub kind: String,
     /// The SSE data: JSON that repeats the kind as `type`.
     pub data: String,
@@ -377,6 +415,12 @@ impl StoredEvent {
     /// Whether this event ends the stream.
     pub fn is_terminal(&self) -> bool {
         matches!(self.kind.as_str(), "end" | "error")
+    }
+
+    /// Whether someone waiting for the run's answer stops here: at its end, or when its
+    /// output awaits a person's approval (the stream itself goes on to the end).
+    pub fn ends_wait(&self) -> bool {
+        self.is_terminal() || self.kind == "approval"
     }
 }
 
@@ -398,10 +442,11 @@ impl Appended {
     }
 }
 
-/// How an execution ended, with its terminal event.
+/// How a run ended, with its terminal event (or, for an action that needs approval, its
+/// `approval` event).
 #[derive(Debug, Clone)]
 pub struct Finish {
-    /// The terminal status.
+    /// The terminal status, or [`ExecStatus::AwaitingApproval`].
     pub status: ExecStatus,
     /// The output, as JSON text.
     pub output: Option<String>,
@@ -411,8 +456,82 @@ pub struct Finish {
     pub usage: Option<String>,
     /// When it ended.
     pub finished_at: Millis,
-    /// The `end` or `error` event.
+    /// The `end` or `error` event, or the `approval` event.
     pub event: StoredEvent,
+    /// For a run awaiting approval: the approval, and when it expires.
+    pub approval: Option<(String, Millis)>,
+}
+
+/// An execution's approval as the API shows it and the store keeps it (SPEC section 11).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Approval {
+    /// The action whose output awaits (or awaited) the decision.
+    pub action: String,
+    /// The execution's step it belongs to (1 for its own action).
+    pub step: i64,
+    /// What the action returned.
+    #[schema(value_type = Object)]
+    pub proposed_output: Box<serde_json::value::RawValue>,
+    /// When the decision was asked for (RFC 3339).
+    pub requested_at: String,
+    /// When it expires undecided (RFC 3339).
+    pub expires_at: String,
+    /// `approved`, `rejected` or `expired`, once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<String>,
+    /// Who decided: a token id, or `admin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// The approver's annotation, or the rejection's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<String>,
+    /// Whether the approver edited the output.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub edited: bool,
+    /// When it was decided (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<String>,
+}
+
+/// A decision on an execution awaiting approval (SPEC section 11).
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// The output is approved (perhaps edited): it becomes the execution's output, or with
+    /// `then`, the inputs of that action, run as the execution's next step.
+    Approve {
+        /// The approved output, as JSON text.
+        output: String,
+        /// The next step's action.
+        then: Option<String>,
+    },
+    /// The output is rejected: the execution fails with `rejected`.
+    Reject,
+    /// Nobody decided in time: the execution times out with `approval_expired`.
+    Expire,
+}
+
+/// Who decided, and why: what the approval records besides the decision.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionNote {
+    /// The token id, or `admin` (empty for an expiry).
+    pub by: String,
+    /// The annotation or the rejection's reason.
+    pub annotation: Option<String>,
+    /// Whether the output was edited.
+    pub edited: bool,
+}
+
+/// What a decision did.
+#[derive(Debug, Clone)]
+pub enum Decided {
+    /// The execution ended (approved without `then`, rejected or expired).
+    Ended(ExecutionRecord),
+    /// The approved output is queued as the execution's next step.
+    NextStep(ExecutionRecord),
+    /// It was not awaiting approval (decided already, or never asked): its status.
+    NotPending(ExecStatus),
+    /// No such execution.
+    NotFound,
 }
 
 /// What starting an execution returned.
@@ -441,6 +560,19 @@ pub struct ListExecutions {
     pub until: Option<Millis>,
     /// Only executions inserted before this one (the cursor).
     pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Filters and paging for the list of pending approvals.
+#[derive(Debug, Clone, Default)]
+pub struct ListApprovals {
+    /// Only this app's.
+    pub app: Option<String>,
+    /// Only these apps' (the apps a scoped token covers); `None` for every app.
+    pub apps: Option<Vec<String>>,
+    /// Only executions inserted after this one (the cursor).
+    pub after: Option<i64>,
     /// At most this many.
     pub limit: u32,
 }
@@ -553,6 +685,27 @@ pub trait Store: Send + Sync + 'static {
     async fn export(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExportedExecution>>;
     /// Every execution of `app` created at or after `since`.
     async fn timeseries(&self, app: &str, since: Millis) -> anyhow::Result<Vec<TimedExecution>>;
+
+    /// Decides an execution awaiting approval, writing its `decision` event (and its
+    /// terminal event and notifications when it ends) in one transaction: a second
+    /// decision, here or on another host, finds it no longer pending.
+    async fn decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        note: DecisionNote,
+        at: Millis,
+    ) -> anyhow::Result<Decided>;
+    /// Executions awaiting approval, oldest first, with their approvals.
+    async fn pending_approvals(
+        &self,
+        filter: ListApprovals,
+    ) -> anyhow::Result<Vec<ExecutionRecord>>;
+    /// How many executions await approval (of `apps` when given).
+    async fn pending_approval_count(&self, apps: Option<Vec<String>>) -> anyhow::Result<i64>;
+    /// Ends, a bounded number per call, the approvals that expired at `now`; returns
+    /// their executions.
+    async fn expire_approvals(&self, now: Millis) -> anyhow::Result<Vec<String>>;
 
     /// Adds an inbound trigger.
     async fn insert_trigger(&self, trigger: TriggerRecord) -> anyhow::Result<()>;

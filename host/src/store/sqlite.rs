@@ -26,7 +26,6 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
-use super::sqlite_hooks;
 use super::{
     AfterAttempt, AttemptRecord, DeliveryHistory, DueDelivery, ExportedExecution, ScheduleRecord,
     SubscriptionRecord, TickClaim, TimedExecution, TriggerRecord,
@@ -36,6 +35,9 @@ use super::{
     Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
     NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
     StoredEvent, TokenRecord, TriggerSource, VersionRecord,
+};
+use super::{
+    Decided, Decision, DecisionNote, ListApprovals, StepRun, sqlite_approvals, sqlite_hooks,
 };
 use crate::events;
 use crate::live::Live;
@@ -48,6 +50,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_event_retention.sql"),
     include_str!("migrations/0005_trigger_source.sql"),
     include_str!("migrations/0006_hooks.sql"),
+    include_str!("migrations/0007_approvals.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -87,11 +90,11 @@ impl From<&rusqlite::Error> for CommitFailed {
 
 /// What a committed batch does next: open live channels and publish events.
 #[derive(Default)]
-struct Effects {
-    open: Vec<String>,
-    publish: Vec<StoredEvent>,
+pub(super) struct Effects {
+    pub(super) open: Vec<String>,
+    pub(super) publish: Vec<StoredEvent>,
     /// Deliveries were added to the outbox.
-    outbox: bool,
+    pub(super) outbox: bool,
 }
 
 /// One queued write: runs inside the batch transaction, then learns whether the batch
@@ -509,7 +512,7 @@ fn write_events(tx: &Connection, batch: &EventBatch, effects: &mut Effects) {
     }
 }
 
-fn insert_event(conn: &Connection, event: &StoredEvent) -> rusqlite::Result<()> {
+pub(super) fn insert_event(conn: &Connection, event: &StoredEvent) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO events (execution_id, seq, kind, data) VALUES (?1, ?2, ?3, ?4)",
     )?
@@ -522,13 +525,13 @@ fn insert_event(conn: &Connection, event: &StoredEvent) -> rusqlite::Result<()> 
     Ok(())
 }
 
-fn next_seq(conn: &Connection, id: &str) -> rusqlite::Result<i64> {
+pub(super) fn next_seq(conn: &Connection, id: &str) -> rusqlite::Result<i64> {
     conn.prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE execution_id = ?1")?
         .query_row([id], |row| row.get(0))
 }
 
-/// Cancels execution `id` if it is still queued, with its terminal event; false when it
-/// was not queued.
+/// Cancels execution `id` if it is still queued (or awaiting approval: nothing runs),
+/// with its terminal event; false when it was neither.
 fn cancel_queued_in(
     tx: &Connection,
     effects: &mut Effects,
@@ -539,8 +542,9 @@ fn cancel_queued_in(
     let error = RunError::new(ErrorCode::Cancelled, why);
     let updated: Option<(String, Option<String>)> = tx
         .prepare_cached(
-            "UPDATE executions SET status = 'cancelled', error = ?2, finished_at = ?3 \
-             WHERE id = ?1 AND status = 'queued' RETURNING app, webhook",
+            "UPDATE executions SET status = 'cancelled', error = ?2, finished_at = ?3, \
+             approval_expires_at = NULL \
+             WHERE id = ?1 AND status IN ('queued', 'awaiting_approval') RETURNING app, webhook",
         )?
         .query_row(params![id, serde_json::to_string(&error)?, at], |row| {
             Ok((row.get(0)?, row.get(1)?))
@@ -597,11 +601,11 @@ fn app_query(conn: &Connection, slug: &str) -> rusqlite::Result<Option<AppRecord
     .optional()
 }
 
-const EXECUTION_COLUMNS: &str = "n, id, app, version, action, status, inputs, output, error, usage, \
+pub(super) const EXECUTION_COLUMNS: &str = "n, id, app, version, action, status, inputs, output, error, usage, \
                                  view_token_hash, attempts, created_at, started_at, finished_at, \
-                                 trigger_source";
+                                 trigger_source, step, step_action, step_inputs, approval";
 
-fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
+pub(super) fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
     Ok(ExecutionRecord {
         n: row.get(0)?,
         id: row.get(1)?,
@@ -619,6 +623,12 @@ fn execution_row(row: &Row<'_>) -> rusqlite::Result<ExecutionRecord> {
         started_at: row.get(13)?,
         finished_at: row.get(14)?,
         trigger_source: trigger_column(row, 15)?,
+        step: row.get(16)?,
+        step_run: match (row.get(17)?, row.get(18)?) {
+            (Some(action), Some(inputs)) => Some(StepRun { action, inputs }),
+            _ => None,
+        },
+        approval: row.get(19)?,
     })
 }
 
@@ -806,7 +816,8 @@ impl Store for SqliteStore {
             }
             let queued: Vec<String> = tx
                 .prepare(
-                    "SELECT id FROM executions WHERE app = ?1 AND status = 'queued' ORDER BY n",
+                    "SELECT id FROM executions WHERE app = ?1 \
+                     AND status IN ('queued', 'awaiting_approval') ORDER BY n",
                 )?
                 .query_map([&slug], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -816,7 +827,7 @@ impl Store for SqliteStore {
                     effects,
                     id,
                     at,
-                    "the app was deleted before this run started",
+                    "the app was deleted before this execution ended",
                 )?;
             }
             sqlite_hooks::delete_app(tx, &slug, at)?;
@@ -829,11 +840,14 @@ impl Store for SqliteStore {
         let slug = slug.to_owned();
         self.write(move |tx, _| {
             if app_query(tx, &slug)?.is_some() {
-                return Err(NotPurgeable(format!("{slug} is still published: delete it first")).into());
+                return Err(
+                    NotPurgeable(format!("{slug} is still published: delete it first")).into(),
+                );
             }
             let retired = tx.execute("DELETE FROM retired_slugs WHERE slug = ?1", [&slug])? > 0;
             let unfinished: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM executions WHERE app = ?1 AND status IN ('queued', 'running')",
+                "SELECT COUNT(*) FROM executions WHERE app = ?1 \
+                 AND status IN ('queued', 'running', 'awaiting_approval')",
                 [&slug],
                 |row| row.get(0),
             )?;
@@ -844,7 +858,10 @@ impl Store for SqliteStore {
                 .into());
             }
             let executions = "SELECT id FROM executions WHERE app = ?1";
-            tx.execute(&format!("DELETE FROM events WHERE execution_id IN ({executions})"), [&slug])?;
+            tx.execute(
+                &format!("DELETE FROM events WHERE execution_id IN ({executions})"),
+                [&slug],
+            )?;
             tx.execute(
                 &format!("DELETE FROM idempotency WHERE execution_id IN ({executions})"),
                 [&slug],
@@ -981,9 +998,13 @@ impl Store for SqliteStore {
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()> {
         let id = id.to_owned();
         self.write_after(Some(id.clone()), move |tx, effects| {
+            // A run awaiting approval has not finished: no finished_at yet.
+            let (approval, expires_at) = finish.approval.clone().unzip();
+            let finished_at = approval.is_none().then_some(finish.finished_at);
             let updated: Option<(String, Option<String>)> = tx
                 .prepare_cached(
-                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, usage = ?5, finished_at = ?6 \
+                    "UPDATE executions SET status = ?2, output = ?3, error = ?4, usage = ?5, \
+                     finished_at = ?6, approval = COALESCE(?7, approval), approval_expires_at = ?8 \
                      WHERE id = ?1 AND status = 'running' RETURNING app, webhook",
                 )?
                 .query_row(
@@ -993,7 +1014,9 @@ impl Store for SqliteStore {
                         finish.output,
                         finish.error,
                         finish.usage,
-                        finish.finished_at
+                        finished_at,
+                        approval,
+                        expires_at
                     ],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
@@ -1356,6 +1379,12 @@ impl Store for SqliteStore {
                 .query_map([], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             effects.open.extend(recovery.queued.iter().cloned());
+            // Those awaiting a decision are unfinished too: their followers wait for it.
+            let awaiting: Vec<String> = tx
+                .prepare("SELECT id FROM executions WHERE status = 'awaiting_approval'")?
+                .query_map([], |row| row.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            effects.open.extend(awaiting);
             Ok(recovery)
         })
         .await
@@ -1419,6 +1448,39 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        note: DecisionNote,
+        at: Millis,
+    ) -> anyhow::Result<Decided> {
+        let id = id.to_owned();
+        // After the execution's own pending events, like its end.
+        self.write_after(Some(id.clone()), move |tx, effects| {
+            sqlite_approvals::decide(tx, effects, &id, decision, &note, at)
+        })
+        .await
+    }
+
+    async fn pending_approvals(
+        &self,
+        filter: ListApprovals,
+    ) -> anyhow::Result<Vec<ExecutionRecord>> {
+        self.read(move |conn| sqlite_approvals::pending(conn, &filter))
+            .await
+    }
+
+    async fn pending_approval_count(&self, apps: Option<Vec<String>>) -> anyhow::Result<i64> {
+        self.read(move |conn| sqlite_approvals::pending_count(conn, apps.as_deref()))
+            .await
+    }
+
+    async fn expire_approvals(&self, now: Millis) -> anyhow::Result<Vec<String>> {
+        self.write(move |tx, effects| sqlite_approvals::expire(tx, effects, now))
+            .await
     }
 
     async fn insert_trigger(&self, trigger: TriggerRecord) -> anyhow::Result<()> {
