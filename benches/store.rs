@@ -102,6 +102,7 @@ async fn lifecycle(store: &SqliteStore, execution: NewExecution) {
         usage: None,
         finished_at: now_ms(),
         event: events::end(&id, started.seq + 1, Some(&output), 0.05),
+        approval: None,
     };
     store.finish_execution(&id, finish).await.expect("finish");
 }

@@ -82,6 +82,7 @@ fn succeeded(id: &str, seq: i64, finished_at: i64) -> Finish {
         usage: None,
         finished_at,
         event: events::end(id, seq, None, 1.0),
+        approval: None,
     }
 }
 
@@ -751,4 +752,141 @@ async fn executions_per_day_count_each_status_and_take_nearest_rank_percentiles(
     // Runs of an app that was never published are not listed.
     assert!(!last.contains_key("other"));
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Puts running execution `id` in `awaiting_approval`, expiring at `expires_at`.
+async fn awaiting(store: &DynStore, id: &str, expires_at: i64) {
+    let seq = running(store, id).await;
+    let approval = serde_json::json!({
+        "action": "run", "step": 1, "proposed_output": { "draft": 1 },
+        "requested_at": "2026-12-01T00:00:00Z", "expires_at": "2026-12-04T00:00:00Z",
+    })
+    .to_string();
+    let raw = serde_json::value::RawValue::from_string(approval.clone()).unwrap();
+    store
+        .finish_execution(
+            id,
+            Finish {
+                status: ExecStatus::AwaitingApproval,
+                output: None,
+                error: None,
+                usage: None,
+                finished_at: now_ms(),
+                event: events::approval(id, seq + 1, &raw),
+                approval: Some((approval, expires_at)),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_approval_is_decided_once_and_expires_only_when_due() {
+    use floom_host::store::{Decided, Decision, DecisionNote, ListApprovals};
+    let (store, dir) = sqlite().await;
+    let later = now_ms() + 3_600_000;
+    awaiting(&store, "exec_a", later).await;
+    awaiting(&store, "exec_b", later).await;
+    awaiting(&store, "exec_c", now_ms() - 1).await;
+    let pending = store
+        .pending_approvals(ListApprovals {
+            limit: 2,
+            ..ListApprovals::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = pending.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["exec_a", "exec_b"], "oldest first, a page of 2");
+    let rest = store
+        .pending_approvals(ListApprovals {
+            after: Some(pending[1].n),
+            limit: 2,
+            ..ListApprovals::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(store.pending_approval_count(None).await.unwrap(), 3);
+    assert_eq!(
+        store
+            .pending_approval_count(Some(vec!["other".into()]))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Only the due one expires.
+    assert_eq!(store.expire_approvals(now_ms()).await.unwrap(), ["exec_c"]);
+    assert!(store.expire_approvals(now_ms()).await.unwrap().is_empty());
+    let expired = store.execution("exec_c").await.unwrap().unwrap();
+    assert_eq!(expired.status, ExecStatus::TimedOut);
+    assert!(expired.error.unwrap().contains("approval_expired"));
+
+    let note = || DecisionNote {
+        by: "admin".into(),
+        annotation: Some("fine".into()),
+        edited: false,
+    };
+    let approve = || Decision::Approve {
+        output: r#"{"draft":2}"#.into(),
+        then: None,
+    };
+    let decided = store
+        .decide("exec_a", approve(), note(), now_ms())
+        .await
+        .unwrap();
+    let Decided::Ended(record) = decided else {
+        panic!("approving without then ends it: {decided:?}");
+    };
+    assert_eq!(record.status, ExecStatus::Succeeded);
+    assert_eq!(record.output.as_deref(), Some(r#"{"draft":2}"#));
+    assert!(
+        record
+            .approval
+            .unwrap()
+            .contains(r#""decision":"approved""#)
+    );
+    // A second decision (here or from another host) finds it decided.
+    assert!(matches!(
+        store
+            .decide("exec_a", Decision::Reject, note(), now_ms())
+            .await
+            .unwrap(),
+        Decided::NotPending(ExecStatus::Succeeded)
+    ));
+    assert!(matches!(
+        store
+            .decide("exec_x", Decision::Reject, note(), now_ms())
+            .await
+            .unwrap(),
+        Decided::NotFound
+    ));
+
+    // With then: the next step is queued with the approved output as its inputs.
+    let next = store
+        .decide(
+            "exec_b",
+            Decision::Approve {
+                output: r#"{"to":"x"}"#.into(),
+                then: Some("send".into()),
+            },
+            note(),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let Decided::NextStep(record) = next else {
+        panic!("then queues the next step: {next:?}");
+    };
+    assert_eq!(record.status, ExecStatus::Queued);
+    assert_eq!((record.step, record.attempts), (2, 0));
+    assert_eq!(record.current_action(), "send");
+    assert_eq!(record.current_inputs(), r#"{"to":"x"}"#);
+    assert_eq!(record.action, "run", "the execution keeps its own action");
+    let events = store.events_after("exec_b", 0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["start", "approval", "decision"]);
+    assert_eq!(store.pending_approval_count(None).await.unwrap(), 0);
+    drop(store);
+    let _ = std::fs::remove_dir_all(dir);
 }
