@@ -1240,3 +1240,74 @@ async fn every_example_runs_from_its_page() {
     }
     browser.close().await;
 }
+
+#[tokio::test]
+async fn an_output_awaiting_approval_is_approved_with_an_edit_from_its_page() {
+    let server = Server::start(&[]);
+    let manifest = "slug = \"gated\"\npublic = true\n[actions.ok]\napproval = true\n";
+    let response = server
+        .publish(manifest, floom_tests::guests::MISBEHAVE)
+        .await;
+    assert_eq!(response.status(), 201);
+    let envelope = server
+        .start_run("/api/apps/gated/actions/ok/run", json!({ "n": 1 }))
+        .await;
+    let id = envelope["execution_id"].as_str().unwrap();
+    let view_token = envelope["view_token"].as_str().unwrap();
+    let started = Instant::now();
+    while server.status_of(id).await != "awaiting_approval" {
+        assert!(started.elapsed() < PATIENCE);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let browser = Browser::start(1280, 900).await;
+    browser
+        .goto(
+            &server,
+            &format!("/executions/{id}?view_token={view_token}"),
+        )
+        .await;
+    assert_eq!(
+        browser.text("[data-status-badge]").await,
+        "awaiting_approval"
+    );
+    let proposed: Value = serde_json::from_str(&browser.text("[data-approval-output]").await)
+        .expect("the proposed output, as JSON");
+    assert_eq!(proposed, json!({ "ok": true, "input": { "n": 1 } }));
+    // The view token reads the approval but may not decide it: the page says why.
+    browser.click("[data-approve]").await;
+    let refusal = browser.text("[data-approval-problem]:not([hidden])").await;
+    assert!(refusal.contains("admin token"), "{refusal}");
+
+    // With the admin token, an edited output is approved.
+    browser.use_token(TOKEN).await;
+    browser
+        .fill("[data-approval-output]", "{\"ok\": \"edited on the page\"}")
+        .await;
+    browser
+        .fill("[data-approval-note]", "checked by hand")
+        .await;
+    browser.click("[data-approve]").await;
+    browser
+        .until(
+            "return document.querySelector('[data-status-badge]')?.textContent === 'succeeded'",
+            "the approved run",
+        )
+        .await;
+    // The page is rendered again after the decision (by the click, and by the stream).
+    let decided = browser
+        .until(
+            "return document.querySelector('.approval .decided')?.textContent",
+            "the decision",
+        )
+        .await;
+    assert!(
+        decided.as_str().unwrap().starts_with("approved by admin"),
+        "{decided}"
+    );
+    let execution = server.wait_terminal(id, PATIENCE).await;
+    assert_eq!(execution["output"], json!({ "ok": "edited on the page" }));
+    assert_eq!(execution["approval"]["annotation"], "checked by hand");
+    assert_eq!(execution["approval"]["edited"], true);
+    browser.close().await;
+}

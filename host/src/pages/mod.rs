@@ -457,6 +457,40 @@ struct ExecutionPage {
     duration: Option<String>,
     inputs: String,
     inputs_cut: bool,
+    approval: Option<ApprovalView>,
+}
+
+/// An execution's approval as its page shows it.
+struct ApprovalView {
+    action: String,
+    /// The proposed output, pretty JSON.
+    proposed: String,
+    expires_at: String,
+    decision: Option<String>,
+    decided_by: Option<String>,
+    decided_at: Option<String>,
+    annotation: Option<String>,
+    edited: bool,
+}
+
+impl ApprovalView {
+    fn new(json: &str) -> Option<Self> {
+        let approval: crate::store::Approval = serde_json::from_str(json).ok()?;
+        let proposed = serde_json::from_str::<Value>(approval.proposed_output.get())
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| approval.proposed_output.get().to_owned());
+        Some(ApprovalView {
+            action: approval.action,
+            proposed,
+            expires_at: approval.expires_at,
+            decision: approval.decision,
+            decided_by: approval.decided_by,
+            decided_at: approval.decided_at,
+            annotation: approval.annotation,
+            edited: approval.edited,
+        })
+    }
 }
 
 /// `GET /executions/{id}?view_token=...`: one execution, live while it runs; its events
@@ -501,6 +535,7 @@ async fn execution_page(
             .map(|(s, f)| chart::duration((f - s) as f64)),
         inputs,
         inputs_cut,
+        approval: record.approval.as_deref().and_then(ApprovalView::new),
         app: record.app,
         id: record.id,
     }))

@@ -254,6 +254,19 @@ impl Server {
         kib << 10
     }
 
+    /// The status of an execution now.
+    pub async fn status_of(&self, id: &str) -> String {
+        let execution: Value = self
+            .admin_get(&format!("/api/executions/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        execution["status"].as_str().unwrap_or_default().to_owned()
+    }
+
     /// Polls an execution until it is terminal (or `timeout` passes).
     pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Value {
         let started = Instant::now();
@@ -267,7 +280,7 @@ impl Server {
                 .await
                 .unwrap();
             let status = execution["status"].as_str().unwrap_or_default();
-            if !matches!(status, "queued" | "running") {
+            if !matches!(status, "queued" | "running" | "awaiting_approval") {
                 return execution;
             }
             assert!(

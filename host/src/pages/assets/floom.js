@@ -398,6 +398,7 @@
     failed: 'Failed',
     timed_out: 'Timed out',
     cancelled: 'Cancelled',
+    awaiting_approval: 'Awaiting approval',
   };
 
   /** What a run's result area shows, fed one event at a time. */
@@ -450,6 +451,20 @@
           if (shown === MAX_SHOWN_EVENTS) {
             chunks.appendChild(element('li', 'Further events are not shown here; the API has them all.'));
           }
+        } else if (type === 'approval') {
+          const approval = data.approval || {};
+          say(STATUS_TEXT.awaiting_approval, 'awaiting_approval');
+          output.replaceChildren(
+            element('h4', 'Proposed output, awaiting approval'),
+            renderValue(approval.proposed_output, 0),
+            element('p', `It counts once someone approves it (before ${approval.expires_at}).`, 'help'),
+          );
+          announce('The output awaits approval.');
+        } else if (type === 'decision') {
+          const approval = data.approval || {};
+          const who = approval.decided_by ? ` by ${approval.decided_by}` : '';
+          output.replaceChildren(element('p', `${approval.decision || 'decided'}${who}.`));
+          announce(`The output was ${approval.decision || 'decided'}.`);
         } else if (type === 'end') {
           say(`${STATUS_TEXT.succeeded} in ${durationText(data.duration_ms)}`, 'succeeded');
           output.replaceChildren(element('h4', 'Output'), renderValue(data.output, 0));
@@ -758,6 +773,61 @@
     await reloadMain();
   }
 
+  // ---- Approving ---------------------------------------------------------------------------
+
+  async function decide(button, verb) {
+    const box = button.closest('[data-approval]');
+    const problem = $(box, '[data-approval-problem]');
+    const say = (text) => {
+      problem.replaceChildren(element('p', text));
+      problem.hidden = false;
+    };
+    problem.hidden = true;
+    const note = $(box, '[data-approval-note]').value.trim();
+    const body = {};
+    if (verb === 'approve') {
+      const field = $(box, '[data-approval-output]');
+      // Only a changed text is an edit: an unchanged one approves the output as proposed.
+      if (field.value !== field.defaultValue) {
+        try {
+          body.output = JSON.parse(field.value);
+        } catch (e) {
+          say('The edited output is not JSON: ' + e.message);
+          field.focus();
+          return;
+        }
+      }
+      if (note) body.annotation = note;
+    } else if (note) {
+      body.reason = note;
+    }
+    const id = button.dataset[verb];
+    const viewToken = new URLSearchParams(location.search).get('view_token');
+    const query = viewToken ? `?view_token=${encodeURIComponent(viewToken)}` : '';
+    button.disabled = true;
+    const response = await fetch(`/api/executions/${encodeURIComponent(id)}/${verb}${query}`, {
+      method: 'POST',
+      headers: { ...auth(), 'Content-Type': 'application/json' },
+      body: JSON.stringify(body),
+      credentials: 'omit',
+    }).catch(() => null);
+    button.disabled = false;
+    if (!response) {
+      say('The decision did not reach the server.');
+      return;
+    }
+    if (!response.ok) {
+      const answer = await response.json().catch(() => null);
+      say((answer && answer.detail) || `The server answered ${response.status}.`);
+      for (const error of (answer && answer.errors) || []) {
+        problem.appendChild(element('p', `${error.path || '(the output)'}: ${error.message}`));
+      }
+      return;
+    }
+    announce(verb === 'approve' ? 'Approved.' : 'Rejected.');
+    await reloadMain();
+  }
+
   // ---- Each page -------------------------------------------------------------------------
 
   function initGallery(root) {
@@ -790,7 +860,21 @@
     const viewToken = new URLSearchParams(location.search).get('view_token');
     const signal = pageWork.signal;
     const query = (cursor) => `?cursor=${cursor}` + (viewToken ? `&view_token=${encodeURIComponent(viewToken)}` : '');
-    const ended = await follow(resultView(root), (cursor) => fetch(`/api/executions/${encodeURIComponent(id)}/events${query(cursor)}`, {
+    const view = resultView(root);
+    const shown = root.dataset.status;
+    // The page shows the approval's state as it was rendered: when it changes while we
+    // watch, render it again (then the decision's buttons come, or go).
+    const watching = {
+      ...view,
+      event(type, data) {
+        view.event(type, data);
+        if ((type === 'approval' && shown !== 'awaiting_approval')
+          || (type === 'decision' && shown === 'awaiting_approval')) {
+          reloadMain();
+        }
+      },
+    };
+    const ended = await follow(watching, (cursor) => fetch(`/api/executions/${encodeURIComponent(id)}/events${query(cursor)}`, {
       headers: auth(),
       credentials: 'omit',
       signal,
@@ -868,6 +952,10 @@
       copy(location.href, button);
     } else if (button.matches('[data-cancel]')) {
       cancel(button);
+    } else if (button.matches('[data-approve]')) {
+      decide(button, 'approve');
+    } else if (button.matches('[data-reject]')) {
+      decide(button, 'reject');
     } else if (button.matches('[data-swap-link]')) {
       event.preventDefault();
       reloadMain(button.href, true);
