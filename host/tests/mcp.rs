@@ -795,3 +795,52 @@ async fn a_modern_call_whose_stream_is_closed_is_cancelled() {
     assert!(runs.iter().all(|r| r["status"] == "cancelled"), "{runs:?}");
     assert_eq!(runs.len(), 2);
 }
+
+#[tokio::test]
+async fn a_call_whose_output_awaits_approval_says_so_and_the_outcome_follows() {
+    let server = Server::start(&[]);
+    let manifest = "slug = \"gated\"\npublic = true\n[actions.ok]\napproval = true\n";
+    let response = server.publish(manifest, guests::MISBEHAVE).await;
+    assert_eq!(response.status(), 201);
+    let answer = rpc(
+        &server,
+        "/mcp",
+        "tools/call",
+        json!({ "name": "gated", "arguments": { "n": 1 } }),
+    )
+    .await;
+    let result = &answer["result"];
+    let structured = &result["structuredContent"];
+    assert_eq!(structured["status"], "awaiting_approval", "{answer}");
+    assert_eq!(
+        structured["approval"]["proposed_output"],
+        json!({ "ok": true, "input": { "n": 1 } })
+    );
+    // Not the tool's output (that would break its outputSchema), though nothing failed.
+    assert_eq!(result["isError"], true);
+    let text = result["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("awaits a person's approval"), "{text}");
+
+    let id = structured["execution_id"].as_str().unwrap();
+    let view_token = structured["view_token"].as_str().unwrap();
+    let approved = server
+        .post(&format!("/api/executions/{id}/approve"))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(approved.status(), 200);
+    let answer = rpc(
+        &server,
+        "/mcp",
+        "tools/call",
+        json!({ "name": "floom_execution",
+                "arguments": { "execution_id": id, "view_token": view_token } }),
+    )
+    .await;
+    let structured = &answer["result"]["structuredContent"];
+    assert_eq!(structured["status"], "succeeded", "{answer}");
+    assert_eq!(structured["output"], json!({ "ok": true, "input": { "n": 1 } }));
+    assert_eq!(structured["approval"]["decision"], "approved");
+}
