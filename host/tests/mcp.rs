@@ -841,6 +841,9 @@ async fn a_call_whose_output_awaits_approval_says_so_and_the_outcome_follows() {
     .await;
     let structured = &answer["result"]["structuredContent"];
     assert_eq!(structured["status"], "succeeded", "{answer}");
-    assert_eq!(structured["output"], json!({ "ok": true, "input": { "n": 1 } }));
+    assert_eq!(
+        structured["output"],
+        json!({ "ok": true, "input": { "n": 1 } })
+    );
     assert_eq!(structured["approval"]["decision"], "approved");
 }

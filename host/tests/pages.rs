@@ -1204,6 +1204,22 @@ async fn every_example_runs_from_its_page() {
             "verify",
             &[("body", "{}"), ("signature", "t=1,v1=00")],
         ),
+        // The draft waits for a person; the send has no outbox to reach here.
+        (
+            "reply-drafter",
+            "draft",
+            &[("from", "ada@example.org"), ("message", "Where is it?")],
+        ),
+        (
+            "reply-drafter",
+            "send",
+            &[
+                ("to", "ada@example.org"),
+                ("subject", "Re"),
+                ("body", "Soon"),
+                ("api_base", "http://127.0.0.1:9"),
+            ],
+        ),
     ];
     for (slug, action, inputs) in fill {
         browser.goto(&server, &format!("/apps/{slug}")).await;
@@ -1219,7 +1235,7 @@ async fn every_example_runs_from_its_page() {
             .until(
                 &format!(
                     "const s = document.querySelector('section[data-action=\"{action}\"] [data-status]'); \
-                     return s && /^(Succeeded|Failed|Timed out|Cancelled)/.test(s.textContent) ? s.textContent : null"
+                     return s && /^(Succeeded|Failed|Timed out|Cancelled|Awaiting approval)/.test(s.textContent) ? s.textContent : null"
                 ),
                 &format!("{slug} {action} to end"),
             )
@@ -1231,6 +1247,13 @@ async fn every_example_runs_from_its_page() {
             !shown.is_empty(),
             "{slug} {action}: {status} with nothing shown"
         );
+        if *action == "draft" {
+            assert!(
+                status.as_str().unwrap().starts_with("Awaiting approval")
+                    && shown.contains("Proposed output"),
+                "{slug}: {status} {shown}"
+            );
+        }
         if ["hello", "meeting-action-items", "word-count"].contains(slug) {
             assert!(
                 status.as_str().unwrap().starts_with("Succeeded"),
