@@ -44,7 +44,8 @@ pub enum ExecutionsCommand {
         /// Only this app's.
         #[arg(long)]
         app: Option<String>,
-        /// Only this status (queued, running, succeeded, failed, timed_out, cancelled).
+        /// Only this status (queued, running, awaiting_approval, succeeded, failed,
+        /// timed_out, cancelled).
         #[arg(long)]
         status: Option<String>,
         /// Only those started this way (api, cli, mcp, webhook, ui, schedule).
