@@ -159,7 +159,7 @@ pub enum Submitted {
 /// The result of a cancel request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cancelled {
-    /// A queued execution was cancelled.
+    /// A queued execution (or one awaiting approval) was cancelled.
     Queued,
     /// A running execution was told to stop.
     Running,
@@ -459,8 +459,14 @@ impl Scheduler {
 
     /// Cancels a queued or running execution.
     pub async fn cancel(&self, id: &str) -> anyhow::Result<Cancelled> {
-        if let Some((_, token)) = lock(&self.cancels).get(id) {
+        let running = lock(&self.cancels).get(id).map(|(_, token)| token.clone());
+        if let Some(token) = running {
             token.cancel();
+            // Its run may have just ended awaiting approval, before its slot was given
+            // back: then the store cancels it.
+            if self.store.cancel_queued(id, now_ms()).await? {
+                return Ok(Cancelled::Queued);
+            }
             return Ok(Cancelled::Running);
         }
         if self.store.cancel_queued(id, now_ms()).await? {

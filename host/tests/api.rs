@@ -606,6 +606,7 @@ async fn listing_reading_and_deleting_apps() {
             "hello",
             "meeting-action-items",
             "page-summary",
+            "reply-drafter",
             "word-count"
         ]
     );
@@ -624,6 +625,7 @@ async fn listing_reading_and_deleting_apps() {
             "hello",
             "meeting-action-items",
             "page-summary",
+            "reply-drafter",
             "webhook-signer",
             "word-count"
         ]

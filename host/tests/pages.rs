@@ -121,35 +121,50 @@ impl Browser {
         self.client.goto(&server.url(path)).await.unwrap();
     }
 
+    /// Waits for `css` to match an element and does `act` with it. The page renders its
+    /// `<main>` again (after a token is entered, a run ends, a decision), so an element
+    /// found just before that is stale: it is found again.
+    async fn with<T, F, Fut>(&self, css: &str, act: F) -> T
+    where
+        F: Fn(fantoccini::elements::Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let started = Instant::now();
+        loop {
+            let element = self
+                .client
+                .wait()
+                .at_most(PATIENCE)
+                .for_element(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no {css}: {e}"));
+            match act(element).await {
+                Ok(value) => return value,
+                Err(e) if e.is_stale_element_reference() && started.elapsed() < PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err(e) => panic!("{css}: {e}"),
+            }
+        }
+    }
+
     /// Waits for `css` to match an element, and returns its text.
     async fn text(&self, css: &str) -> String {
-        self.client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
+        self.with(css, |element| async move { element.text().await })
             .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .text()
-            .await
-            .unwrap()
     }
 
     async fn click(&self, css: &str) {
-        self.client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        self.with(css, |element| async move { element.click().await })
+            .await;
     }
 
     async fn fill(&self, css: &str, text: &str) {
-        let element = self.client.find(Locator::Css(css)).await.unwrap();
-        element.clear().await.unwrap();
-        element.send_keys(text).await.unwrap();
+        self.with(css, |element| async move {
+            element.clear().await?;
+            element.send_keys(text).await
+        })
+        .await;
     }
 
     /// `tag:type` of the element `css` matches (`input:number`, `textarea:`).
