@@ -115,6 +115,8 @@ pub struct Notifier {
     sealer: Arc<Sealer>,
     allow_private: bool,
     slots: Arc<Semaphore>,
+    /// Kept-alive connections to receivers.
+    connections: deliver::Connections,
     /// Notified when an attempt is recorded: its next attempt may be due sooner than
     /// the loop planned to look.
     recorded: Notify,
@@ -129,6 +131,7 @@ impl Notifier {
             sealer,
             allow_private,
             slots: Arc::new(Semaphore::new(CONCURRENCY)),
+            connections: deliver::Connections::default(),
             recorded: Notify::new(),
         })
     }
@@ -306,15 +309,16 @@ impl Notifier {
             ("webhook-timestamp", timestamp.to_string()),
             ("webhook-signature", signature),
         ];
-        deliver::post(
-            &delivery.url,
-            self.allow_private,
-            &headers,
-            Bytes::from(body),
-            ATTEMPT_TIMEOUT,
-        )
-        .await
-        .map_err(Failure::Retry)
+        self.connections
+            .post(
+                &delivery.url,
+                self.allow_private,
+                &headers,
+                Bytes::from(body),
+                ATTEMPT_TIMEOUT,
+            )
+            .await
+            .map_err(Failure::Retry)
     }
 }
 
