@@ -32,19 +32,19 @@ const MAX_DESTINATIONS: usize = 256;
 /// How long an idle connection is kept.
 const IDLE_FOR: Duration = Duration::from_secs(30);
 
+/// A destination as connections are kept: host, port, TLS.
+type Key = (String, u16, bool);
+/// A kept connection, and since when it is idle.
+type Idle = (SendRequest<Full<Bytes>>, Instant);
+
 /// Idle keep-alive connections, by destination.
 #[derive(Default)]
 pub struct Connections {
-    idle: Mutex<HashMap<(String, u16, bool), Vec<(SendRequest<Full<Bytes>>, Instant)>>>,
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
 }
 
 impl Connections {
-    fn idle(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        HashMap<(String, u16, bool), Vec<(SendRequest<Full<Bytes>>, Instant)>>,
-    > {
+    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Vec<Idle>>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -148,7 +148,7 @@ impl Connections {
     }
 }
 
-fn key(destination: &Destination) -> (String, u16, bool) {
+fn key(destination: &Destination) -> Key {
     (destination.host.clone(), destination.port, destination.tls)
 }
 
