@@ -117,7 +117,7 @@ pub struct Notifier {
     slots: Arc<Semaphore>,
     /// Kept-alive connections to receivers.
     connections: deliver::Connections,
-    /// Notified when an attempt is recorded: its next attempt may be due sooner than
+    /// Notified when an attempt is recorded with a retry: it may be due sooner than
     /// the loop planned to look.
     recorded: Notify,
 }
@@ -236,11 +236,16 @@ impl Notifier {
             error,
             latency_ms,
         };
-        if let Err(e) = self.store.record_attempt(attempt, next).await {
+        let retry = matches!(next, AfterAttempt::Retry(_));
+        match self.store.record_attempt(attempt, next).await {
+            // Only a retry can be due sooner than the loop planned to look.
+            Ok(()) if retry => self.recorded.notify_one(),
+            Ok(()) => {}
             // It stays claimed until the hold passes, then it is attempted again.
-            tracing::warn!(delivery = %delivery.id, "cannot record a delivery attempt: {e:#}");
+            Err(e) => {
+                tracing::warn!(delivery = %delivery.id, "cannot record a delivery attempt: {e:#}");
+            }
         }
-        self.recorded.notify_one();
     }
 
     async fn send(&self, due: &DueDelivery) -> Result<u16, Failure> {
