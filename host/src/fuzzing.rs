@@ -162,6 +162,11 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         metrics.clone(),
     )?);
     let sealer = Arc::new(Sealer::load(dir)?);
+    let files = Arc::new(crate::artifacts::Files::open(
+        dir,
+        Arc::new(crate::blobs::FsBlobs::open(dir.join("blobs"))?),
+        crate::artifacts::FilesConfig::default(),
+    )?);
     let tokens = Arc::new(Tokens::load(store.clone()).await?);
     let scheduler = Scheduler::new(
         store.clone(),
@@ -169,6 +174,7 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         live.clone(),
         sealer.clone(),
         metrics.clone(),
+        files.clone(),
         SchedulerConfig {
             max_concurrent_runs: 1,
             max_runs_per_app: 1,
@@ -189,6 +195,7 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         limiter: RateLimiter::new(0),
         validations: ValidationPool::new(1, || {})?,
         metrics,
+        files,
         config: ApiConfig {
             max_component: MAX_COMPONENT,
             ..ApiConfig::default()

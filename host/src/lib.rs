@@ -8,6 +8,8 @@
 //! [`follow`] serves SSE and `?wait=true` from the store and the live channel.
 
 pub mod api;
+pub mod artifacts;
+pub mod blobs;
 pub mod cli;
 pub mod crypto;
 pub mod events;

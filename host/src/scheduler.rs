@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::artifacts::Files;
 use crate::crypto::Sealer;
 use crate::events;
 use crate::lanes::Lanes;
@@ -24,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{
     Appended, DynStore, ExecStatus, Finish, IdempotencyKey, Inserted, NewExecution, Started,
-    StoredEvent, now_ms,
+    FileKind, StoredEvent, now_ms,
 };
 
 /// Inputs up to this size stay in memory while queued.
@@ -211,6 +212,7 @@ pub struct Scheduler {
     live: Arc<Live>,
     sealer: Arc<Sealer>,
     metrics: Arc<Metrics>,
+    files: Arc<Files>,
     config: SchedulerConfig,
     queue: Mutex<VecDeque<Queued>>,
     places: Mutex<Places>,
@@ -236,6 +238,7 @@ impl Scheduler {
         live: Arc<Live>,
         sealer: Arc<Sealer>,
         metrics: Arc<Metrics>,
+        files: Arc<Files>,
         config: SchedulerConfig,
         guests: Guests,
     ) -> Arc<Self> {
@@ -245,6 +248,7 @@ impl Scheduler {
             live,
             sealer,
             metrics,
+            files,
             queue: Mutex::new(VecDeque::new()),
             places: Mutex::default(),
             notify: Notify::new(),
@@ -622,9 +626,14 @@ impl Scheduler {
                         ErrorCode::SandboxUnavailable,
                         format!("the run could not be prepared: {e}"),
                     )),
-                    Ok(request) => {
+                    Ok(request) => match self.prepare_files(&run.id).await {
+                        Err(e) => Err(RunError::new(
+                            ErrorCode::SandboxUnavailable,
+                            format!("the run's folders could not be made: {e:#}"),
+                        )),
+                        Ok(folders) => {
                         let secrets = self.secrets(&run.app, &loaded.app.manifest().secrets).await;
-                        let request = request.secrets(secrets);
+                        let request = request.secrets(secrets).files(folders.clone());
                         let (tx, rx) = mpsc::channel(256);
                         let pump = tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
                         let app = loaded.app.clone();
@@ -643,8 +652,11 @@ impl Scheduler {
                                 seq
                             }
                         };
+                        // Whatever the ending: what it wrote under /out is its artifacts.
+                        seq = self.collect_files(&run.id, folders, seq).await;
                         outcome
-                    }
+                        }
+                    },
                 }
             }
         };
@@ -682,6 +694,45 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// Makes execution `id`'s folders, with its input files in `in`.
+    async fn prepare_files(&self, id: &str) -> anyhow::Result<floom_runtime::RunFiles> {
+        let inputs = self
+            .store
+            .files(id)
+            .await?
+            .into_iter()
+            .filter(|f| f.kind == FileKind::Input)
+            .collect();
+        self.files.prepare(id, inputs).await
+    }
+
+    /// Records what execution `id` left in `folders` as its artifacts, with an
+    /// `artifact` event after event `seq` when there are any; returns the last sequence
+    /// number used. A failure is logged: the run's ending is recorded all the same.
+    async fn collect_files(&self, id: &str, folders: floom_runtime::RunFiles, seq: i64) -> i64 {
+        let artifacts = match self.files.collect(id, folders).await {
+            Ok(artifacts) => artifacts,
+            Err(e) => {
+                tracing::error!(execution = %id, "the run's artifacts could not be collected: {e:#}");
+                self.files.discard(id);
+                return seq;
+            }
+        };
+        if artifacts.is_empty() {
+            return seq;
+        }
+        let event = events::artifact(id, seq + 1, &artifacts);
+        let recorded = self
+            .retry_write(id, || self.store.add_files(artifacts.clone()))
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(execution = %id, "the run's artifacts could not be recorded: {e:#}");
+            return seq;
+        }
+        self.store.append_events(vec![event]).written().await;
+        seq + 1
+    }
+
     /// The values of the secrets `declared` by an app's manifest. A secret that cannot be
     /// read is left out (and logged by name only): the app then sees it as unset.
     async fn secrets(&self, app: &str, declared: &[String]) -> HashMap<String, String> {

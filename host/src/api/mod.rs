@@ -89,6 +89,8 @@ pub struct Services {
     pub validations: ValidationPool,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Input files, artifacts and their signed URLs.
+    pub files: Arc<crate::artifacts::Files>,
     /// Sizes and timeouts.
     pub config: ApiConfig,
 }
