@@ -109,6 +109,21 @@ impl Files {
         &self.blobs
     }
 
+    /// An empty file for scratch work, already unlinked: it goes when it is closed.
+    pub fn scratch_file(&self) -> io::Result<File> {
+        let path = self
+            .runs
+            .join(format!(".scratch-{}", uuid::Uuid::now_v7().simple()));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        fs::remove_file(&path)?;
+        Ok(file)
+    }
+
     /// Makes execution `id`'s folders, with `inputs` copied into `in`. Anything an earlier
     /// attempt of the same execution left is removed first.
     pub async fn prepare(&self, id: &str, inputs: Vec<FileRecord>) -> anyhow::Result<RunFiles> {
@@ -253,7 +268,7 @@ pub fn file_path(id: &str, kind: FileKind, name: &str) -> String {
 }
 
 /// Percent-encodes everything in `name` but unreserved characters and `/`.
-fn encode_path(name: &str) -> String {
+pub fn encode_path(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for b in name.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {

@@ -20,6 +20,7 @@ use crate::store::DynStore;
 use crate::tokens::Tokens;
 
 mod apps;
+mod artifacts;
 pub mod auth;
 pub mod error;
 pub mod executions;
@@ -105,6 +106,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(apps::router())
         .merge(executions::router())
+        .merge(artifacts::router())
         .merge(system::router())
         .merge(tokens::router())
         .merge(secrets::router())

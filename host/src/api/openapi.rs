@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::{
-    apps, executions, operate, runs, schedules, secrets, system, tokens, triggers, webhooks,
+    artifacts, apps, executions, operate, runs, schedules, secrets, system, tokens, triggers, webhooks,
 };
 
 /// An app's slug.
@@ -33,6 +33,7 @@ pub struct SlugDoc(String);
         runs::run_app, runs::run_action,
         secrets::list, secrets::set, secrets::remove,
         executions::list, executions::detail, executions::events, executions::logs, executions::cancel,
+        artifacts::artifact, artifacts::input, artifacts::zip,
         tokens::create, tokens::list, tokens::revoke,
         triggers::create, triggers::list, triggers::rotate, triggers::remove, triggers::hook,
         schedules::create, schedules::list, schedules::pause, schedules::resume, schedules::remove,
