@@ -289,22 +289,28 @@ pub(crate) fn add_to_linker<T: FilesBudgeted>(linker: &mut Linker<T>) -> wasmtim
                 let state = store.data_mut();
                 let ledger = state.ledger().clone();
                 let mut view = state.filesystem();
+                let mut oflags = oflags;
                 let creates = oflags.contains(OpenFlags::CREATE);
                 if creates && !lock(&ledger).has_room_for_entry() {
-                    // At the cap, opening an existing file is still fine; creating one is not.
-                    let dir = Resource::<Descriptor>::new_borrow(fd.rep());
-                    let exists = view
-                        .stat_at(dir, PathFlags::empty(), path.clone())
-                        .await
-                        .is_ok();
-                    if !exists {
+                    // At the cap an existing file may still be opened, a new one not: open
+                    // without CREATE, one call either way (a guest looping on creations
+                    // must not cost the host two per try).
+                    if oflags.contains(OpenFlags::EXCLUSIVE) {
                         return refused(lock(&ledger).refuse_entry());
                     }
+                    oflags &= !OpenFlags::CREATE;
                 }
                 let opened = match view.open_at(fd, path_flags, path, oflags, flags).await {
                     Ok(opened) => opened,
-                    Err(e) => return refused(e.downcast()?),
+                    Err(e) => {
+                        let code = e.downcast()?;
+                        if creates && code == ErrorCode::NoEntry && !oflags.contains(OpenFlags::CREATE) {
+                            return refused(lock(&ledger).refuse_entry());
+                        }
+                        return refused(code);
+                    }
                 };
+                let creates = oflags.contains(OpenFlags::CREATE);
                 if creates && let Some(file) = writable_file(&view, &opened) {
                     let mut ledger = lock(&ledger);
                     // An inode never seen is one this open created: the folder starts

@@ -297,6 +297,10 @@ fn new_store(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
+        // The run's folders are on local disk: a file call takes microseconds, less
+        // than handing it to a blocking thread and back (which made a guest looping on
+        // refused creations cost ~300 µs a try).
+        .allow_blocking_current_thread(true)
         .max_random_size(MAX_RANDOM_BYTES);
     if app.kind == AppKind::Command {
         // A command app's only channels: the inputs on stdin, secrets in its environment.

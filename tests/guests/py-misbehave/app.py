@@ -1,6 +1,9 @@
 """Python actions that each behave, or misbehave, in one way; the tests check each ends
 in the right status and error code and that the host stays unharmed."""
 
+import hashlib
+import os
+
 import floom
 
 
@@ -89,9 +92,6 @@ def fetch(inputs: dict) -> dict:
 def files(inputs: dict) -> dict:
     """Hashes the file at `file` (under /in) and writes artifacts under /out; then,
     with `fill`, tries to write that many bytes more (past the artifact budget)."""
-    import hashlib
-    import os
-
     with open(inputs["file"], "rb") as f:
         data = f.read()
     with open("/out/echo.txt", "w") as out:
