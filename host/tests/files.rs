@@ -638,3 +638,90 @@ async fn uploads_are_capped_and_files_expire() {
         .unwrap();
     assert_eq!(gone.status(), 404);
 }
+
+fn floom(server: &Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(args)
+        .env("FLOOM_API_URL", &server.base)
+        .env("FLOOM_TOKEN", TOKEN)
+        .output()
+        .expect("run floom")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdk_app_takes_a_file_from_the_cli_and_its_artifacts_are_saved() {
+    let server = Server::start(&["--runs-per-minute", "0"]);
+    let manifest = std::fs::read_to_string(guests::CSV_REPORT_MANIFEST).unwrap();
+    let response = server.publish(&manifest, guests::CSV_REPORT).await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let dir = support::temp_dir("files-cli");
+    let csv = dir.join("scores.csv");
+    std::fs::write(&csv, "name,score,age\nada,3,36\ngrace,5,45\nalan,4,41\n").unwrap();
+    let out = dir.join("report");
+
+    // `--input csv=@file` uploads the file (the property is a file); `--out` saves.
+    let run = floom(
+        &server,
+        &[
+            "run",
+            "csv-report",
+            "--input",
+            &format!("csv=@{}", csv.display()),
+            "--input",
+            "title=Scores",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let output: Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(output["rows"], 3);
+    assert_eq!(output["columns"][0]["name"], "score");
+    assert_eq!(output["columns"][0]["mean"], 4.0);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.starts_with("# Scores\n"), "{report}");
+    assert!(report.contains("| age | 3 | 36 | 45 |"), "{report}");
+    let chart = std::fs::read_to_string(out.join("chart.svg")).unwrap();
+    assert!(chart.starts_with("<svg") && chart.contains("Scores"), "{chart}");
+    assert!(stderr.contains("saved"), "{stderr}");
+
+    // `floom executions artifacts` lists them, and downloads them.
+    let list: Value = server
+        .admin_get("/api/executions?app=csv-report")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = list["data"][0]["execution_id"].as_str().unwrap().to_owned();
+    let listed = floom(&server, &["executions", "artifacts", &id]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(text.contains("report.md") && text.contains("image/svg+xml"), "{text}");
+    let again = dir.join("again");
+    let download = floom(
+        &server,
+        &["executions", "artifacts", &id, "--download", again.to_str().unwrap()],
+    );
+    assert!(download.status.success());
+    assert_eq!(std::fs::read_to_string(again.join("report.md")).unwrap(), report);
+    // The input came along too, served back as it was sent.
+    let exec = detail(&server, &id, "").await;
+    assert_eq!(exec["input_files"][0]["name"], "csv.csv");
+    assert_eq!(exec["trigger_source"], "cli");
+    // An SVG is downloaded, never shown inline on the server's origin.
+    let svg = server
+        .admin_get(&format!("/api/executions/{id}/artifacts/chart.svg"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        svg.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert_eq!(svg.headers()["x-content-type-options"], "nosniff");
+    let _ = std::fs::remove_dir_all(&dir);
+}
