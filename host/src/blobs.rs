@@ -128,7 +128,11 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.size, 5);
         let mut back = String::new();
-        blobs.open(&a.sha256).unwrap().read_to_string(&mut back).unwrap();
+        blobs
+            .open(&a.sha256)
+            .unwrap()
+            .read_to_string(&mut back)
+            .unwrap();
         assert_eq!(back, "hello");
         assert!(blobs.put(&mut &[0u8; 11][..], 10).is_err());
         assert!(blobs.open("../../etc/passwd").is_err());
@@ -139,7 +143,10 @@ mod tests {
             io::ErrorKind::NotFound
         );
         // Only the two-letter folders are left: no temporaries.
-        let left: Vec<_> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert!(left.iter().all(|n| n.len() == 2), "{left:?}");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -84,7 +84,9 @@ fn input_name(upload: &Upload) -> String {
         .as_deref()
         .and_then(|name| name.rsplit_once('.'))
         .map(|(_, ext)| ext.to_ascii_lowercase())
-        .filter(|ext| (1..=10).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric()));
+        .filter(|ext| {
+            (1..=10).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
     match ext {
         Some(ext) => format!("{}.{ext}", upload.property),
         None => upload.property.clone(),

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::artifacts::Files;
+use crate::artifacts::{Files, RunFolders};
 use crate::crypto::Sealer;
 use crate::events;
 use crate::lanes::Lanes;
@@ -24,8 +24,8 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{
-    Appended, DynStore, ExecStatus, Finish, IdempotencyKey, Inserted, NewExecution, Started,
-    FileKind, StoredEvent, now_ms,
+    Appended, DynStore, ExecStatus, FileKind, Finish, IdempotencyKey, Inserted, NewExecution,
+    Started, StoredEvent, now_ms,
 };
 
 /// Inputs up to this size stay in memory while queued.
@@ -632,29 +632,39 @@ impl Scheduler {
                             format!("the run's folders could not be made: {e:#}"),
                         )),
                         Ok(folders) => {
-                        let secrets = self.secrets(&run.app, &loaded.app.manifest().secrets).await;
-                        let request = request.secrets(secrets).files(folders.clone());
-                        let (tx, rx) = mpsc::channel(256);
-                        let pump = tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
-                        let app = loaded.app.clone();
-                        let request = request.events(tx).cancel(cancel);
-                        let guest = self.lanes.run(async move { app.run(request).await });
-                        let outcome = guest.await.map_err(|e| {
-                            RunError::new(
-                                ErrorCode::SandboxUnavailable,
-                                format!("the run was lost by its runtime: {e}"),
-                            )
-                        });
-                        seq = match pump.await {
-                            Ok(last) => last,
-                            Err(e) => {
-                                tracing::error!(execution = %run.id, "the event pump failed: {e}");
-                                seq
+                            let secrets =
+                                self.secrets(&run.app, &loaded.app.manifest().secrets).await;
+                            let mut request = request.secrets(secrets);
+                            if let Some(files) = folders.run_files() {
+                                request = request.files(files);
                             }
-                        };
-                        // Whatever the ending: what it wrote under /out is its artifacts.
-                        seq = self.collect_files(&run.id, folders, seq).await;
-                        outcome
+                            let (tx, rx) = mpsc::channel(256);
+                            let pump =
+                                tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
+                            let app = loaded.app.clone();
+                            let request = request.events(tx).cancel(cancel);
+                            let guest = self.lanes.run(async move { app.run(request).await });
+                            let outcome = guest.await.map_err(|e| {
+                                RunError::new(
+                                    ErrorCode::SandboxUnavailable,
+                                    format!("the run was lost by its runtime: {e}"),
+                                )
+                            });
+                            seq = match pump.await {
+                                Ok(last) => last,
+                                Err(e) => {
+                                    tracing::error!(execution = %run.id, "the event pump failed: {e}");
+                                    seq
+                                }
+                            };
+                            // Whatever the ending: what it wrote under /out is its artifacts.
+                            // The runtime charges every file or folder made there, so a run
+                            // charged nothing left nothing (a lost run may have).
+                            let wrote = outcome
+                                .as_ref()
+                                .map_or(true, |o| o.usage.artifact_bytes > 0);
+                            seq = self.collect_files(&run.id, folders, wrote, seq).await;
+                            outcome
                         }
                     },
                 }
@@ -695,7 +705,7 @@ impl Scheduler {
 
 impl Scheduler {
     /// Makes execution `id`'s folders, with its input files in `in`.
-    async fn prepare_files(&self, id: &str) -> anyhow::Result<floom_runtime::RunFiles> {
+    async fn prepare_files(&self, id: &str) -> anyhow::Result<RunFolders> {
         let inputs = self
             .store
             .files(id)
@@ -706,15 +716,15 @@ impl Scheduler {
         self.files.prepare(id, inputs).await
     }
 
-    /// Records what execution `id` left in `folders` as its artifacts, with an
+    /// Records what execution `id` left in `folders` (when it `wrote` any) as its
+    /// artifacts, with an
     /// `artifact` event after event `seq` when there are any; returns the last sequence
     /// number used. A failure is logged: the run's ending is recorded all the same.
-    async fn collect_files(&self, id: &str, folders: floom_runtime::RunFiles, seq: i64) -> i64 {
-        let artifacts = match self.files.collect(id, folders).await {
+    async fn collect_files(&self, id: &str, folders: RunFolders, wrote: bool, seq: i64) -> i64 {
+        let artifacts = match self.files.collect(id, folders, wrote).await {
             Ok(artifacts) => artifacts,
             Err(e) => {
                 tracing::error!(execution = %id, "the run's artifacts could not be collected: {e:#}");
-                self.files.discard(id);
                 return seq;
             }
         };

@@ -304,7 +304,10 @@ pub(crate) fn add_to_linker<T: FilesBudgeted>(linker: &mut Linker<T>) -> wasmtim
                     Ok(opened) => opened,
                     Err(e) => {
                         let code = e.downcast()?;
-                        if creates && code == ErrorCode::NoEntry && !oflags.contains(OpenFlags::CREATE) {
+                        if creates
+                            && code == ErrorCode::NoEntry
+                            && !oflags.contains(OpenFlags::CREATE)
+                        {
                             return refused(lock(&ledger).refuse_entry());
                         }
                         return refused(code);
@@ -349,7 +352,8 @@ pub(crate) fn add_to_linker<T: FilesBudgeted>(linker: &mut Linker<T>) -> wasmtim
     )?;
     types.func_wrap_async(
         "[method]descriptor.symlink-at",
-        |_store: StoreContextMut<'_, T>, (_fd, _old, _new): (Resource<Descriptor>, String, String)| {
+        |_store: StoreContextMut<'_, T>,
+         (_fd, _old, _new): (Resource<Descriptor>, String, String)| {
             Box::new(async move { refused::<()>(ErrorCode::NotPermitted) })
         },
     )?;

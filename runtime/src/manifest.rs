@@ -331,7 +331,10 @@ impl Manifest {
                 .min(MAX_TIMEOUT),
             memory_bytes: memory_mb.saturating_mul(1 << 20),
             fuel: self.limits.fuel,
-            artifacts_bytes: self.limits.artifacts_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            artifacts_bytes: self
+                .limits
+                .artifacts_mb
+                .map(|mb| mb.saturating_mul(1 << 20)),
         }
     }
 }

@@ -84,9 +84,15 @@ fn write_out(path: &str, text: &str) -> Result<(), Error> {
 }
 
 fn report(title: &str, rows: usize, columns: &[Column]) -> String {
-    let mut md = format!("# {title}\n\n{rows} rows.\n\n| column | count | min | max | mean |\n|---|---|---|---|---|\n");
+    let mut md = format!(
+        "# {title}\n\n{rows} rows.\n\n| column | count | min | max | mean |\n|---|---|---|---|---|\n"
+    );
     for c in columns {
-        let _ = writeln!(md, "| {} | {} | {} | {} | {:.2} |", c.name, c.count, c.min, c.max, c.mean);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.2} |",
+            c.name, c.count, c.min, c.max, c.mean
+        );
     }
     md
 }
@@ -95,7 +101,11 @@ fn report(title: &str, rows: usize, columns: &[Column]) -> String {
 fn chart(title: &str, columns: &[Column]) -> String {
     let (width, bar, gap) = (480.0, 40.0, 20.0);
     let height = 60.0 + columns.len() as f64 * (bar + gap);
-    let top = columns.iter().map(|c| c.mean.abs()).fold(0.0, f64::max).max(f64::MIN_POSITIVE);
+    let top = columns
+        .iter()
+        .map(|c| c.mean.abs())
+        .fold(0.0, f64::max)
+        .max(f64::MIN_POSITIVE);
     let mut svg = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\">\
          <text x=\"10\" y=\"30\" font-family=\"sans-serif\">{}</text>",
@@ -117,7 +127,9 @@ fn chart(title: &str, columns: &[Column]) -> String {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 floom_sdk::export!(CsvReport);

@@ -71,7 +71,9 @@ async fn authorized(
         .await?
         .into_iter()
         .find(|f| f.kind == kind && f.name == name)
-        .ok_or_else(|| ApiError::not_found(format!("execution {id} has no {} {name:?}", kind.as_str())))
+        .ok_or_else(|| {
+            ApiError::not_found(format!("execution {id} has no {} {name:?}", kind.as_str()))
+        })
 }
 
 /// One artifact of an execution. Supports a single byte range (`Range: bytes=...`).
@@ -96,7 +98,16 @@ async fn artifact(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = authorized(&state, &caller, &headers, &id, FileKind::Artifact, &name, &query).await?;
+    let record = authorized(
+        &state,
+        &caller,
+        &headers,
+        &id,
+        FileKind::Artifact,
+        &name,
+        &query,
+    )
+    .await?;
     serve(&state, &record, &headers).await
 }
 
@@ -121,7 +132,16 @@ async fn input(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let record = authorized(&state, &caller, &headers, &id, FileKind::Input, &name, &query).await?;
+    let record = authorized(
+        &state,
+        &caller,
+        &headers,
+        &id,
+        FileKind::Input,
+        &name,
+        &query,
+    )
+    .await?;
     serve(&state, &record, &headers).await
 }
 
@@ -167,7 +187,10 @@ fn wanted(header: Option<&str>, size: u64) -> Wanted {
 /// The headers every file answer carries. The bytes are the app's, so a browser must
 /// not run them on this origin: nothing is sniffed, active types are downloaded, and
 /// the sandbox CSP stops scripts in whatever is shown inline.
-fn file_headers(record: &FileRecord, builder: axum::http::response::Builder) -> axum::http::response::Builder {
+fn file_headers(
+    record: &FileRecord,
+    builder: axum::http::response::Builder,
+) -> axum::http::response::Builder {
     let inline = matches!(
         record.content_type.as_str(),
         "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "application/pdf"
@@ -175,7 +198,13 @@ fn file_headers(record: &FileRecord, builder: axum::http::response::Builder) -> 
     let base = record.name.rsplit('/').next().unwrap_or(&record.name);
     let ascii: String = base
         .chars()
-        .map(|c| if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let disposition = format!(
         "{}; filename=\"{ascii}\"; filename*=UTF-8''{}",
@@ -188,11 +217,18 @@ fn file_headers(record: &FileRecord, builder: axum::http::response::Builder) -> 
         .header(header::ACCEPT_RANGES, "bytes")
         .header(header::CONTENT_DISPOSITION, disposition)
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
-        .header(header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        )
         .header(header::CACHE_CONTROL, "private, max-age=3600")
 }
 
-async fn serve(state: &AppState, record: &FileRecord, headers: &HeaderMap) -> Result<Response, ApiError> {
+async fn serve(
+    state: &AppState,
+    record: &FileRecord,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
     let etag = format!("\"{}\"", record.sha256);
     if headers
         .get(header::IF_NONE_MATCH)
@@ -204,7 +240,10 @@ async fn serve(state: &AppState, record: &FileRecord, headers: &HeaderMap) -> Re
             .map_err(ApiError::internal);
     }
     let size = u64::try_from(record.size).unwrap_or(0);
-    let range = wanted(headers.get(header::RANGE).and_then(|v| v.to_str().ok()), size);
+    let range = wanted(
+        headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+        size,
+    );
     let (status, start, len) = match range {
         Wanted::All => (StatusCode::OK, 0, size),
         Wanted::Range(start, end) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
@@ -254,12 +293,17 @@ fn file_body(mut file: std::fs::File, start: u64, len: u64) -> Body {
         let mut left = len;
         let mut buffer = vec![0; 64 << 10];
         while left > 0 {
-            let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+            let want = buffer
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
             match file.read(&mut buffer[..want]) {
                 Ok(0) => return,
                 Ok(n) => {
                     left -= n as u64;
-                    if tx.blocking_send(Ok(Bytes::copy_from_slice(&buffer[..n]))).is_err() {
+                    if tx
+                        .blocking_send(Ok(Bytes::copy_from_slice(&buffer[..n])))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -301,25 +345,26 @@ async fn zip(
     let blobs = state.files.blobs().clone();
     let scratch = state.files.scratch_file();
     // Written to an unlinked scratch file, not memory: a run's artifacts may be 64 MiB.
-    let (file, size) = tokio::task::spawn_blocking(move || -> anyhow::Result<(std::fs::File, u64)> {
-        let file = scratch?;
-        let mut zip = zip::ZipWriter::new(file);
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .large_file(true);
-        for artifact in &artifacts {
-            zip.start_file(artifact.name.as_str(), options)?;
-            let mut blob = blobs.open(&artifact.sha256)?;
-            std::io::copy(&mut blob, &mut zip)?;
-        }
-        let mut file = zip.finish()?;
-        file.flush()?;
-        let size = file.stream_position()?;
-        Ok((file, size))
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::internal(format!("the zip could not be made: {e:#}")))?;
+    let (file, size) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(std::fs::File, u64)> {
+            let file = scratch?;
+            let mut zip = zip::ZipWriter::new(file);
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Deflated)
+                .large_file(true);
+            for artifact in &artifacts {
+                zip.start_file(artifact.name.as_str(), options)?;
+                let mut blob = blobs.open(&artifact.sha256)?;
+                std::io::copy(&mut blob, &mut zip)?;
+            }
+            let mut file = zip.finish()?;
+            file.flush()?;
+            let size = file.stream_position()?;
+            Ok((file, size))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::internal(format!("the zip could not be made: {e:#}")))?;
     Response::builder()
         .header(header::CONTENT_TYPE, "application/zip")
         .header(header::CONTENT_LENGTH, size)

@@ -22,11 +22,12 @@ use super::auth::{Caller, view_token_matches};
 use super::error::{ApiError, Problem};
 use super::extract::{PathParams, QueryParams};
 use super::{AppState, timestamp};
+use crate::artifacts::Listed;
 use crate::follow::{Waited, follow, wait_for_end};
 use crate::scheduler::Cancelled;
-use crate::artifacts::Listed;
 use crate::store::{
-    ExecStatus, FileKind, ExecutionRecord, ExecutionSummary, ListExecutions, StoredEvent, TriggerSource,
+    ExecStatus, ExecutionRecord, ExecutionSummary, FileKind, ListExecutions, StoredEvent,
+    TriggerSource,
 };
 
 /// The execution routes.
@@ -232,8 +233,14 @@ pub async fn detail_of(
     let (inputs, artifacts): (Vec<_>, Vec<_>) =
         files.iter().partition(|f| f.kind == FileKind::Input);
     let mut detail = detail_view(record)?;
-    detail.input_files = inputs.into_iter().map(|f| state.files.listed(f, url_ttl)).collect();
-    detail.artifacts = artifacts.into_iter().map(|f| state.files.listed(f, url_ttl)).collect();
+    detail.input_files = inputs
+        .into_iter()
+        .map(|f| state.files.listed(f, url_ttl))
+        .collect();
+    detail.artifacts = artifacts
+        .into_iter()
+        .map(|f| state.files.listed(f, url_ttl))
+        .collect();
     Ok(detail)
 }
 

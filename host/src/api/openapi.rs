@@ -11,7 +11,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::{
-    artifacts, apps, executions, operate, runs, schedules, secrets, system, tokens, triggers, webhooks,
+    apps, artifacts, executions, operate, runs, schedules, secrets, system, tokens, triggers,
+    webhooks,
 };
 
 /// An app's slug.

@@ -119,7 +119,13 @@ pub async fn run_app(
     RunForm(body, uploads): RunForm,
 ) -> Result<Response, ApiError> {
     let action = body.action.clone();
-    let run = Run { slug: &slug, action, action_in_path: false, body, uploads };
+    let run = Run {
+        slug: &slug,
+        action,
+        action_in_path: false,
+        body,
+        uploads,
+    };
     start(&state, caller, &headers, run, query).await
 }
 
@@ -205,9 +211,9 @@ impl FromRequest<AppState> for RunForm {
             return Ok(RunForm(body, Vec::new()));
         }
         let limit = state.files.config.max_upload_bytes;
-        let mut form = Multipart::from_request(req, state)
-            .await
-            .map_err(|e| ApiError::invalid_input(format!("a multipart run request: {}", e.body_text())))?;
+        let mut form = Multipart::from_request(req, state).await.map_err(|e| {
+            ApiError::invalid_input(format!("a multipart run request: {}", e.body_text()))
+        })?;
         let mut body = RunBody::default();
         let mut uploads = Vec::new();
         let mut total = 0u64;
@@ -227,8 +233,9 @@ impl FromRequest<AppState> for RunForm {
                 bytes.extend_from_slice(&chunk);
             }
             let text = || {
-                String::from_utf8(bytes.clone())
-                    .map_err(|_| ApiError::invalid_input(format!("the part {name:?} is not UTF-8 text")))
+                String::from_utf8(bytes.clone()).map_err(|_| {
+                    ApiError::invalid_input(format!("the part {name:?} is not UTF-8 text"))
+                })
             };
             match name.as_str() {
                 "inputs" => {
@@ -260,7 +267,10 @@ fn multipart_error(e: MultipartError) -> ApiError {
     if super::error::body_timed_out(&e) {
         return ApiError::body_timeout();
     }
-    ApiError::invalid_input(format!("the multipart body is malformed: {}", e.body_text()))
+    ApiError::invalid_input(format!(
+        "the multipart body is malformed: {}",
+        e.body_text()
+    ))
 }
 
 async fn start(

@@ -199,7 +199,11 @@ pub async fn run(args: ExecutionsArgs) -> Result<(), Failure> {
                     }
                 }
                 None => {
-                    for artifact in execution["artifacts"].as_array().cloned().unwrap_or_default() {
+                    for artifact in execution["artifacts"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                    {
                         println!(
                             "{:<40} {:>10}  {}",
                             artifact["name"].as_str().unwrap_or_default(),
@@ -268,16 +272,23 @@ pub async fn download_artifacts(
     dir: &std::path::Path,
 ) -> Result<Vec<std::path::PathBuf>, Failure> {
     let mut written = Vec::new();
-    for artifact in execution["artifacts"].as_array().cloned().unwrap_or_default() {
+    for artifact in execution["artifacts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         let name = artifact["name"].as_str().unwrap_or_default();
         let url = artifact["url"].as_str().unwrap_or_default();
         if !crate::artifacts::is_name(name) {
-            return Err(Failure::refused(format!("the server listed an artifact named {name:?}")));
+            return Err(Failure::refused(format!(
+                "the server listed an artifact named {name:?}"
+            )));
         }
         let path = dir.join(name);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Failure::refused(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Failure::refused(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         let mut response = check(client.request(reqwest::Method::GET, url).send().await?).await?;
         let mut file = std::fs::File::create(&path)

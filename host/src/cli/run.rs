@@ -72,7 +72,10 @@ struct FileInput {
 /// app's detail; none when it cannot be read (the run then says what is wrong).
 async fn file_properties(client: &Client, slug: &str, action: Option<&str>) -> Vec<String> {
     let Ok(app) = client
-        .json::<Value>(client.request(reqwest::Method::GET, &format!("/api/apps/{}", path_segment(slug))))
+        .json::<Value>(client.request(
+            reqwest::Method::GET,
+            &format!("/api/apps/{}", path_segment(slug)),
+        ))
         .await
     else {
         return Vec::new();
@@ -148,7 +151,11 @@ fn with_body(
         .text("trigger_source", "cli");
     for upload in uploads {
         let bytes = std::fs::read(&upload.path).map_err(|e| {
-            Failure::refused(format!("--input {}=@{}: {e}", upload.property, upload.path.display()))
+            Failure::refused(format!(
+                "--input {}=@{}: {e}",
+                upload.property,
+                upload.path.display()
+            ))
         })?;
         let name = upload
             .path

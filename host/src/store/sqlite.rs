@@ -33,10 +33,9 @@ use super::{
 };
 use super::{
     AppRecord, AppStats, Appended, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
-    FileKind, FileRecord,
-    Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
-    NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
-    StoredEvent, TokenRecord, TriggerSource, VersionRecord,
+    FileKind, FileRecord, Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions,
+    Millis, NewExecution, NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired,
+    Started, Store, StoredEvent, TokenRecord, TriggerSource, VersionRecord,
 };
 use crate::events;
 use crate::live::Live;

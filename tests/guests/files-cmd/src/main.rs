@@ -16,7 +16,12 @@ fn main() -> ExitCode {
     let _ = std::io::stdin().read_to_string(&mut input);
     let args: Value = serde_json::from_str(&input).unwrap_or_default();
     let num = |key: &str, default: u64| args.get(key).and_then(Value::as_u64).unwrap_or(default);
-    let text = |key: &str| args.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+    let text = |key: &str| {
+        args.get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
     let action = std::env::var("FLOOM_ACTION").unwrap_or_default();
     let result = match action.as_str() {
         "sha" => {
