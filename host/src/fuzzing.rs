@@ -20,7 +20,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
-use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
+use crate::scheduler::{Guests, RunSupport, Scheduler, SchedulerConfig};
 use crate::schema::ValidationPool;
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::Tokens;
@@ -172,9 +172,11 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         store.clone(),
         registry.clone(),
         live.clone(),
-        sealer.clone(),
+        RunSupport {
+            sealer: sealer.clone(),
+            files: files.clone(),
+        },
         metrics.clone(),
-        files.clone(),
         SchedulerConfig {
             max_concurrent_runs: 1,
             max_runs_per_app: 1,

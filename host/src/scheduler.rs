@@ -205,6 +205,15 @@ pub struct SchedulerConfig {
     pub max_runs_per_app: usize,
 }
 
+/// What running an execution needs besides the store and the apps: the key that opens
+/// its secrets, and the folders its files go through.
+pub struct RunSupport {
+    /// Opens the app's secrets.
+    pub sealer: Arc<Sealer>,
+    /// Run folders and the blob store.
+    pub files: Arc<Files>,
+}
+
 /// The run queue and its workers.
 pub struct Scheduler {
     store: DynStore,
@@ -236,12 +245,12 @@ impl Scheduler {
         store: DynStore,
         registry: Arc<Registry>,
         live: Arc<Live>,
-        sealer: Arc<Sealer>,
+        support: RunSupport,
         metrics: Arc<Metrics>,
-        files: Arc<Files>,
         config: SchedulerConfig,
         guests: Guests,
     ) -> Arc<Self> {
+        let RunSupport { sealer, files } = support;
         Arc::new(Scheduler {
             store,
             registry,

@@ -18,7 +18,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::{PublishError, Registry};
-use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
+use crate::scheduler::{Guests, RunSupport, Scheduler, SchedulerConfig};
 use crate::schema::ValidationPool;
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::{PREFIX, Tokens};
@@ -262,9 +262,11 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         store.clone(),
         registry.clone(),
         live.clone(),
-        sealer.clone(),
+        RunSupport {
+            sealer: sealer.clone(),
+            files: files.clone(),
+        },
         metrics.clone(),
-        files.clone(),
         SchedulerConfig {
             max_concurrent_runs: config.max_concurrent_runs,
             max_queue: config.max_queue,
