@@ -69,6 +69,58 @@ fn instantiate_call(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a run's folders cost a run that does not use them: the same `hello` run alone,
+/// and with the host's whole file path around it (take an empty output folder, preopen
+/// it as `/out`, hand it back after the run), as `floom serve` does for
+/// every run.
+fn folders(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let bytes = std::fs::read(guests::HELLO).expect("hello.wasm");
+    let engine = Engine::new(EngineConfig::default()).expect("engine");
+    let app = engine.compile(hello_manifest(), &bytes).expect("compile");
+    let input = serde_json::value::RawValue::from_string(INPUT.to_owned()).expect("json");
+    let data = std::env::temp_dir().join(format!("floom-bench-folders-{}", std::process::id()));
+    let blobs = floom_host::blobs::FsBlobs::open(data.join("blobs")).expect("blobs");
+    let files = floom_host::artifacts::Files::open(
+        &data,
+        std::sync::Arc::new(blobs),
+        floom_host::artifacts::FilesConfig::default(),
+    )
+    .expect("files");
+
+    let mut group = c.benchmark_group("instantiate_call/hello_folders");
+    group.bench_function("without_folders", |b| {
+        b.to_async(&rt).iter(|| async {
+            let request = RunRequest::new(&app, "run", input.clone()).expect("request");
+            assert_eq!(app.run(request).await.status, Status::Succeeded);
+        });
+    });
+    let mut n = 0u64;
+    group.bench_function("with_folders", |b| {
+        b.to_async(&rt).iter(|| {
+            n += 1;
+            let id = format!("exec_bench{n}");
+            let (app, files, input) = (&app, &files, input.clone());
+            async move {
+                let folders = files.prepare(&id, Vec::new()).await.expect("folders");
+                let request = RunRequest::new(app, "run", input)
+                    .expect("request")
+                    .files(folders.run_files().expect("an output folder"));
+                let outcome = app.run(request).await;
+                assert_eq!(outcome.status, Status::Succeeded);
+                let wrote = outcome.usage.artifact_bytes > 0;
+                let artifacts = files.collect(&id, folders, wrote).await.expect("collect");
+                assert!(artifacts.is_empty());
+            }
+        });
+    });
+    group.finish();
+    let _ = std::fs::remove_dir_all(&data);
+}
+
 fn compile(c: &mut Criterion) {
     let bytes = std::fs::read(guests::HELLO).expect("hello.wasm");
     let dir = std::env::temp_dir().join(format!("floom-bench-cache-{}", std::process::id()));
@@ -130,5 +182,5 @@ fn streaming(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, instantiate_call, compile, streaming);
+criterion_group!(benches, instantiate_call, folders, compile, streaming);
 criterion_main!(benches);

@@ -5,7 +5,7 @@ use floom_runtime::{Event, RunError, Status};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::store::{ExecStatus, StoredEvent};
+use crate::store::{ExecStatus, FileRecord, StoredEvent};
 
 fn event(execution_id: &str, seq: i64, kind: &str, data: &impl Serialize) -> StoredEvent {
     StoredEvent {
@@ -45,6 +45,41 @@ pub fn streamed(execution_id: &str, seq: i64, streamed: &Event) -> StoredEvent {
     };
     // `Event` serializes with its `type` tag already.
     event(execution_id, seq, kind, streamed)
+}
+
+/// The artifacts a run left, once it has ended (before its terminal event). Their
+/// signed URLs are not in it: they expire, and are made afresh by each read of the
+/// execution.
+pub fn artifact(execution_id: &str, seq: i64, artifacts: &[FileRecord]) -> StoredEvent {
+    #[derive(Serialize)]
+    struct Artifact<'a> {
+        name: &'a str,
+        size: i64,
+        content_type: &'a str,
+        sha256: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Artifacts<'a> {
+        r#type: &'static str,
+        artifacts: Vec<Artifact<'a>>,
+    }
+    event(
+        execution_id,
+        seq,
+        "artifact",
+        &Artifacts {
+            r#type: "artifact",
+            artifacts: artifacts
+                .iter()
+                .map(|a| Artifact {
+                    name: &a.name,
+                    size: a.size,
+                    content_type: &a.content_type,
+                    sha256: &a.sha256,
+                })
+                .collect(),
+        },
+    )
 }
 
 /// A log line from the host about this execution.

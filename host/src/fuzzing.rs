@@ -20,7 +20,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::Registry;
-use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
+use crate::scheduler::{Guests, RunSupport, Scheduler, SchedulerConfig};
 use crate::schema::ValidationPool;
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::Tokens;
@@ -162,12 +162,20 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         metrics.clone(),
     )?);
     let sealer = Arc::new(Sealer::load(dir)?);
+    let files = Arc::new(crate::artifacts::Files::open(
+        dir,
+        Arc::new(crate::blobs::FsBlobs::open(dir.join("blobs"))?),
+        crate::artifacts::FilesConfig::default(),
+    )?);
     let tokens = Arc::new(Tokens::load(store.clone()).await?);
     let scheduler = Scheduler::new(
         store.clone(),
         registry.clone(),
         live.clone(),
-        sealer.clone(),
+        RunSupport {
+            sealer: sealer.clone(),
+            files: files.clone(),
+        },
         metrics.clone(),
         SchedulerConfig {
             max_concurrent_runs: 1,
@@ -189,6 +197,7 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         limiter: RateLimiter::new(0),
         validations: ValidationPool::new(1, || {})?,
         metrics,
+        files,
         config: ApiConfig {
             max_component: MAX_COMPONENT,
             ..ApiConfig::default()

@@ -9,6 +9,8 @@
 
 pub mod api;
 pub mod approvals;
+pub mod artifacts;
+pub mod blobs;
 pub mod cli;
 pub mod crypto;
 pub mod events;

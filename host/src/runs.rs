@@ -14,7 +14,9 @@ use crate::api::error::ApiError;
 use crate::api::executions::Envelope;
 use crate::registry::LoadedApp;
 use crate::scheduler::{SubmitError, Submitted, Subscription};
-use crate::store::{IdempotencyKey, NewExecution, TickClaim, TickTaken, TriggerSource, now_ms};
+use crate::store::{
+    FileKind, FileRecord, IdempotencyKey, NewExecution, TickClaim, TickTaken, TriggerSource, now_ms,
+};
 
 /// What to run, as a surface understood its request.
 #[derive(Debug)]
@@ -50,6 +52,124 @@ pub struct RunOptions {
     /// [`Caller::Admin`] as the admin set them up): the name its idempotency keys and its
     /// share of the queue go by, instead of the admin's.
     pub on_behalf_of: Option<String>,
+    /// Files uploaded with the request, one per file property of the action.
+    pub uploads: Vec<Upload>,
+}
+
+/// A file uploaded for one of the action's file properties.
+#[derive(Debug)]
+pub struct Upload {
+    /// The property it is the value of.
+    pub property: String,
+    /// The file's name as the client sent it (its extension is kept).
+    pub file_name: Option<String>,
+    /// Its media type as the client sent it.
+    pub content_type: Option<String>,
+    /// The bytes.
+    pub bytes: bytes::Bytes,
+}
+
+/// Whether a property schema describes a file (SPEC section 10): `"format": "binary"`
+/// or a `contentMediaType`.
+pub fn is_file_property(schema: &Value) -> bool {
+    schema.get("format").and_then(Value::as_str) == Some("binary")
+        || schema.get("contentMediaType").is_some()
+}
+
+/// The name an upload gets under `/in`: its property, with the uploaded file's
+/// extension when that is short and plain (so an app can tell a `.csv` from a `.png`).
+fn input_name(upload: &Upload) -> String {
+    let ext = upload
+        .file_name
+        .as_deref()
+        .and_then(|name| name.rsplit_once('.'))
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .filter(|ext| {
+            (1..=10).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+    match ext {
+        Some(ext) => format!("{}.{ext}", upload.property),
+        None => upload.property.clone(),
+    }
+}
+
+/// Sets each upload's property in `inputs` to its path under `/in`; refuses an upload
+/// for a property that is not one of the action's files, or two for one property.
+fn attach_uploads(
+    app: &LoadedApp,
+    action: &str,
+    inputs: &mut Value,
+    uploads: &[Upload],
+) -> Result<(), ApiError> {
+    let properties = app
+        .app
+        .action(action)
+        .and_then(|a| a.input_schema.as_ref())
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object);
+    let mut seen = Vec::new();
+    for upload in uploads {
+        let is_file = properties
+            .and_then(|p| p.get(&upload.property))
+            .is_some_and(is_file_property);
+        if !is_file {
+            return Err(ApiError::invalid_input(format!(
+                "the part {:?} is not a file property of action {action:?} (a file property \
+                 has \"format\": \"binary\" or a contentMediaType)",
+                upload.property
+            )));
+        }
+        if seen.contains(&&upload.property) {
+            return Err(ApiError::invalid_input(format!(
+                "the file property {:?} was sent twice",
+                upload.property
+            )));
+        }
+        seen.push(&upload.property);
+        if let Some(object) = inputs.as_object_mut() {
+            object.insert(
+                upload.property.clone(),
+                Value::String(format!("/in/{}", input_name(upload))),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Stores the uploads as blobs and records them as execution `id`'s input files.
+async fn record_uploads(state: &Services, id: &str, uploads: Vec<Upload>) -> Result<(), ApiError> {
+    if uploads.is_empty() {
+        return Ok(());
+    }
+    let blobs = state.files.blobs().clone();
+    let id = id.to_owned();
+    let records = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<FileRecord>> {
+        let now = now_ms();
+        uploads
+            .into_iter()
+            .map(|upload| {
+                let stored = blobs.put(&mut &upload.bytes[..], u64::MAX)?;
+                let name = input_name(&upload);
+                Ok(FileRecord {
+                    execution_id: id.clone(),
+                    kind: FileKind::Input,
+                    content_type: upload
+                        .content_type
+                        .filter(|t| !t.trim().is_empty() && t.len() <= 255)
+                        .unwrap_or_else(|| crate::artifacts::content_type(&name).to_owned()),
+                    name,
+                    size: i64::try_from(stored.size).unwrap_or(i64::MAX),
+                    sha256: stored.sha256,
+                    created_at: now,
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::internal(format!("the input files could not be stored: {e}")))?;
+    state.store.add_files(records).await?;
+    Ok(())
 }
 
 /// An accepted run.
@@ -184,7 +304,7 @@ pub async fn start_with(
         ));
     }
     let action = choose_action(&app, request.action, request.action_in_path)?;
-    let inputs = request
+    let mut inputs = request
         .inputs
         .unwrap_or_else(|| Value::Object(Default::default()));
     if !inputs.is_object() {
@@ -192,6 +312,7 @@ pub async fn start_with(
             "\"inputs\" must be a JSON object, such as {\"inputs\": {\"text\": \"...\"}}",
         ));
     }
+    attach_uploads(&app, &action, &mut inputs, &options.uploads)?;
     // On the validation pool: a costly schema and input take its threads, not ours.
     let inputs = match app.input_schema(&action) {
         Some(schema) => state.validations.validate(schema, inputs).await?,
@@ -233,6 +354,8 @@ pub async fn start_with(
         }),
     };
     let request_hash = key.as_ref().map(|k| k.request_hash.clone());
+    // Recorded before the execution is queued, so its run finds them.
+    record_uploads(state, &execution.id, options.uploads).await?;
     let mut id = execution.id.clone();
     let submitted = state
         .scheduler

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::artifacts::{Files, RunFolders};
 use crate::crypto::Sealer;
 use crate::events;
 use crate::lanes::Lanes;
@@ -23,7 +24,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{
-    Appended, DynStore, ExecStatus, ExecutionRecord, Finish, IdempotencyKey, Inserted,
+    Appended, DynStore, ExecStatus, ExecutionRecord, FileKind, Finish, IdempotencyKey, Inserted,
     NewExecution, Started, StoredEvent, now_ms,
 };
 
@@ -208,6 +209,15 @@ pub struct SchedulerConfig {
     pub max_runs_per_app: usize,
 }
 
+/// What running an execution needs besides the store and the apps: the key that opens
+/// its secrets, and the folders its files go through.
+pub struct RunSupport {
+    /// Opens the app's secrets.
+    pub sealer: Arc<Sealer>,
+    /// Run folders and the blob store.
+    pub files: Arc<Files>,
+}
+
 /// The run queue and its workers.
 pub struct Scheduler {
     store: DynStore,
@@ -215,6 +225,7 @@ pub struct Scheduler {
     live: Arc<Live>,
     sealer: Arc<Sealer>,
     metrics: Arc<Metrics>,
+    files: Arc<Files>,
     config: SchedulerConfig,
     queue: Mutex<VecDeque<Queued>>,
     places: Mutex<Places>,
@@ -238,17 +249,19 @@ impl Scheduler {
         store: DynStore,
         registry: Arc<Registry>,
         live: Arc<Live>,
-        sealer: Arc<Sealer>,
+        support: RunSupport,
         metrics: Arc<Metrics>,
         config: SchedulerConfig,
         guests: Guests,
     ) -> Arc<Self> {
+        let RunSupport { sealer, files } = support;
         Arc::new(Scheduler {
             store,
             registry,
             live,
             sealer,
             metrics,
+            files,
             queue: Mutex::new(VecDeque::new()),
             places: Mutex::default(),
             notify: Notify::new(),
@@ -653,29 +666,47 @@ impl Scheduler {
                         ErrorCode::SandboxUnavailable,
                         format!("the run could not be prepared: {e}"),
                     )),
-                    Ok(request) => {
-                        let secrets = self.secrets(&run.app, &loaded.app.manifest().secrets).await;
-                        let request = request.secrets(secrets);
-                        let (tx, rx) = mpsc::channel(256);
-                        let pump = tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
-                        let app = loaded.app.clone();
-                        let request = request.events(tx).cancel(cancel);
-                        let guest = self.lanes.run(async move { app.run(request).await });
-                        let outcome = guest.await.map_err(|e| {
-                            RunError::new(
-                                ErrorCode::SandboxUnavailable,
-                                format!("the run was lost by its runtime: {e}"),
-                            )
-                        });
-                        seq = match pump.await {
-                            Ok(last) => last,
-                            Err(e) => {
-                                tracing::error!(execution = %run.id, "the event pump failed: {e}");
-                                seq
+                    Ok(request) => match self.prepare_files(&run.id).await {
+                        Err(e) => Err(RunError::new(
+                            ErrorCode::SandboxUnavailable,
+                            format!("the run's folders could not be made: {e:#}"),
+                        )),
+                        Ok(folders) => {
+                            let secrets =
+                                self.secrets(&run.app, &loaded.app.manifest().secrets).await;
+                            let mut request = request.secrets(secrets);
+                            if let Some(files) = folders.run_files() {
+                                request = request.files(files);
                             }
-                        };
-                        outcome
-                    }
+                            let (tx, rx) = mpsc::channel(256);
+                            let pump =
+                                tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
+                            let app = loaded.app.clone();
+                            let request = request.events(tx).cancel(cancel);
+                            let guest = self.lanes.run(async move { app.run(request).await });
+                            let outcome = guest.await.map_err(|e| {
+                                RunError::new(
+                                    ErrorCode::SandboxUnavailable,
+                                    format!("the run was lost by its runtime: {e}"),
+                                )
+                            });
+                            seq = match pump.await {
+                                Ok(last) => last,
+                                Err(e) => {
+                                    tracing::error!(execution = %run.id, "the event pump failed: {e}");
+                                    seq
+                                }
+                            };
+                            // Whatever the ending: what it wrote under /out is its artifacts.
+                            // The runtime charges every file or folder made there, so a run
+                            // charged nothing left nothing (a lost run may have).
+                            let wrote = outcome
+                                .as_ref()
+                                .map_or(true, |o| o.usage.artifact_bytes > 0);
+                            seq = self.collect_files(&run.id, folders, wrote, seq).await;
+                            outcome
+                        }
+                    },
                 }
             }
         };
@@ -718,6 +749,45 @@ impl Scheduler {
 }
 
 impl Scheduler {
+    /// Makes execution `id`'s folders, with its input files in `in`.
+    async fn prepare_files(&self, id: &str) -> anyhow::Result<RunFolders> {
+        let inputs = self
+            .store
+            .files(id)
+            .await?
+            .into_iter()
+            .filter(|f| f.kind == FileKind::Input)
+            .collect();
+        self.files.prepare(id, inputs).await
+    }
+
+    /// Records what execution `id` left in `folders` (when it `wrote` any) as its
+    /// artifacts, with an
+    /// `artifact` event after event `seq` when there are any; returns the last sequence
+    /// number used. A failure is logged: the run's ending is recorded all the same.
+    async fn collect_files(&self, id: &str, folders: RunFolders, wrote: bool, seq: i64) -> i64 {
+        let artifacts = match self.files.collect(id, folders, wrote).await {
+            Ok(artifacts) => artifacts,
+            Err(e) => {
+                tracing::error!(execution = %id, "the run's artifacts could not be collected: {e:#}");
+                return seq;
+            }
+        };
+        if artifacts.is_empty() {
+            return seq;
+        }
+        let event = events::artifact(id, seq + 1, &artifacts);
+        let recorded = self
+            .retry_write(id, || self.store.add_files(artifacts.clone()))
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(execution = %id, "the run's artifacts could not be recorded: {e:#}");
+            return seq;
+        }
+        self.store.append_events(vec![event]).written().await;
+        seq + 1
+    }
+
     /// The values of the secrets `declared` by an app's manifest. A secret that cannot be
     /// read is left out (and logged by name only): the app then sees it as unset.
     async fn secrets(&self, app: &str, declared: &[String]) -> HashMap<String, String> {

@@ -18,7 +18,7 @@ use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::registry::{PublishError, Registry};
-use crate::scheduler::{Guests, Scheduler, SchedulerConfig};
+use crate::scheduler::{Guests, RunSupport, Scheduler, SchedulerConfig};
 use crate::schema::ValidationPool;
 use crate::store::{DynStore, SqliteStore};
 use crate::tokens::{PREFIX, Tokens};
@@ -64,6 +64,10 @@ pub struct ServerConfig {
     pub event_retention: Option<Duration>,
     /// Host memory a run may make the server hold through wasi:http, in bytes.
     pub max_http_memory_bytes: u64,
+    /// Bytes a run may write under `/out`.
+    pub max_artifact_bytes: u64,
+    /// Files and artifacts: upload cap, URL lifetime, retention.
+    pub files: crate::artifacts::FilesConfig,
     /// API sizes and timeouts.
     pub api: ApiConfig,
     /// Bounds on client connections.
@@ -221,6 +225,8 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
             http_response_bytes: config.max_outbound_response_bytes,
             event_bytes: config.max_event_bytes,
             http_memory_bytes: config.max_http_memory_bytes,
+            artifact_bytes: config.max_artifact_bytes,
+            artifact_files: u64::try_from(config.files.max_artifacts).unwrap_or(u64::MAX),
             ..Caps::default()
         },
         ..EngineConfig::default()
@@ -246,12 +252,20 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         publish_examples(&registry, false).await?;
     }
     let sealer = Arc::new(Sealer::load(&config.data_dir)?);
+    let files = Arc::new(crate::artifacts::Files::open(
+        &config.data_dir,
+        Arc::new(crate::blobs::FsBlobs::open(config.data_dir.join("blobs"))?),
+        config.files,
+    )?);
     let tokens = Arc::new(Tokens::load(store.clone()).await?);
     let scheduler = Scheduler::new(
         store.clone(),
         registry.clone(),
         live.clone(),
-        sealer.clone(),
+        RunSupport {
+            sealer: sealer.clone(),
+            files: files.clone(),
+        },
         metrics.clone(),
         SchedulerConfig {
             max_concurrent_runs: config.max_concurrent_runs,
@@ -263,7 +277,11 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         guests,
     );
     scheduler.start().await?;
-    tokio::spawn(crate::sweeper::run(store.clone(), config.event_retention));
+    tokio::spawn(crate::sweeper::run(
+        store.clone(),
+        config.event_retention,
+        files.clone(),
+    ));
     tokio::spawn(crate::approvals::expire(store.clone()));
 
     // Deliveries run in the slow guest lane (the lowest priority): notifying never takes
@@ -286,6 +304,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
             || lower_priority(VALIDATION_NICE),
         )?,
         metrics: metrics.clone(),
+        files,
         config: config.api.clone(),
     });
     tokio::spawn(crate::schedules::run(services.clone()));

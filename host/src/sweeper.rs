@@ -1,10 +1,14 @@
-//! Periodic clean-up of what finished work leaves behind: the streamed events of
+//! Periodic clean-up of what finished work leaves behind: input files and artifacts
+//! (rows and blobs) after their retention period (30 days by default), the streamed events of
 //! executions after the retention period (the execution, its output and its terminal
 //! event stay), ended notification deliveries after the same period, and schedule tick
 //! claims after a day. Each pass deletes in bounded writes, so other writes interleave
 //! with it.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::artifacts::Files;
 
 use crate::store::{DynStore, Millis, now_ms};
 
@@ -17,11 +21,16 @@ const TICKS_KEPT_MS: Millis = 24 * 3600 * 1000;
 
 /// Prunes, now and every ten minutes, the events and deliveries of work finished more
 /// than `retention` ago (`None` keeps them forever) and tick claims older than a day.
-pub async fn run(store: DynStore, retention: Option<Duration>) {
+pub async fn run(store: DynStore, retention: Option<Duration>, files: Arc<Files>) {
     let retention_ms = retention.map(|r| Millis::try_from(r.as_millis()).unwrap_or(Millis::MAX));
     let mut ticks = tokio::time::interval(EVERY);
     loop {
         ticks.tick().await;
+        match files.sweep(&store).await {
+            Ok(0) => {}
+            Ok(blobs) => tracing::info!(blobs, "deleted expired input files and artifacts"),
+            Err(e) => tracing::warn!("deleting expired artifacts failed (retried later): {e:#}"),
+        }
         let now = now_ms();
         let cutoff = retention_ms.map(|r| now.saturating_sub(r));
         if let Some(cutoff) = cutoff {

@@ -13,6 +13,7 @@ use wasmtime_wasi::p2::bindings::CommandPre;
 
 use crate::engine::Engine;
 use crate::event::Event;
+use crate::files::RunFiles;
 use crate::manifest::{Action, Limits, Manifest};
 use crate::outcome::Outcome;
 use crate::sandbox::{self, RunState};
@@ -237,6 +238,7 @@ pub struct RunRequest {
     pub(crate) events: Option<mpsc::Sender<Event>>,
     pub(crate) cancel: CancellationToken,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) files: Option<RunFiles>,
 }
 
 impl RunRequest {
@@ -263,6 +265,7 @@ impl RunRequest {
             events: None,
             cancel: CancellationToken::new(),
             timeout: None,
+            files: None,
         })
     }
 
@@ -280,6 +283,7 @@ impl RunRequest {
             events: None,
             cancel: CancellationToken::new(),
             timeout: None,
+            files: None,
         }
     }
 
@@ -299,6 +303,13 @@ impl RunRequest {
     /// Secret values by name. Only the names the manifest declares reach the guest.
     pub fn secrets(mut self, secrets: HashMap<String, String>) -> Self {
         self.secrets = secrets;
+        self
+    }
+
+    /// Gives the run its folders: `/in` (read-only) and `/out` (within the artifact
+    /// budget). Without them the guest sees no filesystem at all.
+    pub fn files(mut self, files: RunFiles) -> Self {
+        self.files = Some(files);
         self
     }
 

@@ -49,6 +49,13 @@ pub struct Caps {
     /// it the guest traps and the run fails with `memory_limit`. An app that uses its
     /// whole request cap (100 requests with headers and a body each) needs about 20 MiB.
     pub http_memory_bytes: u64,
+    /// What a run may write under `/out` (64 MiB): bytes past a file's high-water size,
+    /// plus 4 KiB for each file or folder it creates. Past it the write fails inside the
+    /// guest (`insufficient-space`) and the run goes on (`crate::files`).
+    pub artifact_bytes: u64,
+    /// Files and folders a run may create under `/out` (1,000); past it the creation
+    /// fails inside the guest (`quota`).
+    pub artifact_files: u64,
 }
 
 impl Default for Caps {
@@ -65,6 +72,8 @@ impl Default for Caps {
             http_requests: 100,
             http_response_bytes: 16 << 20,
             http_memory_bytes: 32 << 20,
+            artifact_bytes: 64 << 20,
+            artifact_files: 1000,
         }
     }
 }
@@ -250,9 +259,11 @@ impl Flavor {
 
         let mut offline = Linker::new(&engine);
         // Every WASI preview-2 interface is linked, so ordinary `wasm32-wasip2` programs
-        // instantiate; what they may do is decided per run by the WasiCtx (no preopens,
-        // no sockets, no name lookup, no host environment).
+        // instantiate; what they may do is decided per run by the WasiCtx (no sockets,
+        // no name lookup, no host environment, and only the run's own `/in` and `/out`,
+        // whose writes are charged against its budget).
         wasmtime_wasi::p2::add_to_linker_async(&mut offline)?;
+        crate::files::add_to_linker(&mut offline)?;
         sdk_host::floom::app::host::add_to_linker::<RunState, HasSelf<RunState>>(
             &mut offline,
             |state| state,

@@ -14,7 +14,9 @@
 //!   [`Limits`]: memory, wall-clock deadline, fuel, output caps. WASI grants nothing by
 //!   default: no files, sockets, name lookup or host environment; `wasi:http` is linked
 //!   only for apps whose manifest lists hosts, and what it makes the host hold counts
-//!   against a per-run budget ([`Caps::http_memory_bytes`]). [`Event`]s stream out
+//!   against a per-run budget ([`Caps::http_memory_bytes`]). A run given [`RunFiles`]
+//!   sees its input files read-only under `/in` and writes artifacts under `/out`,
+//!   within [`Caps::artifact_bytes`] and [`Caps::artifact_files`]. [`Event`]s stream out
 //!   while the guest runs, and the run ends in exactly one [`Outcome`].
 //!
 //! The runtime knows nothing of HTTP, storage or tokens.
@@ -46,6 +48,7 @@ pub mod baseline;
 mod cache;
 mod engine;
 mod event;
+mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http_budget;
@@ -63,6 +66,7 @@ pub use app::{
 pub use atomic_file::write_atomically;
 pub use engine::{Caps, Engine, EngineConfig};
 pub use event::{Event, Level, LogStream};
+pub use files::{ENTRY_BYTES, RunFiles};
 pub use manifest::{
     Action, BuildSection, DEFAULT_ACTION, DEFAULT_MEMORY_MB, Limits, LimitsSection, MAX_TIMEOUT,
     Manifest, ManifestError, NetworkSection, is_action_name, is_secret_name, is_slug,

@@ -86,6 +86,10 @@ pub struct LimitsSection {
     /// Instruction budget; default: no fuel metering.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fuel: Option<u64>,
+    /// What the run may write under `/out`, in MiB; default and maximum: the operator's
+    /// `--max-artifacts-mb` (64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts_mb: Option<u64>,
 }
 
 /// The `[network]` table.
@@ -174,6 +178,9 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Instruction budget, when the app is metered.
     pub fuel: Option<u64>,
+    /// What a run may write under `/out`, in bytes, when the manifest asks for less than
+    /// the operator's cap ([`Caps::artifact_bytes`](crate::Caps::artifact_bytes)).
+    pub artifacts_bytes: Option<u64>,
 }
 
 impl Manifest {
@@ -242,6 +249,9 @@ impl Manifest {
                 MAX_TIMEOUT.as_secs()
             )),
             _ => {}
+        }
+        if self.limits.artifacts_mb == Some(0) {
+            problems.push("limits.artifacts_mb must be at least 1".to_owned());
         }
         if self.limits.memory_mb == Some(0) {
             problems.push("limits.memory_mb must be at least 1".to_owned());
@@ -392,6 +402,10 @@ impl Manifest {
                 .min(MAX_TIMEOUT),
             memory_bytes: memory_mb.saturating_mul(1 << 20),
             fuel: self.limits.fuel,
+            artifacts_bytes: self
+                .limits
+                .artifacts_mb
+                .map(|mb| mb.saturating_mul(1 << 20)),
         }
     }
 }

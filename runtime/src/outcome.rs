@@ -148,6 +148,13 @@ pub struct Usage {
     pub stdout_bytes: u64,
     /// Bytes the guest wrote to stderr.
     pub stderr_bytes: u64,
+    /// What its writes under `/out` were charged against the artifact budget.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub artifact_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Milliseconds with microsecond precision: runs often take well under one.

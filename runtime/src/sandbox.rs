@@ -7,11 +7,12 @@ use serde_json::value::RawValue;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
 use crate::event::{LogStream, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, json_string};
+use crate::files::{FilesBudgeted, Ledger, SharedLedger};
 use crate::http_budget::{HttpBudget, HttpBudgeted};
 use crate::outbound::{NetworkPolicy, Outbound};
 use crate::outcome::{
@@ -32,7 +33,14 @@ pub(crate) struct RunState {
     http_budget: HttpBudget,
     table: ResourceTable,
     limiter: MemoryLimiter,
+    ledger: SharedLedger,
     pub(crate) host: HostState,
+}
+
+impl FilesBudgeted for RunState {
+    fn ledger(&self) -> &SharedLedger {
+        &self.ledger
+    }
 }
 
 impl WasiView for RunState {
@@ -169,7 +177,10 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
         sink.clone(),
     );
 
-    let mut store = new_store(app, &request, &stdout, &stderr, &sink, started + timeout);
+    let mut store = match new_store(app, &request, &stdout, &stderr, &sink, started + timeout) {
+        Ok(store) => store,
+        Err(e) => return Outcome::failed(e),
+    };
     let ending = {
         let guest = call_guest(&app.pre, &mut store, &request.action, request.input.get());
         tokio::select! {
@@ -199,6 +210,7 @@ pub(crate) async fn run(app: &AppInner, request: RunRequest) -> Outcome {
         events: sink.produced(),
         stdout_bytes: stdout.total,
         stderr_bytes: stderr.total,
+        artifact_bytes: crate::files::used(&store.data().ledger),
     };
     drop(store);
     // Everything the guest produced reaches the caller before the outcome does.
@@ -233,7 +245,7 @@ pub(crate) async fn probe(app: &AppInner) -> Result<(), RunError> {
         &stderr,
         &sink,
         Instant::now() + timeout,
-    );
+    )?;
     let instantiate = async {
         match &app.pre {
             Pre::Sdk(pre) => pre.instantiate_async(&mut store).await.map(|_| ()),
@@ -264,7 +276,7 @@ fn new_store(
     stderr: &OutputPipe,
     sink: &EventSink,
     deadline: Instant,
-) -> Store<RunState> {
+) -> Result<Store<RunState>, RunError> {
     let config = app.engine.config();
     let caps = config.caps;
     // Declared secrets only, whatever the caller passed.
@@ -285,12 +297,34 @@ fn new_store(
         .allow_tcp(false)
         .allow_udp(false)
         .allow_ip_name_lookup(false)
+        // The run's folders are on local disk: a file call takes microseconds, less
+        // than handing it to a blocking thread and back (which made a guest looping on
+        // refused creations cost ~300 µs a try).
+        .allow_blocking_current_thread(true)
         .max_random_size(MAX_RANDOM_BYTES);
     if app.kind == AppKind::Command {
         // A command app's only channels: the inputs on stdin, secrets in its environment.
         wasi.stdin(MemoryInputPipe::new(request.input.get().to_owned()));
         wasi.envs(&secrets);
     }
+    if let Some(files) = &request.files {
+        let folder = |e: wasmtime::Error| {
+            RunError::new(
+                ErrorCode::SandboxUnavailable,
+                format!("the run's folders could not be opened: {e:#}"),
+            )
+        };
+        if let Some(input) = &files.input {
+            wasi.preopened_dir(input, "/in", FsPerms::ReadOnly)
+                .map_err(folder)?;
+        }
+        wasi.preopened_dir(&files.output, "/out", FsPerms::ReadWrite)
+            .map_err(folder)?;
+    }
+    let artifact_bytes = app
+        .limits
+        .artifacts_bytes
+        .map_or(caps.artifact_bytes, |b| b.min(caps.artifact_bytes));
     let mut table = ResourceTable::new();
     table.set_max_capacity(caps.resources);
 
@@ -318,6 +352,7 @@ fn new_store(
                 peak: 0,
                 refused: None,
             },
+            ledger: Ledger::new(artifact_bytes, caps.artifact_files, sink.clone()),
             host: HostState {
                 sink: sink.clone(),
                 secrets,
@@ -336,7 +371,7 @@ fn new_store(
         // The metered engine always has fuel enabled, so this cannot fail.
         let _ = store.set_fuel(fuel);
     }
-    store
+    Ok(store)
 }
 
 async fn call_guest(pre: &Pre, store: &mut Store<RunState>, action: &str, input: &str) -> Ending {

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::executions::{Detail, Readable, detail_view, page_limit};
+use super::executions::{Detail, Readable, detail_of, detail_view, page_limit};
 use super::extract::{JsonBody, QueryParams};
 use crate::approvals::{self, Verdict};
 use crate::store::ListApprovals;
@@ -75,7 +75,7 @@ async fn approve(
         annotation: body.annotation,
     };
     let record = approvals::decide(&state, &caller, record, verdict).await?;
-    Ok(Json(detail_view(&record)?))
+    Ok(Json(detail_of(&state, &record, None).await?))
 }
 
 /// Reject the output of an execution awaiting approval: it fails with `rejected`.
@@ -99,7 +99,7 @@ async fn reject(
         reason: body.reason,
     };
     let record = approvals::decide(&state, &caller, record, verdict).await?;
-    Ok(Json(detail_view(&record)?))
+    Ok(Json(detail_of(&state, &record, None).await?))
 }
 
 #[derive(Deserialize, Default, IntoParams)]

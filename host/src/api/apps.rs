@@ -49,10 +49,15 @@ pub fn router() -> Router<AppState> {
         .route("/api/apps/{slug}/versions", get(versions))
         .route("/api/apps/{slug}/rollback/{version}", post(rollback))
         .route("/api/apps/{slug}/stats", get(stats))
-        .route("/api/apps/{slug}/run", post(runs::run_app))
+        // Run requests read their own bodies: JSON within the JSON cap, a multipart one
+        // with files within the upload cap (`runs::RunForm`).
+        .route(
+            "/api/apps/{slug}/run",
+            post(runs::run_app).layer(DefaultBodyLimit::disable()),
+        )
         .route(
             "/api/apps/{slug}/actions/{action}/run",
-            post(runs::run_action),
+            post(runs::run_action).layer(DefaultBodyLimit::disable()),
         )
 }
 

@@ -187,6 +187,11 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", detail)
     }
 
+    /// 416: a byte range outside the file.
+    pub fn range_not_satisfiable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::RANGE_NOT_SATISFIABLE, "invalid_input", detail)
+    }
+
     /// 429 with `Retry-After`.
     pub fn quota_exceeded(detail: impl Into<String>, retry_after_s: u64) -> Self {
         let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", detail);

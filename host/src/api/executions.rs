@@ -22,10 +22,11 @@ use super::auth::{Caller, view_token_matches};
 use super::error::{ApiError, Problem};
 use super::extract::{PathParams, QueryParams};
 use super::{AppState, timestamp};
+use crate::artifacts::Listed;
 use crate::follow::{Waited, follow, wait_for_end};
 use crate::scheduler::Cancelled;
 use crate::store::{
-    Approval, ExecStatus, ExecutionRecord, ExecutionSummary, ListExecutions, StoredEvent,
+    Approval, ExecStatus, ExecutionRecord, ExecutionSummary, FileKind, ListExecutions, StoredEvent,
     TriggerSource,
 };
 
@@ -137,7 +138,7 @@ impl Envelope {
 }
 
 /// One server-sent event: `id` is the sequence number, `event` the type (start, chunk,
-/// log, end, error), `data` JSON that repeats the type.
+/// log, artifact, end, error), `data` JSON that repeats the type.
 #[derive(ToSchema)]
 #[allow(dead_code)] // Only its schema is used: events are written by `sse`.
 pub struct SseEvent {
@@ -233,10 +234,38 @@ pub struct Detail {
     /// The action that step runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     step_action: Option<String>,
+    /// The input files uploaded with the run (shown to the app under `/in`).
+    input_files: Vec<Listed>,
+    /// What the run left under `/out`, once it has ended; each `url` is signed and
+    /// expires (`?url_ttl_s=` asks for a shorter life than the server's).
+    artifacts: Vec<Listed>,
+}
+
+/// An execution's detail, with its files listed under URLs signed for `url_ttl`.
+pub async fn detail_of(
+    state: &AppState,
+    record: &ExecutionRecord,
+    url_ttl: Option<Duration>,
+) -> Result<Detail, ApiError> {
+    let files = state.store.files(&record.id).await?;
+    let (inputs, artifacts): (Vec<_>, Vec<_>) =
+        files.iter().partition(|f| f.kind == FileKind::Input);
+    let mut detail = detail_view(record)?;
+    detail.input_files = inputs
+        .into_iter()
+        .map(|f| state.files.listed(f, url_ttl))
+        .collect();
+    detail.artifacts = artifacts
+        .into_iter()
+        .map(|f| state.files.listed(f, url_ttl))
+        .collect();
+    Ok(detail)
 }
 
 pub(super) fn detail_view(record: &ExecutionRecord) -> Result<Detail, ApiError> {
     Ok(Detail {
+        input_files: Vec::new(),
+        artifacts: Vec::new(),
         envelope: Envelope::from_record(record)?,
         facts: Facts::new(
             &record.app,
@@ -294,6 +323,7 @@ fn summary_view(summary: &ExecutionSummary) -> Result<Summary, ApiError> {
 struct ViewQuery {
     view_token: Option<String>,
     cursor: Option<String>,
+    url_ttl_s: Option<u64>,
 }
 
 /// The execution named in the path, when the caller may read it: the admin, or whoever
@@ -302,6 +332,8 @@ pub(super) struct Readable {
     pub(super) record: ExecutionRecord,
     /// `?cursor=`, for the event stream.
     cursor: Option<String>,
+    /// `?url_ttl_s=`: how long the signed file URLs of the answer should live.
+    url_ttl: Option<Duration>,
 }
 
 impl FromRequestParts<AppState> for Readable {
@@ -322,6 +354,7 @@ impl FromRequestParts<AppState> for Readable {
         Ok(Readable {
             record,
             cursor: query.cursor,
+            url_ttl: query.url_ttl_s.map(Duration::from_secs),
         })
     }
 }
@@ -361,11 +394,17 @@ pub async fn readable(
 
 /// One execution: the envelope plus app, version, action, inputs, timings and usage.
 #[utoipa::path(get, path = "/api/executions/{id}", tag = "executions",
-    params(("id" = String, Path, description = "exec_..."), ("view_token" = Option<String>, Query, description = "The execution's view token"), ("x-floom-view-token" = Option<String>, Header, description = "The execution's view token, as a header")),
+    params(("id" = String, Path, description = "exec_..."), ("view_token" = Option<String>, Query, description = "The execution's view token"), ("x-floom-view-token" = Option<String>, Header, description = "The execution's view token, as a header"),
+        ("url_ttl_s" = Option<u64>, Query, description = "Seconds the signed file URLs should stay valid (at most the server's --artifact-url-ttl-s)")),
     responses((status = 200, body = Detail, description = "OK"), (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed request"), (status = 401, body = Problem, content_type = "application/problem+json", description = "Missing or wrong credentials"), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such resource (or not visible to the caller)")),
     security((), ("bearer" = [])))]
-async fn detail(Readable { record, .. }: Readable) -> Result<Json<Detail>, ApiError> {
-    Ok(Json(detail_view(&record)?))
+async fn detail(
+    State(state): State<AppState>,
+    Readable {
+        record, url_ttl, ..
+    }: Readable,
+) -> Result<Json<Detail>, ApiError> {
+    Ok(Json(detail_of(&state, &record, url_ttl).await?))
 }
 
 /// An SSE response over stored-then-live events.
@@ -415,6 +454,7 @@ async fn events(
     Readable {
         record,
         cursor: query,
+        ..
     }: Readable,
 ) -> Result<Response, ApiError> {
     let after = cursor(query.as_deref(), &headers)?;

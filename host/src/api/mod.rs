@@ -21,6 +21,7 @@ use crate::tokens::Tokens;
 
 mod approvals;
 mod apps;
+mod artifacts;
 pub mod auth;
 pub mod error;
 pub mod executions;
@@ -90,6 +91,8 @@ pub struct Services {
     pub validations: ValidationPool,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Input files, artifacts and their signed URLs.
+    pub files: Arc<crate::artifacts::Files>,
     /// Sizes and timeouts.
     pub config: ApiConfig,
 }
@@ -105,6 +108,7 @@ pub fn router(state: AppState) -> Router {
         .merge(apps::router())
         .merge(executions::router())
         .merge(approvals::router())
+        .merge(artifacts::router())
         .merge(system::router())
         .merge(tokens::router())
         .merge(secrets::router())

@@ -11,8 +11,8 @@ use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::AppState;
 use super::{
-    approvals, apps, executions, operate, runs, schedules, secrets, system, tokens, triggers,
-    webhooks,
+    approvals, apps, artifacts, executions, operate, runs, schedules, secrets, system, tokens,
+    triggers, webhooks,
 };
 
 /// An app's slug.
@@ -35,6 +35,7 @@ pub struct SlugDoc(String);
         secrets::list, secrets::set, secrets::remove,
         executions::list, executions::detail, executions::events, executions::logs, executions::cancel,
         approvals::approve, approvals::reject, approvals::list, approvals::count,
+        artifacts::artifact, artifacts::input, artifacts::zip,
         tokens::create, tokens::list, tokens::revoke,
         triggers::create, triggers::list, triggers::rotate, triggers::remove, triggers::hook,
         schedules::create, schedules::list, schedules::pause, schedules::resume, schedules::remove,

@@ -3,7 +3,8 @@
 //! streamed (`?stream=true` or `Accept: text/event-stream`).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::multipart::{Multipart, MultipartError};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -16,7 +17,7 @@ use super::error::{ApiError, Problem};
 use super::executions::{Envelope, SseEvent, sse};
 use super::extract::{JsonBody, PathParams, QueryParams, flag};
 use crate::follow::{Waited, follow, wait_for_end};
-use crate::runs::{self, StartRun};
+use crate::runs::{self, StartRun, Upload};
 use crate::store::TriggerSource;
 
 /// The run request body.
@@ -41,6 +42,21 @@ pub struct RunBody {
     #[serde(default)]
     #[schema(example = "https://example.org/floom-hook")]
     webhook: Option<String>,
+}
+
+/// A run request with files (for actions with file properties): the JSON inputs plus
+/// one part per file, named after its property; the app sees each under `/in/` and the
+/// property's value is its path there.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Only its schema is used: the form is read by `RunForm`.
+pub struct RunUpload {
+    /// The inputs object, as JSON text.
+    #[schema(value_type = String)]
+    inputs: String,
+    /// A file for a property with `"format": "binary"` (one part per file property,
+    /// named after it).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 /// The source a run request names for itself; the ones the server sets are refused.
@@ -76,7 +92,10 @@ pub struct RunQuery {
 #[utoipa::path(post, path = "/api/apps/{slug}/run", tag = "runs",
     params(("slug" = String, Path, description = "The app's slug"), RunQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution (needs credentials)", pattern = "^[!-~]{1,255}$")),
-    request_body(content = RunBody, content_type = "application/json"),
+    request_body(content(
+        (RunBody = "application/json"),
+        (RunUpload = "multipart/form-data"),
+    )),
     responses(
         (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
             content((Envelope = "application/json"), (SseEvent = "text/event-stream"))),
@@ -97,10 +116,17 @@ pub async fn run_app(
     QueryParams(query): QueryParams<RunQuery>,
     caller: Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<RunBody>,
+    RunForm(body, uploads): RunForm,
 ) -> Result<Response, ApiError> {
     let action = body.action.clone();
-    start(&state, caller, &headers, &slug, action, false, body, query).await
+    let run = Run {
+        slug: &slug,
+        action,
+        action_in_path: false,
+        body,
+        uploads,
+    };
+    start(&state, caller, &headers, run, query).await
 }
 
 /// Start a run of a named action.
@@ -108,7 +134,10 @@ pub async fn run_app(
     params(("slug" = String, Path, description = "The app's slug"),
         ("action" = String, Path, description = "The action"), RunQuery,
         ("Idempotency-Key" = Option<String>, Header, description = "Replays within 24 h return the same execution (needs credentials)", pattern = "^[!-~]{1,255}$")),
-    request_body(content = RunBody, content_type = "application/json"),
+    request_body(content(
+        (RunBody = "application/json"),
+        (RunUpload = "multipart/form-data"),
+    )),
     responses(
         (status = 200, description = "`?wait=true`: the run ended in time (a failed run is still 200); or the SSE stream when streaming",
             content((Envelope = "application/json"), (SseEvent = "text/event-stream"))),
@@ -129,7 +158,7 @@ pub async fn run_action(
     QueryParams(query): QueryParams<RunQuery>,
     caller: Caller,
     headers: HeaderMap,
-    JsonBody(body): JsonBody<RunBody>,
+    RunForm(body, uploads): RunForm,
 ) -> Result<Response, ApiError> {
     if body.action.as_ref().is_some_and(|a| *a != action) {
         return Err(ApiError::invalid_input(format!(
@@ -137,30 +166,127 @@ pub async fn run_action(
             body.action.unwrap_or_default()
         )));
     }
-    start(
-        &state,
-        caller,
-        &headers,
-        &slug,
-        Some(action),
-        true,
+    let run = Run {
+        slug: &slug,
+        action: Some(action),
+        action_in_path: true,
         body,
-        query,
-    )
-    .await
+        uploads,
+    };
+    start(&state, caller, &headers, run, query).await
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A run request as its handler read it.
+struct Run<'a> {
+    slug: &'a str,
+    action: Option<String>,
+    action_in_path: bool,
+    body: RunBody,
+    uploads: Vec<Upload>,
+}
+
+/// A run request's body: JSON ([`RunBody`]), or `multipart/form-data` with a part
+/// `inputs` (the inputs object, JSON), optional text parts `action`, `trigger_source` and
+/// `webhook`, and one part per file, named after its property. A multipart body may be
+/// as large as `--max-upload-mb` (413 past it); a JSON one as the JSON body cap.
+pub struct RunForm(RunBody, Vec<Upload>);
+
+impl FromRequest<AppState> for RunForm {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .eq_ignore_ascii_case("multipart/form-data")
+            });
+        if !multipart {
+            let JsonBody(body) = JsonBody::<RunBody>::from_request(req, state).await?;
+            return Ok(RunForm(body, Vec::new()));
+        }
+        let limit = state.files.config.max_upload_bytes;
+        let mut form = Multipart::from_request(req, state).await.map_err(|e| {
+            ApiError::invalid_input(format!("a multipart run request: {}", e.body_text()))
+        })?;
+        let mut body = RunBody::default();
+        let mut uploads = Vec::new();
+        let mut total = 0u64;
+        while let Some(mut field) = form.next_field().await.map_err(multipart_error)? {
+            let name = field.name().unwrap_or_default().to_owned();
+            let file_name = field.file_name().map(str::to_owned);
+            let content_type = field.content_type().map(str::to_owned);
+            // Read piece by piece, so a request over the cap stops at the cap.
+            let mut bytes = Vec::new();
+            while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                total += chunk.len() as u64;
+                if total > limit {
+                    return Err(ApiError::payload_too_large(format!(
+                        "the run request is over the {limit} byte upload limit (--max-upload-mb)"
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            let text = || {
+                String::from_utf8(bytes.clone()).map_err(|_| {
+                    ApiError::invalid_input(format!("the part {name:?} is not UTF-8 text"))
+                })
+            };
+            match name.as_str() {
+                "inputs" => {
+                    let inputs: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                        ApiError::invalid_input(format!("the part \"inputs\" is not JSON: {e}"))
+                    })?;
+                    body.inputs = Some(inputs);
+                }
+                "action" => body.action = Some(text()?),
+                "trigger_source" => body.trigger_source = Some(text()?),
+                "webhook" => body.webhook = Some(text()?),
+                "" => return Err(ApiError::invalid_input("a multipart part has no name")),
+                _ => uploads.push(Upload {
+                    property: name,
+                    file_name,
+                    content_type,
+                    bytes: bytes.into(),
+                }),
+            }
+        }
+        Ok(RunForm(body, uploads))
+    }
+}
+
+fn multipart_error(e: MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiError::payload_too_large(format!("the upload is too large: {}", e.body_text()));
+    }
+    if super::error::body_timed_out(&e) {
+        return ApiError::body_timeout();
+    }
+    ApiError::invalid_input(format!(
+        "the multipart body is malformed: {}",
+        e.body_text()
+    ))
+}
+
 async fn start(
     state: &AppState,
     caller: Caller,
     headers: &HeaderMap,
-    slug: &str,
-    action: Option<String>,
-    action_in_path: bool,
-    body: RunBody,
+    run: Run<'_>,
     query: RunQuery,
 ) -> Result<Response, ApiError> {
+    let Run {
+        slug,
+        action,
+        action_in_path,
+        body,
+        uploads,
+    } = run;
     let wait = flag(query.wait.as_deref(), "wait")?;
     let stream = flag(query.stream.as_deref(), "stream")?
         || headers
@@ -193,6 +319,7 @@ async fn start(
         },
         runs::RunOptions {
             webhook,
+            uploads,
             ..runs::RunOptions::default()
         },
     )

@@ -1,4 +1,5 @@
-//! `floom executions`: list, show, read the logs of, cancel and export executions.
+//! `floom executions`: list, show, read the logs of, cancel and export executions, and
+//! list or download their artifacts.
 
 use serde_json::Value;
 
@@ -17,6 +18,8 @@ use super::client::{Client, Failure, ServerArgs, check, print_json};
 ///   floom executions logs exec_0192...
 ///
 ///   floom executions cancel exec_0192...
+///
+///   floom executions artifacts exec_0192... --download ./out
 ///
 ///   floom executions export --app hello --since 2026-12-01 > hello.csv
 #[derive(Debug, clap::Args)]
@@ -72,6 +75,16 @@ pub enum ExecutionsCommand {
     Logs {
         /// The execution id.
         id: String,
+    },
+    /// List an execution's artifacts (name, size, type), or download them all into a
+    /// folder with --download.
+    #[command(after_help = "Example:\n  floom executions artifacts exec_0192... --download ./out")]
+    Artifacts {
+        /// The execution id.
+        id: String,
+        /// Save every artifact under this folder (by its name, folders included).
+        #[arg(long, value_name = "DIR")]
+        download: Option<std::path::PathBuf>,
     },
     /// Cancel a queued or running execution.
     #[command(after_help = "Example:\n  floom executions cancel exec_0192...")]
@@ -173,6 +186,35 @@ pub async fn run(args: ExecutionsArgs) -> Result<(), Failure> {
             let text = check(response).await?.text().await?;
             print!("{text}");
         }
+        ExecutionsCommand::Artifacts { id, download } => {
+            let execution: Value = client
+                .json(with_view(client.request(
+                    reqwest::Method::GET,
+                    &format!("/api/executions/{id}"),
+                )))
+                .await?;
+            match download {
+                Some(dir) => {
+                    for path in download_artifacts(&client, &execution, dir).await? {
+                        println!("{}", path.display());
+                    }
+                }
+                None => {
+                    for artifact in execution["artifacts"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                    {
+                        println!(
+                            "{:<40} {:>10}  {}",
+                            artifact["name"].as_str().unwrap_or_default(),
+                            artifact["size"],
+                            artifact["content_type"].as_str().unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+        }
         ExecutionsCommand::Cancel { id } => {
             let envelope: Value = client
                 .json(with_view(client.request(
@@ -221,4 +263,42 @@ pub async fn run(args: ExecutionsArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Saves every artifact `execution` lists under `dir`, by its signed URL; returns the
+/// paths written. A name that would leave `dir` is refused, whatever the server said.
+pub async fn download_artifacts(
+    client: &Client,
+    execution: &Value,
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, Failure> {
+    let mut written = Vec::new();
+    for artifact in execution["artifacts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let name = artifact["name"].as_str().unwrap_or_default();
+        let url = artifact["url"].as_str().unwrap_or_default();
+        if !crate::artifacts::is_name(name) {
+            return Err(Failure::refused(format!(
+                "the server listed an artifact named {name:?}"
+            )));
+        }
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                Failure::refused(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut response = check(client.request(reqwest::Method::GET, url).send().await?).await?;
+        let mut file = std::fs::File::create(&path)
+            .map_err(|e| Failure::refused(format!("cannot write {}: {e}", path.display())))?;
+        while let Some(chunk) = response.chunk().await? {
+            std::io::Write::write_all(&mut file, &chunk)
+                .map_err(|e| Failure::refused(format!("cannot write {}: {e}", path.display())))?;
+        }
+        written.push(path);
+    }
+    Ok(written)
 }

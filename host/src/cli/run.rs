@@ -12,7 +12,9 @@ use super::client::{Client, Failure, ServerArgs, check};
 /// Run an app and stream its chunks to the terminal as they come.
 ///
 /// Inputs are a JSON object, plus any `--input key=value` (a value that parses as JSON is
-/// used as JSON, anything else as a string). Chunks go to stdout as they stream, log
+/// used as JSON, anything else as a string; `key=@file` reads a file: uploaded as the
+/// file itself when the action's property is a file, else as its text). With `--out
+/// DIR`, the run's artifacts are saved there once it ends. Chunks go to stdout as they stream, log
 /// lines to stderr, and the output is printed at the end. If the stream drops, it is
 /// resumed from the last event.
 ///
@@ -30,6 +32,8 @@ use super::client::{Client, Failure, ServerArgs, check};
 ///   floom run webhook-signer/sign --input body='"{\"a\":1}"'
 ///
 ///   floom run word-count --input text=@notes.txt --detach
+///
+///   floom run csv-report --input csv=@scores.csv --out ./report
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct RunArgs {
@@ -51,11 +55,54 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Save the run's artifacts under this folder once it ends.
+    #[arg(long, value_name = "DIR", conflicts_with = "detach")]
+    pub out: Option<std::path::PathBuf>,
+
     #[command(flatten)]
     server: ServerArgs,
 }
 
-fn inputs(args: &RunArgs) -> Result<Value, Failure> {
+/// A file to upload for a file property.
+struct FileInput {
+    property: String,
+    path: std::path::PathBuf,
+}
+
+/// The action's file properties (`"format": "binary"` or a `contentMediaType`), from the
+/// app's detail; none when it cannot be read (the run then says what is wrong).
+async fn file_properties(client: &Client, slug: &str, action: Option<&str>) -> Vec<String> {
+    let Ok(app) = client
+        .json::<Value>(client.request(
+            reqwest::Method::GET,
+            &format!("/api/apps/{}", path_segment(slug)),
+        ))
+        .await
+    else {
+        return Vec::new();
+    };
+    let Some(actions) = app["actions"].as_object() else {
+        return Vec::new();
+    };
+    let chosen = match action {
+        Some(name) => actions.get(name),
+        None => actions
+            .get(floom_runtime::DEFAULT_ACTION)
+            .or_else(|| actions.values().next().filter(|_| actions.len() == 1)),
+    };
+    chosen
+        .and_then(|a| a["input_schema"]["properties"].as_object())
+        .map(|properties| {
+            properties
+                .iter()
+                .filter(|(_, schema)| crate::runs::is_file_property(schema))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn inputs(args: &RunArgs, files: &[String]) -> Result<(Value, Vec<FileInput>), Failure> {
     let mut inputs = match &args.inputs {
         None => Map::new(),
         Some(text) => match serde_json::from_str(text) {
@@ -64,10 +111,20 @@ fn inputs(args: &RunArgs) -> Result<Value, Failure> {
             Err(e) => return Err(Failure::refused(format!("the inputs are not JSON: {e}"))),
         },
     };
+    let mut uploads = Vec::new();
     for pair in &args.input {
         let (key, value) = pair
             .split_once('=')
             .ok_or_else(|| Failure::refused(format!("--input {pair:?} is not key=value")))?;
+        if let Some(file) = value.strip_prefix('@')
+            && files.iter().any(|f| f == key)
+        {
+            uploads.push(FileInput {
+                property: key.to_owned(),
+                path: file.into(),
+            });
+            continue;
+        }
         let value = match value.strip_prefix('@') {
             Some(file) => Value::String(
                 std::fs::read_to_string(file)
@@ -77,7 +134,41 @@ fn inputs(args: &RunArgs) -> Result<Value, Failure> {
         };
         inputs.insert(key.to_owned(), value);
     }
-    Ok(Value::Object(inputs))
+    Ok((Value::Object(inputs), uploads))
+}
+
+/// The run request: JSON, or multipart with the files.
+fn with_body(
+    request: reqwest::RequestBuilder,
+    inputs: &Value,
+    uploads: &[FileInput],
+) -> Result<reqwest::RequestBuilder, Failure> {
+    if uploads.is_empty() {
+        let body = serde_json::json!({ "inputs": inputs, "trigger_source": "cli" });
+        return Ok(request.json(&body));
+    }
+    let mut form = reqwest::multipart::Form::new()
+        .text("inputs", inputs.to_string())
+        .text("trigger_source", "cli");
+    for upload in uploads {
+        let bytes = std::fs::read(&upload.path).map_err(|e| {
+            Failure::refused(format!(
+                "--input {}=@{}: {e}",
+                upload.property,
+                upload.path.display()
+            ))
+        })?;
+        let name = upload
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| upload.property.clone());
+        form = form.part(
+            upload.property.clone(),
+            reqwest::multipart::Part::bytes(bytes).file_name(name),
+        );
+    }
+    Ok(request.multipart(form))
 }
 
 /// One server-sent event.
@@ -122,8 +213,18 @@ impl SseParser {
 
 /// Runs `floom run`.
 pub async fn run(args: RunArgs) -> Result<u8, Failure> {
-    let inputs = inputs(&args)?;
     let client = Client::new(&args.server)?;
+    let (slug, action) = match args.target.split_once('/') {
+        Some((slug, action)) => (slug, Some(action)),
+        None => (args.target.as_str(), None),
+    };
+    let needs_files = args.input.iter().any(|pair| pair.contains("=@"));
+    let files = if needs_files {
+        file_properties(&client, slug, action).await
+    } else {
+        Vec::new()
+    };
+    let (inputs, uploads) = inputs(&args, &files)?;
     let path = match args.target.split_once('/') {
         Some((slug, action)) => format!(
             "/api/apps/{}/actions/{}/run",
@@ -132,11 +233,13 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         ),
         None => format!("/api/apps/{}/run", path_segment(&args.target)),
     };
-    let body = serde_json::json!({ "inputs": inputs, "trigger_source": "cli" });
-
     if args.detach {
         let envelope: Value = client
-            .json(client.request(reqwest::Method::POST, &path).json(&body))
+            .json(with_body(
+                client.request(reqwest::Method::POST, &path),
+                &inputs,
+                &uploads,
+            )?)
             .await?;
         println!(
             "{}\nview token: {}\nfollow it: floom executions get {} --view-token {}",
@@ -148,11 +251,13 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
         return Ok(0);
     }
 
-    let response = client
-        .request(reqwest::Method::POST, &format!("{path}?stream=true"))
-        .json(&body)
-        .send()
-        .await?;
+    let response = with_body(
+        client.request(reqwest::Method::POST, &format!("{path}?stream=true")),
+        &inputs,
+        &uploads,
+    )?
+    .send()
+    .await?;
     let response = check(response).await?;
     let id = header(&response, "x-floom-execution-id");
     let view_token = header(&response, "x-floom-view-token");
@@ -189,6 +294,9 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
                     last_seq = seq;
                 }
                 if let Some(code) = show(&event, args.json, id.as_deref()) {
+                    if let (Some(dir), Some(id)) = (&args.out, &id) {
+                        save_artifacts(&client, id, view_token.as_deref(), dir).await?;
+                    }
                     return Ok(code);
                 }
             }
@@ -201,6 +309,24 @@ pub async fn run(args: RunArgs) -> Result<u8, Failure> {
             });
         }
     }
+}
+
+/// Saves execution `id`'s artifacts under `dir`, saying where on stderr.
+async fn save_artifacts(
+    client: &Client,
+    id: &str,
+    view_token: Option<&str>,
+    dir: &std::path::Path,
+) -> Result<(), Failure> {
+    let mut request = client.request(reqwest::Method::GET, &format!("/api/executions/{id}"));
+    if let Some(token) = view_token {
+        request = request.header("x-floom-view-token", token);
+    }
+    let execution: Value = client.json(request).await?;
+    for path in super::executions::download_artifacts(client, &execution, dir).await? {
+        eprintln!("saved {}", path.display());
+    }
+    Ok(())
 }
 
 fn header(response: &reqwest::Response, name: &str) -> Option<String> {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::api::ApiConfig;
+use crate::artifacts::FilesConfig;
 use crate::http::ConnectionLimits;
 use crate::server::{Examples, ServerConfig, serve};
 
@@ -84,7 +85,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
 
-    /// The largest component a publish may upload, in MiB.
+    /// The largest component a publish may upload, and the largest run request carrying
+    /// input files, in MiB.
     #[arg(long, default_value_t = 64)]
     pub max_upload_mb: usize,
 
@@ -117,6 +119,27 @@ pub struct ServeArgs {
     /// `memory_limit`.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
     pub max_http_memory_mb: u64,
+
+    /// What one run may write under `/out` (its artifacts), in MiB; a manifest may ask
+    /// for less with `[limits] artifacts_mb`. A write past it fails inside the app.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_artifacts_mb: u64,
+
+    /// Files and folders one run may create under `/out`.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_artifact_files: u64,
+
+    /// Seconds a signed artifact URL stays valid; `?url_ttl_s=N` on a read asks for less.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub artifact_url_ttl_s: u64,
+
+    /// Days input files and artifacts are kept, then deleted.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub artifact_retention_days: u64,
+
+    /// Seconds input files and artifacts are kept, instead of the days above (tests).
+    #[arg(long, hide = true)]
+    pub artifact_retention_s: Option<u64>,
 
     /// Seconds a sync run (`?wait=true`, an MCP `tools/call`) holds its request for the
     /// outcome; a run still going then is answered with its execution id.
@@ -179,6 +202,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         event_retention: (args.event_retention_days > 0)
             .then(|| Duration::from_secs(args.event_retention_days * 86_400)),
         max_http_memory_bytes: args.max_http_memory_mb << 20,
+        max_artifact_bytes: args.max_artifacts_mb << 20,
+        files: FilesConfig {
+            max_upload_bytes: (args.max_upload_mb as u64) << 20,
+            url_ttl: Duration::from_secs(args.artifact_url_ttl_s),
+            retention: Duration::from_secs(
+                args.artifact_retention_s
+                    .unwrap_or(args.artifact_retention_days * 86_400),
+            ),
+            max_artifacts: usize::try_from(args.max_artifact_files).unwrap_or(usize::MAX),
+        },
         api: ApiConfig {
             max_component: args.max_upload_mb << 20,
             runs_per_minute: args.runs_per_minute,

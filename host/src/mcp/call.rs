@@ -38,6 +38,8 @@ const SSE_AFTER: Duration = Duration::from_secs(1);
 const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// `_meta` keys of a result.
 const META_EXECUTION_ID: &str = "dev.floom/execution_id";
+/// The run's artifacts, as the execution detail lists them (with signed URLs).
+const META_ARTIFACTS: &str = "dev.floom/artifacts";
 const META_VIEW_TOKEN: &str = "dev.floom/view_token";
 const META_STATUS: &str = "dev.floom/status";
 /// The `_meta` key of a call's idempotency key (like the REST `Idempotency-Key`).
@@ -152,8 +154,49 @@ struct Pending {
 
 impl Pending {
     /// The JSON-RPC response for the execution as it stands in `envelope`.
-    fn response(&self, envelope: &Envelope) -> Value {
-        rpc_message(self.era, &self.request_id, Ok(self.result(envelope)))
+    async fn response(&self, envelope: &Envelope) -> Value {
+        let mut result = self.result(envelope);
+        if envelope.status.is_terminal() {
+            self.add_artifacts(&mut result).await;
+        }
+        rpc_message(self.era, &self.request_id, Ok(result))
+    }
+
+    /// Lists the run's artifacts in `result`: their signed URLs in a text item (links an
+    /// agent can hand on without a token) and in `_meta`, leaving `structuredContent` to
+    /// the tool's output schema.
+    async fn add_artifacts(&self, result: &mut Value) {
+        let files = match self.state.store.files(&self.execution).await {
+            Ok(files) => files,
+            Err(e) => {
+                tracing::warn!(execution = %self.execution, "cannot list the artifacts: {e:#}");
+                return;
+            }
+        };
+        let listed: Vec<_> = files
+            .iter()
+            .filter(|f| f.kind == crate::store::FileKind::Artifact)
+            .map(|f| self.state.files.listed(f, None))
+            .collect();
+        if listed.is_empty() {
+            return;
+        }
+        let lines: Vec<String> = listed
+            .iter()
+            .map(|a| {
+                format!(
+                    "- {} ({} bytes, {}): {}",
+                    a.name, a.size, a.content_type, a.url
+                )
+            })
+            .collect();
+        if let Some(content) = result["content"].as_array_mut() {
+            content.push(json!({
+                "type": "text",
+                "text": format!("Artifacts (signed links, valid for a limited time):\n{}", lines.join("\n")),
+            }));
+        }
+        result["_meta"][META_ARTIFACTS] = json!(listed);
     }
 
     fn result(&self, envelope: &Envelope) -> Value {
@@ -280,7 +323,7 @@ impl Pending {
     /// The response once the run has ended or the time is up, as JSON-RPC.
     async fn settled(&self, waited: Waited) -> Value {
         match self.envelope(waited).await {
-            Ok(envelope) => self.response(&envelope),
+            Ok(envelope) => self.response(&envelope).await,
             Err(e) => rpc_message(
                 self.era,
                 &self.request_id,
@@ -573,7 +616,7 @@ async fn execution(exchange: &Exchange, id: &Value, arguments: Value) -> Respons
     };
     if !wait || record.status.is_terminal() {
         let message = match Envelope::from_record(&record) {
-            Ok(envelope) => pending.response(&envelope),
+            Ok(envelope) => pending.response(&envelope).await,
             Err(e) => rpc_message(
                 exchange.era,
                 id,

@@ -672,6 +672,14 @@ pub trait Store: Send + Sync + 'static {
     /// finished before `finished_before`, a bounded amount per call; returns how many
     /// executions it pruned (0 when none are left).
     async fn prune_events(&self, finished_before: Millis) -> anyhow::Result<usize>;
+    /// Records input files or artifacts (a row with the same execution, kind and name is
+    /// replaced).
+    async fn add_files(&self, files: Vec<FileRecord>) -> anyhow::Result<()>;
+    /// An execution's input files and artifacts, inputs first, each by name.
+    async fn files(&self, execution_id: &str) -> anyhow::Result<Vec<FileRecord>>;
+    /// Deletes up to 500 file rows created before `created_before`; returns the sha256 of
+    /// each blob no row names any more, for the caller to delete. Empty when none are due.
+    async fn expire_files(&self, created_before: Millis) -> anyhow::Result<Vec<String>>;
 
     /// At startup: requeues executions interrupted on their first attempt, fails those
     /// interrupted twice with `host_restarted`, and lists every queued execution.
@@ -835,6 +843,44 @@ pub struct TokenRecord {
     pub expires_at: Option<Millis>,
     /// When it was revoked.
     pub revoked_at: Option<Millis>,
+}
+
+/// Whether a file came in with the run request or out of the run's `/out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// Uploaded with the run request and shown to the app under `/in`.
+    Input,
+    /// Left by the run under `/out`.
+    Artifact,
+}
+
+impl FileKind {
+    /// As stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileKind::Input => "input",
+            FileKind::Artifact => "artifact",
+        }
+    }
+}
+
+/// One input file or artifact of an execution; its bytes are the blob `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRecord {
+    /// `exec_...`
+    pub execution_id: String,
+    /// Input or artifact.
+    pub kind: FileKind,
+    /// Its path below `/in` or `/out` (`/`-separated for artifacts in folders).
+    pub name: String,
+    /// Bytes.
+    pub size: i64,
+    /// Hex sha256 of its bytes: its blob's name.
+    pub sha256: String,
+    /// Its media type, from the upload or guessed from the name.
+    pub content_type: String,
+    /// When it was recorded; retention counts from here.
+    pub created_at: Millis,
 }
 
 /// An encrypted secret value.

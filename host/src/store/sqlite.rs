@@ -32,9 +32,9 @@ use super::{
 };
 use super::{
     AppRecord, AppStats, Appended, DeletedApp, ExecStatus, ExecutionRecord, ExecutionSummary,
-    Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions, Millis, NewExecution,
-    NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired, Started, Store,
-    StoredEvent, TokenRecord, TriggerSource, VersionRecord,
+    FileKind, FileRecord, Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey, Inserted, ListExecutions,
+    Millis, NewExecution, NewVersion, NotPurgeable, Published, Recovery, SecretRecord, SlugRetired,
+    Started, Store, StoredEvent, TokenRecord, TriggerSource, VersionRecord,
 };
 use super::{
     Decided, Decision, DecisionNote, ListApprovals, StepRun, sqlite_approvals, sqlite_hooks,
@@ -50,7 +50,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_event_retention.sql"),
     include_str!("migrations/0005_trigger_source.sql"),
     include_str!("migrations/0006_hooks.sql"),
-    include_str!("migrations/0007_approvals.sql"),
+    include_str!("migrations/0007_artifacts.sql"),
+    include_str!("migrations/0008_approvals.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -863,6 +864,10 @@ impl Store for SqliteStore {
                 [&slug],
             )?;
             tx.execute(
+                &format!("DELETE FROM execution_files WHERE execution_id IN ({executions})"),
+                [&slug],
+            )?;
+            tx.execute(
                 &format!("DELETE FROM idempotency WHERE execution_id IN ({executions})"),
                 [&slug],
             )?;
@@ -1297,6 +1302,92 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn add_files(&self, files: Vec<FileRecord>) -> anyhow::Result<()> {
+        self.write(move |tx, _| {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO execution_files \
+                 (execution_id, kind, name, size, sha256, content_type, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for f in &files {
+                insert.execute(rusqlite::params![
+                    f.execution_id,
+                    f.kind.as_str(),
+                    f.name,
+                    f.size,
+                    f.sha256,
+                    f.content_type,
+                    f.created_at
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn files(&self, execution_id: &str) -> anyhow::Result<Vec<FileRecord>> {
+        let id = execution_id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT execution_id, kind, name, size, sha256, content_type, created_at \
+                 FROM execution_files WHERE execution_id = ?1 ORDER BY kind, name",
+            )?;
+            let rows = stmt.query_map([id], |row| {
+                let kind: String = row.get(1)?;
+                Ok(FileRecord {
+                    execution_id: row.get(0)?,
+                    kind: if kind == "input" {
+                        FileKind::Input
+                    } else {
+                        FileKind::Artifact
+                    },
+                    name: row.get(2)?,
+                    size: row.get(3)?,
+                    sha256: row.get(4)?,
+                    content_type: row.get(5)?,
+                    created_at: row.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+        .await
+    }
+
+    async fn expire_files(&self, created_before: Millis) -> anyhow::Result<Vec<String>> {
+        self.write(move |tx, _| {
+            let due: Vec<(String, String, String, String)> = tx
+                .prepare_cached(
+                    "SELECT execution_id, kind, name, sha256 FROM execution_files \
+                     INDEXED BY execution_files_by_age WHERE created_at < ?1 LIMIT 500",
+                )?
+                .query_map([created_before], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut blobs = Vec::new();
+            for (id, kind, name, sha256) in due {
+                tx.prepare_cached(
+                    "DELETE FROM execution_files WHERE execution_id = ?1 AND kind = ?2 AND name = ?3",
+                )?
+                .execute([&id, &kind, &name])?;
+                if !blobs.contains(&sha256) {
+                    blobs.push(sha256);
+                }
+            }
+            // Only blobs no row names any more may go.
+            let mut referenced =
+                tx.prepare_cached("SELECT 1 FROM execution_files WHERE sha256 = ?1 LIMIT 1")?;
+            let mut unreferenced = Vec::new();
+            for sha256 in blobs {
+                if !referenced.exists([&sha256])? {
+                    unreferenced.push(sha256);
+                }
+            }
+            Ok(unreferenced)
         })
         .await
     }

@@ -10,6 +10,12 @@
 //! crate-type = ["cdylib"]
 //! ```
 //!
+//! Files need nothing from the SDK: an input property with `"format": "binary"` holds
+//! the uploaded file's path under `/in/` (read it with `std::fs`), and whatever the app
+//! writes under `/out/` with `std::fs` becomes the run's artifacts. A write past the
+//! run's artifact budget returns an `std::io::Error` and the run goes on
+//! (`examples/csv-report` reads a CSV and writes a report and a chart).
+//!
 //! ```
 //! use floom_sdk::{App, Context, Error};
 //! use serde::{Deserialize, Serialize};

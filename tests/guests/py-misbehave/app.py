@@ -1,6 +1,9 @@
 """Python actions that each behave, or misbehave, in one way; the tests check each ends
 in the right status and error code and that the host stays unharmed."""
 
+import hashlib
+import os
+
 import floom
 
 
@@ -83,3 +86,31 @@ def fetch(inputs: dict) -> dict:
     """GETs `url` through floom.http and returns the status and body."""
     response = floom.http.get(inputs["url"], headers=inputs.get("headers"))
     return {"status": response.status, "body": response.text()}
+
+
+@floom.action("files")
+def files(inputs: dict) -> dict:
+    """Hashes the file at `file` (under /in) and writes artifacts under /out; then,
+    with `fill`, tries to write that many bytes more (past the artifact budget)."""
+    with open(inputs["file"], "rb") as f:
+        data = f.read()
+    with open("/out/echo.txt", "w") as out:
+        out.write("py saw %d bytes\n" % len(data))
+    os.makedirs("/out/py", exist_ok=True)
+    with open("/out/py/copy.bin", "wb") as out:
+        out.write(data)
+    written, error = 0, None
+    try:
+        with open("/out/fill.bin", "wb") as out:
+            for _ in range(int(inputs.get("fill", 0))):
+                out.write(b"x" * (1 << 20))
+                out.flush()
+                written += 1 << 20
+    except OSError as e:
+        error = "%s: %s" % (type(e).__name__, e.strerror)
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+        "written": written,
+        "error": error,
+    }

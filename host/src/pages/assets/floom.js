@@ -410,6 +410,7 @@
     const badge = $(root, '[data-status-badge]');
     const note = $(root, '[data-waiting]');
     let shown = 0;
+    let artifacts = null;
     const say = (text, state) => {
       if (badge) {
         badge.textContent = state;
@@ -418,8 +419,11 @@
         status.textContent = text;
       }
     };
-    return {
+    const view = {
+      /** The href of an artifact of this run; set once the run's id is known. */
+      artifactHref: null,
       reset() {
+        artifacts = null;
         chunks.replaceChildren();
         logs.replaceChildren();
         output.replaceChildren();
@@ -474,7 +478,26 @@
             raw.appendChild(element('pre', JSON.stringify(data.output, null, 2), 'json'));
             output.appendChild(raw);
           }
+          if (artifacts) output.appendChild(artifacts);
           announce('The run succeeded.');
+        } else if (type === 'artifact') {
+          // Shown under the output or the error, which come next.
+          artifacts = element('div', undefined, 'artifacts');
+          artifacts.appendChild(element('h4', 'Artifacts'));
+          const list = element('ul');
+          for (const artifact of data.artifacts || []) {
+            const item = element('li');
+            const href = view.artifactHref && view.artifactHref(artifact.name);
+            const name = href ? element('a', artifact.name) : element('span', artifact.name);
+            if (href) {
+              name.href = href;
+              name.setAttribute('download', artifact.name.split('/').pop());
+            }
+            item.appendChild(name);
+            item.appendChild(document.createTextNode(` (${artifact.size} bytes, ${artifact.content_type})`));
+            list.appendChild(item);
+          }
+          artifacts.appendChild(list);
         } else if (type === 'error') {
           const error = data.error || {};
           const state = data.status || 'failed';
@@ -491,9 +514,17 @@
             box.appendChild(code);
           }
           output.replaceChildren(box);
+          if (artifacts) output.appendChild(artifacts);
         }
       },
     };
+    return view;
+  }
+
+  /** The href of artifact `name` of execution `id`, readable with its view token. */
+  function artifactHref(id, viewToken) {
+    return (name) => `/api/executions/${encodeURIComponent(id)}/artifacts/${name.split('/').map(encodeURIComponent).join('/')}` +
+      (viewToken ? `?view_token=${encodeURIComponent(viewToken)}` : '');
   }
 
   /** Reads an SSE body, calling `onEvent(id, type, data)` for each event. */
@@ -646,6 +677,7 @@
       const viewToken = response.headers.get('x-floom-view-token');
       $(result, '[data-status]').textContent = STATUS_TEXT.queued;
       if (id && viewToken) {
+        view.artifactHref = artifactHref(id, viewToken);
         const link = `/executions/${encodeURIComponent(id)}?view_token=${encodeURIComponent(viewToken)}`;
         const anchor = $(share, '[data-share-link]');
         anchor.href = link;
@@ -861,6 +893,7 @@
     const signal = pageWork.signal;
     const query = (cursor) => `?cursor=${cursor}` + (viewToken ? `&view_token=${encodeURIComponent(viewToken)}` : '');
     const view = resultView(root);
+    view.artifactHref = artifactHref(id, viewToken);
     const shown = root.dataset.status;
     // The page shows the approval's state as it was rendered: when it changes while we
     // watch, render it again (then the decision's buttons come, or go).
