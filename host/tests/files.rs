@@ -4,7 +4,8 @@
 //! zip and the SSE `artifact` event; artifacts kept at every ending; hostile guests
 //! writing 10x their budget (through each way a guest can write), creating 100,000
 //! files, or linking to host paths, with the run folder's disk use sampled while they
-//! run; Python apps with the same folders; the upload cap; and retention.
+//! run; Python and SDK apps with the same folders, from the API and the CLI; MCP results
+//! with links; the upload cap; and retention.
 
 mod support;
 
