@@ -112,7 +112,8 @@ fn attach_uploads(
         let is_file = properties
             .and_then(|p| p.get(&upload.property))
             .is_some_and(is_file_property);
-        if !is_file {
+        // The name becomes a file name under /in: it must be one, whatever the schema says.
+        if !is_file || !crate::artifacts::is_name_part(&upload.property) {
             return Err(ApiError::invalid_input(format!(
                 "the part {:?} is not a file property of action {action:?} (a file property \
                  has \"format\": \"binary\" or a contentMediaType)",
@@ -153,9 +154,14 @@ async fn record_uploads(state: &Services, id: &str, uploads: Vec<Upload>) -> Res
                 Ok(FileRecord {
                     execution_id: id.clone(),
                     kind: FileKind::Input,
+                    // Served back as a header: plain visible ASCII only, else guessed.
                     content_type: upload
                         .content_type
-                        .filter(|t| !t.trim().is_empty() && t.len() <= 255)
+                        .filter(|t| {
+                            !t.trim().is_empty()
+                                && t.len() <= 255
+                                && t.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                        })
                         .unwrap_or_else(|| crate::artifacts::content_type(&name).to_owned()),
                     name,
                     size: i64::try_from(stored.size).unwrap_or(i64::MAX),

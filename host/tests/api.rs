@@ -602,6 +602,7 @@ async fn listing_reading_and_deleting_apps() {
     assert_eq!(
         slugs(public),
         [
+            "csv-report",
             "github-repo",
             "hello",
             "meeting-action-items",
@@ -621,6 +622,7 @@ async fn listing_reading_and_deleting_apps() {
     assert_eq!(
         slugs(all),
         [
+            "csv-report",
             "github-repo",
             "hello",
             "meeting-action-items",
@@ -1002,6 +1004,9 @@ async fn the_openapi_document_describes_every_route() {
         "GET /api/apps/{slug}/webhooks/secret",
         "DELETE /api/apps/{slug}/webhooks/{id}",
         "GET /api/apps/{slug}/webhooks/{id}/deliveries",
+        "GET /api/executions/{id}/artifacts/{name}",
+        "GET /api/executions/{id}/inputs/{name}",
+        "GET /api/executions/{id}/artifacts.zip",
     ];
     expected.sort();
     assert_eq!(documented, expected);

@@ -4,7 +4,8 @@
 //! zip and the SSE `artifact` event; artifacts kept at every ending; hostile guests
 //! writing 10x their budget (through each way a guest can write), creating 100,000
 //! files, or linking to host paths, with the run folder's disk use sampled while they
-//! run; Python apps with the same folders; the upload cap; and retention.
+//! run; Python and SDK apps with the same folders, from the API and the CLI; MCP results
+//! with links; the upload cap; and retention.
 
 mod support;
 
@@ -801,4 +802,34 @@ async fn an_sdk_app_takes_a_file_from_the_cli_and_its_artifacts_are_saved() {
     );
     assert_eq!(svg.headers()["x-content-type-options"], "nosniff");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_results_link_the_artifacts() {
+    let server = Server::start(&["--runs-per-minute", "0"]);
+    publish_files(&server, "mcp-files", "").await;
+    let response = server
+        .post("/mcp")
+        .bearer_auth(TOKEN)
+        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": { "name": "mcp-files__artifacts", "arguments": { "big": 10 } } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let result = &answer["result"];
+    assert_eq!(result["isError"], false, "{answer}");
+    let listed = &result["_meta"]["dev.floom/artifacts"];
+    assert_eq!(
+        names(listed),
+        ["big.bin", "data.csv", "report.txt", "sub/nested.json"]
+    );
+    let text = result["content"][1]["text"].as_str().unwrap();
+    assert!(text.contains("report.txt (13 bytes"), "{text}");
+    // The link works without a token.
+    let url = listed[2]["url"].as_str().unwrap();
+    assert!(text.contains(url));
+    let report = server.get(url).send().await.unwrap();
+    assert_eq!(report.text().await.unwrap(), "hello report\n");
 }

@@ -1349,3 +1349,52 @@ async fn an_output_awaiting_approval_is_approved_with_an_edit_from_its_page() {
     assert_eq!(execution["approval"]["edited"], true);
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runs_artifacts_are_linked_from_its_page() {
+    let server = Server::start(&[]);
+    let manifest = "slug = \"files\"\npublic = true\n[actions.artifacts]\n";
+    let response = server
+        .publish(manifest, floom_tests::guests::FILES_CMD)
+        .await;
+    assert_eq!(response.status(), 201);
+    let browser = Browser::start(1280, 900).await;
+    browser.goto(&server, "/apps/files").await;
+    browser
+        .click("section[data-action=\"artifacts\"] [data-run]")
+        .await;
+    let links = browser
+        .until(
+            "const links = [...document.querySelectorAll('section[data-action=\"artifacts\"] [data-output] .artifacts a')]; \
+             return links.length ? links.map(a => a.getAttribute('href')) : null",
+            "the artifact links",
+        )
+        .await;
+    let links: Vec<String> = links
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(links.len(), 4, "{links:?}");
+    let report = links
+        .iter()
+        .find(|l| l.contains("/report.txt?view_token="))
+        .unwrap();
+    // The link works as it is, without a token: a browser or anyone it is shared with.
+    let body = server
+        .get(report)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "hello report\n");
+    assert!(
+        links
+            .iter()
+            .any(|l| l.contains("/artifacts/sub/nested.json?"))
+    );
+    browser.close().await;
+}

@@ -211,6 +211,22 @@ impl FromRequest<AppState> for RunForm {
             return Ok(RunForm(body, Vec::new()));
         }
         let limit = state.files.config.max_upload_bytes;
+        // Read whole (the files are held until they are stored anyway), so a request
+        // over the cap is drained and answered 413 rather than reset mid-upload.
+        let (parts, body) = req.into_parts();
+        let cap = usize::try_from(limit)
+            .unwrap_or(usize::MAX)
+            .saturating_add(64 << 10);
+        let body = super::extract::read_limited(body, cap).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(format!(
+                    "the run request is over the {limit} byte upload limit (--max-upload-mb)"
+                ))
+            } else {
+                e
+            }
+        })?;
+        let req = Request::from_parts(parts, axum::body::Body::from(body));
         let mut form = Multipart::from_request(req, state).await.map_err(|e| {
             ApiError::invalid_input(format!("a multipart run request: {}", e.body_text()))
         })?;
