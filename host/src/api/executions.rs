@@ -138,13 +138,13 @@ impl Envelope {
 }
 
 /// One server-sent event: `id` is the sequence number, `event` the type (start, chunk,
-/// log, artifact, end, error), `data` JSON that repeats the type.
+/// log, artifact, approval, decision, end, error), `data` JSON that repeats the type.
 #[derive(ToSchema)]
 #[allow(dead_code)] // Only its schema is used: events are written by `sse`.
 pub struct SseEvent {
     /// The per-execution sequence number.
     id: String,
-    /// start, chunk, log, end or error.
+    /// start, chunk, log, artifact, approval, decision, end or error.
     event: String,
     /// JSON text.
     data: String,

@@ -267,7 +267,7 @@ impl Server {
         execution["status"].as_str().unwrap_or_default().to_owned()
     }
 
-    /// Polls an execution until it is terminal (or `timeout` passes).
+    /// Polls an execution until it is terminal or awaits approval (or `timeout` passes).
     pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Value {
         let started = Instant::now();
         loop {
