@@ -1276,6 +1276,77 @@ async fn every_example_runs_from_its_page() {
             );
         }
     }
+
+    // A file input: an empty required one is flagged before sending, then the chosen
+    // file goes up as a part of a multipart request and the report comes back linked.
+    browser.goto(&server, "/apps/csv-report").await;
+    let csv = field("run", "csv");
+    assert_eq!(
+        browser.element_kind(format!("{csv} > .control")).await,
+        "input:file"
+    );
+    browser
+        .click("section[data-action=\"run\"] [data-run]")
+        .await;
+    let flagged = browser.text(&format!("{csv} > .error:not([hidden])")).await;
+    assert_eq!(flagged, "This is required.");
+    assert!(executions(&server, "csv-report").await.is_empty());
+    let dir = support::temp_dir("page-upload");
+    let scores = dir.join("scores.csv");
+    std::fs::write(&scores, "name,score\n\"Lovelace, Ada\",91\nTuring,88\n").unwrap();
+    browser
+        .with(&format!("{csv} > .control"), |element| {
+            let path = scores.display().to_string();
+            async move { element.send_keys(&path).await }
+        })
+        .await;
+    browser
+        .fill(&format!("{} > .control", field("run", "title")), "Scores")
+        .await;
+    // The snippets say how to send the same file from a shell.
+    browser
+        .click("section[data-action=\"run\"] .snippets summary")
+        .await;
+    let curl = browser
+        .text("section[data-action=\"run\"] [data-snippet=\"curl\"]")
+        .await;
+    assert!(curl.contains("-F 'csv=@csv.file'"), "{curl}");
+    browser
+        .click("section[data-action=\"run\"] [data-run]")
+        .await;
+    let status = browser
+        .until(
+            "const s = document.querySelector('section[data-action=\"run\"] [data-status]'); \
+             return s && /^(Succeeded|Failed|Timed out|Cancelled)/.test(s.textContent) ? s.textContent : null",
+            "the csv report to end",
+        )
+        .await;
+    let shown = browser
+        .text("section[data-action=\"run\"] [data-output]")
+        .await;
+    assert!(
+        status.as_str().unwrap().starts_with("Succeeded"),
+        "{status} {shown}"
+    );
+    let links = browser
+        .until(
+            "const links = [...document.querySelectorAll('section[data-action=\"run\"] [data-output] .artifacts a')]; \
+             return links.length ? links.map(a => a.textContent) : null",
+            "the report's artifact links",
+        )
+        .await;
+    let links = links.to_string();
+    assert!(
+        links.contains("report.md") && links.contains("chart.svg"),
+        "{links}"
+    );
+    let runs = executions(&server, "csv-report").await;
+    assert_eq!(runs.len(), 1);
+    let id = runs[0]["execution_id"].as_str().unwrap();
+    let execution = server.wait_terminal(id, PATIENCE).await;
+    assert_eq!(execution["trigger_source"], "ui");
+    assert_eq!(execution["output"]["rows"], 2);
+    assert_eq!(execution["inputs"]["csv"], "/in/csv.csv");
     browser.close().await;
 }
 

@@ -102,6 +102,12 @@ pub enum Kind {
         /// `maxItems`.
         max_items: Option<u64>,
     },
+    /// A file (SPEC section 10): a property of the top-level object with `"format":
+    /// "binary"` or a `contentMediaType`, sent as a part of a multipart request.
+    File {
+        /// What the file picker offers first: the `contentMediaType`.
+        accept: Option<String>,
+    },
     /// Any JSON value, typed as text.
     Json {
         /// The filled-in value, pretty JSON.
@@ -134,6 +140,7 @@ impl Field {
             Kind::Choice { .. } => "choice",
             Kind::Object { .. } => "object",
             Kind::Array { .. } => "array",
+            Kind::File { .. } => "file",
             Kind::Json { .. } => "json",
         }
     }
@@ -235,6 +242,11 @@ impl<'a> Builder<'a> {
             .cloned();
         let too_much = depth > MAX_DEPTH || self.fields > MAX_FIELDS;
         let types = types(schema);
+        // Only the top-level properties take uploads (the server puts a file's path
+        // there); a deeper one stays what its type says.
+        if depth == 1 && crate::runs::is_file_property(schema) {
+            return self.file(name, label, schema, required);
+        }
         if !too_much && (schema.get("enum").is_some() || schema.get("const").is_some()) {
             return self.choice(name, label, schema, seed.as_ref(), required);
         }
@@ -273,6 +285,29 @@ impl<'a> Builder<'a> {
             .and_then(Value::as_str)
             .map(str::to_owned);
         field
+    }
+
+    fn file(&mut self, name: &str, label: String, schema: &Value, required: bool) -> Field {
+        let accept = schema
+            .get("contentMediaType")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let hints = match &accept {
+            Some(media_type) => vec![format!("a file ({media_type})")],
+            None => vec!["a file".to_owned()],
+        };
+        Field {
+            id: self.id(),
+            name: name.to_owned(),
+            label,
+            help: schema
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            hints,
+            required,
+            kind: Kind::File { accept },
+        }
     }
 
     fn text(
@@ -784,6 +819,35 @@ mod tests {
         let root = form(Some(&schema), "f");
         let html = root.to_string();
         assert!(html.len() < 2 << 20, "{} bytes", html.len());
+    }
+
+    #[test]
+    fn top_level_file_properties_get_a_file_picker() {
+        let schema = json!({
+            "type": "object",
+            "required": ["csv"],
+            "properties": {
+                "csv": {"type": "string", "format": "binary", "contentMediaType": "text/csv"},
+                "photo": {"type": "string", "contentMediaType": "image/png"},
+                "blob": {"type": "string", "format": "binary"},
+                "nested": {"type": "object", "properties": {
+                    "inner": {"type": "string", "format": "binary"}
+                }},
+            }
+        });
+        let root = form(Some(&schema), "f");
+        let fields = fields(&root);
+        let kinds: Vec<&str> = fields.iter().map(Field::kind_name).collect();
+        assert_eq!(kinds, ["file", "file", "file", "object"]);
+        assert!(fields[0].required);
+        assert_eq!(fields[0].hints, ["a file (text/csv)"]);
+        // Uploads fill top-level properties only: a nested one is typed as text.
+        assert_eq!(self::fields(&fields[3])[0].kind_name(), "text");
+        let html = root.to_string();
+        assert!(
+            html.contains("type=\"file\"") && html.contains("accept=\"text/csv\""),
+            "{html}"
+        );
     }
 
     #[test]

@@ -168,6 +168,10 @@
       }
       case 'boolean':
         return { present: true, value: input.checked };
+      case 'file':
+        // The file goes as a part of its own; the server puts its path in the inputs.
+        if (!input.files || input.files.length === 0) return { present: false };
+        return { present: true, file: input.files[0] };
       case 'choice':
         if (input.value === '') return { present: false };
         return { present: true, value: JSON.parse(input.value) };
@@ -190,7 +194,7 @@
           const name = child.dataset.name;
           const got = read(child, pointer + '/' + pointerToken(name), inner);
           if (got.present) {
-            value[name] = got.value;
+            if (!got.file) value[name] = got.value;
             any = true;
           } else if ('required' in child.dataset) {
             missing.push(child);
@@ -235,7 +239,11 @@
       if (got.present) problems.push([root, 'The inputs must be a JSON object, such as {"text": "..."}.']);
       inputs = {};
     }
-    return { inputs, problems };
+    // File inputs are the top-level object's own properties only (see form.rs).
+    const files = $$(form, ':scope > .field > .fields > .field[data-kind="file"]')
+      .map((field) => [field.dataset.name, control(field).files[0]])
+      .filter(([, file]) => file);
+    return { inputs, problems, files };
   }
 
   // ---- Showing problems at their fields ----------------------------------------------
@@ -607,18 +615,25 @@
     return "'" + text.replace(/'/g, "'\\''") + "'";
   }
 
-  function snippets(section, inputs) {
+  function snippets(section, inputs, files) {
     const slug = $(document, '[data-page="app"]').dataset.slug;
     const isPublic = $(document, '[data-page="app"]').dataset.public === 'true';
     const origin = location.origin;
     const action = section.dataset.action;
     const authLine = !isPublic || token() ? `  -H "Authorization: Bearer $FLOOM_TOKEN" \\\n` : '';
     const body = JSON.stringify({ inputs });
-    const curl = `curl -X POST ${shellQuote(origin + section.dataset.runPath + '?wait=true')} \\\n`
-      + "  -H 'Content-Type: application/json' \\\n" + authLine + `  -d ${shellQuote(body)}`;
+    const runUrl = shellQuote(origin + section.dataset.runPath + '?wait=true');
+    // With files, the same run as multipart/form-data: the inputs, then a part per file.
+    const curl = files.length
+      ? `curl -X POST ${runUrl} \\\n` + authLine
+        + `  -F ${shellQuote('inputs=' + JSON.stringify(inputs) + ';type=application/json')}`
+        + files.map((name) => ` \\\n  -F ${shellQuote(name + '=@' + name + '.file')}`).join('')
+      : `curl -X POST ${runUrl} \\\n`
+        + "  -H 'Content-Type: application/json' \\\n" + authLine + `  -d ${shellQuote(body)}`;
     const target = 'default' in section.dataset ? slug : `${slug}/${action}`;
     const server = origin === DEFAULT_SERVER ? '' : `FLOOM_API_URL=${shellQuote(origin)} `;
-    const cli = `${server}floom run ${target} ${shellQuote(JSON.stringify(inputs))}`;
+    const cli = `${server}floom run ${target} ${shellQuote(JSON.stringify(inputs))}`
+      + files.map((name) => ` --input ${shellQuote(name + '=@' + name + '.file')}`).join('');
     const call = {
       jsonrpc: '2.0',
       id: 1,
@@ -637,12 +652,32 @@
   }
 
   function refreshSnippets(section) {
-    snippets(section, collect($(section, '[data-run-form]')).inputs);
+    const form = $(section, '[data-run-form]');
+    const fileFields = $$(form, ':scope > .field > .fields > .field[data-kind="file"]');
+    snippets(section, collect(form).inputs, fileFields.map((field) => field.dataset.name));
+  }
+
+  /**
+   * A run request's headers and body: JSON, or with files `multipart/form-data` (a part
+   * `inputs`, then one part per file named after its property; SPEC section 10).
+   */
+  function runBody(inputs, files) {
+    const headers = { ...auth(), Accept: 'text/event-stream' };
+    if (files.length === 0) {
+      headers['Content-Type'] = 'application/json';
+      return { headers, body: JSON.stringify({ inputs, trigger_source: 'ui' }) };
+    }
+    // The browser writes the multipart Content-Type with its boundary.
+    const body = new FormData();
+    body.append('inputs', new Blob([JSON.stringify(inputs)], { type: 'application/json' }));
+    body.append('trigger_source', 'ui');
+    for (const [name, file] of files) body.append(name, file, file.name);
+    return { headers, body };
   }
 
   async function run(section, form) {
     clearProblems(form);
-    const { inputs, problems } = collect(form);
+    const { inputs, problems, files } = collect(form);
     if (problems.length) {
       const n = problems.length;
       showProblems(form, problems, `Nothing was sent: ${n} ${n === 1 ? 'field needs' : 'fields need'} attention.`);
@@ -662,8 +697,7 @@
     try {
       const response = await fetch(section.dataset.runPath + '?stream=true', {
         method: 'POST',
-        headers: { ...auth(), 'Content-Type': 'application/json', Accept: 'text/event-stream' },
-        body: JSON.stringify({ inputs, trigger_source: 'ui' }),
+        ...runBody(inputs, files),
         credentials: 'omit',
         signal,
       });
