@@ -299,7 +299,7 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
     };
     let retry_at = now_ms() + 5_000;
     store
-        .record_attempt(attempt(1, 500), AfterAttempt::Retry(retry_at))
+        .record_attempts(vec![(attempt(1, 500), AfterAttempt::Retry(retry_at))])
         .await
         .unwrap();
     assert!(
@@ -316,7 +316,7 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].delivery.attempts, 1);
     store
-        .record_attempt(attempt(2, 204), AfterAttempt::Delivered)
+        .record_attempts(vec![(attempt(2, 204), AfterAttempt::Delivered)])
         .await
         .unwrap();
     let history = store.deliveries("whk_1", None, 10).await.unwrap();
@@ -327,13 +327,13 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
 
     // 410 Gone disables the subscription and cancels what it still had pending.
     store
-        .record_attempt(
+        .record_attempts(vec![(
             AttemptRecord {
                 delivery_id: own.delivery.id.clone(),
                 ..attempt(1, 410)
             },
             AfterAttempt::Gone,
-        )
+        )])
         .await
         .unwrap();
     let subscription = &store.subscriptions("app").await.unwrap()[0];
@@ -361,13 +361,13 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
         .unwrap();
     assert_eq!(due.len(), 1);
     store
-        .record_attempt(
+        .record_attempts(vec![(
             AttemptRecord {
                 delivery_id: due[0].delivery.id.clone(),
                 ..attempt(1, 410)
             },
             AfterAttempt::Gone,
-        )
+        )])
         .await
         .unwrap();
     let subscription = &store.subscriptions("app").await.unwrap()[0];
@@ -391,6 +391,46 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
         None,
         "a disabled subscription gets nothing"
     );
+
+    // A subscription removed between a change and the claim that would deliver it is
+    // not delivered to.
+    store
+        .insert_subscription(SubscriptionRecord {
+            id: "whk_2".into(),
+            app: "app".into(),
+            url: "https://example.org/second".into(),
+            events: vec!["execution.succeeded".into()],
+            secret: b"sealed".to_vec(),
+            created_at: now_ms(),
+            disabled_at: None,
+            disabled_reason: None,
+        })
+        .await
+        .unwrap();
+    store
+        .insert_execution(new_execution("exec_fourth", None, None), None)
+        .await
+        .unwrap();
+    let seq = store
+        .start_execution("exec_fourth", now_ms())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
+    store
+        .finish_execution("exec_fourth", succeeded("exec_fourth", seq + 1, now_ms()))
+        .await
+        .unwrap();
+    assert!(store.next_delivery_at().await.unwrap().is_some());
+    assert!(store.delete_subscription("app", "whk_2").await.unwrap());
+    assert!(
+        store
+            .claim_deliveries(now_ms(), now_ms() + 30_000, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.next_delivery_at().await.unwrap(), None);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -547,7 +587,7 @@ async fn ended_deliveries_and_old_tick_claims_are_pruned() {
         .find(|d| d.delivery.execution_id == "exec_delivered")
         .unwrap();
     store
-        .record_attempt(
+        .record_attempts(vec![(
             AttemptRecord {
                 delivery_id: delivered.delivery.id.clone(),
                 attempt: 1,
@@ -557,7 +597,7 @@ async fn ended_deliveries_and_old_tick_claims_are_pruned() {
                 latency_ms: 1,
             },
             AfterAttempt::Delivered,
-        )
+        )])
         .await
         .unwrap();
     store

@@ -25,10 +25,12 @@ const MAX_RESPONSE_HEAD: usize = 16 << 10;
 /// A response body up to this size is read, so its connection can carry the next
 /// delivery; a larger one closes the connection.
 const MAX_DRAINED_BODY: usize = 64 << 10;
-/// Idle connections kept per destination.
-const IDLE_PER_DESTINATION: usize = 4;
+/// Idle connections kept per destination: as many as the notifier has attempts out at
+/// once, so a claim's deliveries to one receiver all go over kept connections (with 4,
+/// half of a busy receiver's deliveries connected anew).
+const IDLE_PER_DESTINATION: usize = super::CONCURRENCY;
 /// Destinations with idle connections kept at most.
-const MAX_DESTINATIONS: usize = 256;
+const MAX_DESTINATIONS: usize = 64;
 /// How long an idle connection is kept.
 const IDLE_FOR: Duration = Duration::from_secs(30);
 

@@ -5,7 +5,8 @@
 //!
 //! The [`Notifier`] claims due deliveries from the store, attempts each one
 //! ([`deliver`], through the runtime's outbound checker), and records every attempt with
-//! what follows it: delivered on a 2xx, the subscription disabled on `410 Gone`, another
+//! what follows it (claims and records in batches, so a busy outbox costs the store a
+//! few writes, not two per delivery): delivered on a 2xx, the subscription disabled on `410 Gone`, another
 //! attempt later otherwise (about 5 s, 30 s, 2 min, 10 min, 1 h, then every 3 h, each
 //! with jitter), given up 24 h after the change. Nothing waits in memory: a delivery
 //! pending at a crash is in the store, and a claimed one is only held for
@@ -19,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 
 use crate::api::Services;
 use crate::api::error::ApiError;
@@ -28,7 +29,7 @@ use crate::crypto::Sealer;
 use crate::store::{AfterAttempt, AttemptRecord, DueDelivery, DynStore, Millis, now_ms};
 
 /// Deliveries attempted at once.
-const CONCURRENCY: usize = 16;
+pub(crate) const CONCURRENCY: usize = 16;
 /// How long one attempt may take: connecting, sending, and the answer's head.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a claimed delivery is held for its attempt before anyone may claim it again:
@@ -45,6 +46,13 @@ const BACKOFF: [Duration; 6] = [
     Duration::from_secs(3600),
     Duration::from_secs(3 * 3600),
 ];
+/// How long the notifier lets the outbox fill after it grows before claiming: the
+/// changes of that window go out on one claim, and their attempts are recorded in a
+/// few commits, rather than two store writes for each (which, with a run a
+/// millisecond, took the store's time from the runs themselves).
+const GATHER: Duration = Duration::from_millis(10);
+/// Most attempts recorded in one commit.
+const RECORD_BATCH: usize = 256;
 /// The longest the notifier sleeps without looking at the store (another host may have
 /// added deliveries).
 const IDLE_LOOK: Duration = Duration::from_secs(60);
@@ -122,6 +130,9 @@ pub struct Notifier {
     recorded: Notify,
 }
 
+/// An attempt made, with what follows it, on its way to the store.
+type Made = (AttemptRecord, AfterAttempt);
+
 impl Notifier {
     /// A notifier reading the outbox of `store`, opening keys with `sealer`; deliveries
     /// may reach private addresses only with `allow_private`.
@@ -140,13 +151,15 @@ impl Notifier {
     /// once), then sleeps until the next delivery is due or the outbox grows.
     pub async fn run(self: Arc<Self>) {
         let signal = self.store.outbox_signal();
+        let (made, to_record) = mpsc::channel(RECORD_BATCH);
+        tokio::spawn(self.clone().record(to_record));
         loop {
             let grew = signal.notified();
             let recorded = self.recorded.notified();
             tokio::pin!(grew, recorded);
             grew.as_mut().enable();
             recorded.as_mut().enable();
-            let wait = match self.round().await {
+            let wait = match self.round(&made).await {
                 Ok(wait) => wait,
                 Err(e) => {
                     tracing::warn!("notifications: cannot read the outbox (retrying): {e:#}");
@@ -154,15 +167,44 @@ impl Notifier {
                 }
             };
             tokio::select! {
-                () = &mut grew => {}
+                () = &mut grew => tokio::time::sleep(GATHER).await,
                 () = &mut recorded => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    /// Starts the attempts due now; returns how long to sleep.
-    async fn round(self: &Arc<Self>) -> anyhow::Result<Duration> {
+    /// Writes the attempts made, those that end within [`GATHER`] of each other in one
+    /// commit.
+    async fn record(self: Arc<Self>, mut made: mpsc::Receiver<Made>) {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        while made.recv_many(&mut batch, RECORD_BATCH).await > 0 {
+            // The other attempts of a claim end within milliseconds: one commit for all.
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < RECORD_BATCH
+                && let Ok(more) = made.try_recv()
+            {
+                batch.push(more);
+            }
+            let ids: Vec<String> = batch.iter().map(|(a, _)| a.delivery_id.clone()).collect();
+            let retry = batch
+                .iter()
+                .any(|(_, next)| matches!(next, AfterAttempt::Retry(_)));
+            match self.store.record_attempts(std::mem::take(&mut batch)).await {
+                // Only a retry can be due sooner than the loop planned to look.
+                Ok(()) if retry => self.recorded.notify_one(),
+                Ok(()) => {}
+                // They stay claimed until the hold passes, then are attempted again.
+                Err(e) => {
+                    tracing::warn!(deliveries = ?ids, "cannot record delivery attempts: {e:#}");
+                }
+            }
+        }
+    }
+
+    /// Starts the attempts due now, each sent to `made` when it ends; returns how long
+    /// to sleep.
+    async fn round(self: &Arc<Self>, made: &mpsc::Sender<Made>) -> anyhow::Result<Duration> {
         loop {
             let now = now_ms();
             match self.store.next_delivery_at().await? {
@@ -178,6 +220,8 @@ impl Notifier {
             if free == 0 {
                 let permit = self.slots.clone().acquire_owned().await?;
                 drop(permit);
+                // Let more attempts end, so the next claim takes more than one.
+                tokio::time::sleep(GATHER).await;
                 continue;
             }
             let hold = Millis::try_from(HOLD.as_millis()).unwrap_or(30_000);
@@ -192,16 +236,20 @@ impl Notifier {
             for due in claimed {
                 let permit = self.slots.clone().acquire_owned().await?;
                 let this = self.clone();
+                let made = made.clone();
                 tokio::spawn(async move {
-                    this.attempt(due).await;
+                    let attempt = this.attempt(due).await;
+                    // The slot is held until the recorder takes it: a slow store slows
+                    // the claims rather than growing a queue.
+                    let _ = made.send(attempt).await;
                     drop(permit);
                 });
             }
         }
     }
 
-    /// One attempt, recorded with what follows it.
-    async fn attempt(&self, due: DueDelivery) {
+    /// One attempt, and what follows it.
+    async fn attempt(&self, due: DueDelivery) -> Made {
         let delivery = &due.delivery;
         let made = delivery.attempts + 1;
         let at = now_ms();
@@ -236,16 +284,7 @@ impl Notifier {
             error,
             latency_ms,
         };
-        let retry = matches!(next, AfterAttempt::Retry(_));
-        match self.store.record_attempt(attempt, next).await {
-            // Only a retry can be due sooner than the loop planned to look.
-            Ok(()) if retry => self.recorded.notify_one(),
-            Ok(()) => {}
-            // It stays claimed until the hold passes, then it is attempted again.
-            Err(e) => {
-                tracing::warn!(delivery = %delivery.id, "cannot record a delivery attempt: {e:#}");
-            }
-        }
+        (attempt, next)
     }
 
     async fn send(&self, due: &DueDelivery) -> Result<u16, Failure> {

@@ -775,11 +775,11 @@ pub trait Store: Send + Sync + 'static {
         hold_until: Millis,
         limit: u32,
     ) -> anyhow::Result<Vec<DueDelivery>>;
-    /// Records an attempt and what follows it.
-    async fn record_attempt(
+    /// Records attempts, each with what follows it, in one commit (the notifier
+    /// gathers those that end while the last commit is under way).
+    async fn record_attempts(
         &self,
-        attempt: AttemptRecord,
-        next: AfterAttempt,
+        attempts: Vec<(AttemptRecord, AfterAttempt)>,
     ) -> anyhow::Result<()>;
     /// The newest deliveries of a subscription with their attempts, before the delivery
     /// `before` (a cursor) when given.

@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_hooks.sql"),
     include_str!("migrations/0007_artifacts.sql"),
     include_str!("migrations/0008_approvals.sql"),
+    include_str!("migrations/0009_outbox.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -62,6 +63,8 @@ const MAX_BATCH: usize = 1024;
 /// Bytes of streamed events one transaction takes (beyond those an execution's end
 /// flushes): the most a write waits behind.
 const EVENT_BYTES_PER_COMMIT: usize = 256 << 10;
+/// Prepared statements kept per connection: more than the store has.
+const STATEMENT_CACHE: usize = 256;
 /// Read connections kept open.
 const READERS: usize = 4;
 /// The least time between two checkpoints: each copies what the WAL gained meanwhile.
@@ -155,13 +158,17 @@ struct Savepoint<'a> {
 
 impl<'a> Savepoint<'a> {
     fn begin(conn: &'a Connection) -> rusqlite::Result<Self> {
-        conn.execute_batch("SAVEPOINT op")?;
+        // Prepared once, like every statement: this runs for each write.
+        conn.prepare_cached("SAVEPOINT op")?.execute([])?;
         Ok(Savepoint { conn, done: false })
     }
 
     fn commit(mut self) -> rusqlite::Result<()> {
         self.done = true;
-        self.conn.execute_batch("RELEASE op")
+        self.conn
+            .prepare_cached("RELEASE op")?
+            .execute([])
+            .map(drop)
     }
 }
 
@@ -263,6 +270,9 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Every statement stays prepared: rusqlite keeps 16 by default, fewer than the
+    // store's, so they pushed each other out and the writer parsed SQL on every run.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
@@ -304,6 +314,7 @@ impl SqliteStore {
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             reader.busy_timeout(std::time::Duration::from_secs(10))?;
+            reader.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             readers.push(reader);
         }
         Ok(SqliteStore {
@@ -1686,13 +1697,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_attempt(
+    async fn record_attempts(
         &self,
-        attempt: AttemptRecord,
-        next: AfterAttempt,
+        attempts: Vec<(AttemptRecord, AfterAttempt)>,
     ) -> anyhow::Result<()> {
-        self.write(move |tx, _| sqlite_hooks::record_attempt(tx, &attempt, next))
-            .await
+        self.write(move |tx, _| {
+            for (attempt, next) in &attempts {
+                sqlite_hooks::record_attempt(tx, attempt, *next)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn deliveries(
@@ -1719,12 +1734,14 @@ impl Store for SqliteStore {
 
     async fn next_delivery_at(&self) -> anyhow::Result<Option<Millis>> {
         self.read(|conn| {
-            Ok(conn.query_row(
-                "SELECT MIN(next_attempt_at) FROM deliveries INDEXED BY deliveries_due \
-                 WHERE state = 'pending'",
-                [],
-                |row| row.get(0),
-            )?)
+            // A change still in the outbox is due now (its row's time is in the past).
+            Ok(conn
+                .prepare_cached(
+                    "SELECT MIN(at) FROM (SELECT (SELECT at FROM outbox ORDER BY n LIMIT 1) AS at \
+                     UNION ALL SELECT MIN(next_attempt_at) FROM deliveries \
+                     INDEXED BY deliveries_due WHERE state = 'pending')",
+                )?
+                .query_row([], |row| row.get(0))?)
         })
         .await
     }

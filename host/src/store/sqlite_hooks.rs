@@ -73,22 +73,80 @@ pub(super) fn enqueue(
         })?
         .collect::<rusqlite::Result<_>>()?;
     targets.extend(webhook.map(|url| (None, url.to_owned())));
-    for (subscription, url) in &targets {
-        tx.prepare_cached(
-            "INSERT INTO deliveries (id, subscription_id, app, url, execution_id, event, state, \
-             created_at, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
-        )?
-        .execute(params![
-            new_delivery_id(),
-            subscription,
-            app,
-            url,
-            id,
-            event,
-            at
-        ])?;
+    if targets.is_empty() {
+        return Ok(false);
     }
-    Ok(!targets.is_empty())
+    // One narrow row now; its deliveries are written by the next claim (see expand).
+    tx.prepare_cached(
+        "INSERT INTO outbox (execution_id, app, event, targets, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id,
+        app,
+        event,
+        serde_json::to_string(&targets)?,
+        at
+    ])?;
+    Ok(true)
+}
+
+/// Most outbox rows one claim turns into deliveries.
+const EXPAND_BATCH: u32 = 512;
+
+/// Turns outbox rows into their deliveries (pending, due at the change's time), skipping
+/// subscriptions deleted or disabled since; deletes the rows.
+fn expand(tx: &Connection) -> anyhow::Result<()> {
+    type Row = (i64, String, String, String, String, Millis);
+    let rows: Vec<Row> = tx
+        .prepare_cached(
+            "SELECT n, execution_id, app, event, targets, at FROM outbox ORDER BY n LIMIT ?1",
+        )?
+        .query_map([EXPAND_BATCH], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let Some(last) = rows.last().map(|row| row.0) else {
+        return Ok(());
+    };
+    for (_, execution_id, app, event, targets, at) in &rows {
+        let targets: Vec<(Option<String>, String)> = serde_json::from_str(targets)?;
+        for (subscription, url) in &targets {
+            if let Some(subscription) = subscription {
+                let active = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM subscriptions WHERE id = ?1 AND disabled_at IS NULL",
+                    )?
+                    .exists([subscription])?;
+                if !active {
+                    continue;
+                }
+            }
+            tx.prepare_cached(
+                "INSERT INTO deliveries (id, subscription_id, app, url, execution_id, event, \
+                 state, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+            )?
+            .execute(params![
+                new_delivery_id(),
+                subscription,
+                app,
+                url,
+                execution_id,
+                event,
+                at
+            ])?;
+        }
+    }
+    tx.prepare_cached("DELETE FROM outbox WHERE n <= ?1")?
+        .execute([last])?;
+    Ok(())
 }
 
 /// A new delivery id: `msg_` and a UUIDv7, so ids sort by creation (the list's cursor).
@@ -107,6 +165,8 @@ pub(super) fn delete_app(tx: &Connection, app: &str, at: Millis) -> anyhow::Resu
     tx.execute("DELETE FROM schedules WHERE app = ?1", [app])?;
     tx.execute("DELETE FROM subscriptions WHERE app = ?1", [app])?;
     tx.execute("DELETE FROM run_webhook_secrets WHERE app = ?1", [app])?;
+    // Changes not yet expanded would become deliveries only to be cancelled.
+    tx.execute("DELETE FROM outbox WHERE app = ?1", [app])?;
     tx.execute(
         "UPDATE deliveries SET state = 'cancelled', next_attempt_at = NULL, finished_at = ?2 \
          WHERE app = ?1 AND state = 'pending'",
@@ -434,6 +494,7 @@ pub(super) fn claim_deliveries(
     hold_until: Millis,
     limit: u32,
 ) -> anyhow::Result<Vec<DueDelivery>> {
+    expand(tx)?;
     let due: Vec<DueDelivery> = tx
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS}, \
