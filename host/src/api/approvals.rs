@@ -130,17 +130,6 @@ pub struct ApprovalCount {
     pending: i64,
 }
 
-/// The apps whose approvals `caller` may list (`None`: every app).
-fn listable(caller: &Caller) -> Result<Option<Vec<String>>, ApiError> {
-    match caller {
-        Caller::Anonymous(_) => Err(ApiError::auth_failed(
-            "listing approvals needs a token (Authorization: Bearer <token>)",
-        )),
-        Caller::Admin => Ok(None),
-        Caller::Agent(token) => Ok(token.apps.clone()),
-    }
-}
-
 /// Executions awaiting approval, oldest first, with their proposed outputs. A scoped
 /// token sees its apps'.
 #[utoipa::path(get, path = "/api/approvals", tag = "approvals",
@@ -152,7 +141,7 @@ async fn list(
     QueryParams(query): QueryParams<ListQuery>,
     caller: Caller,
 ) -> Result<Json<ApprovalPage>, ApiError> {
-    let apps = listable(&caller)?;
+    let apps = caller.listable_apps("listing approvals")?;
     let limit = page_limit(query.limit.as_deref())?;
     let after = query
         .cursor
@@ -187,7 +176,7 @@ async fn count(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<ApprovalCount>, ApiError> {
-    let apps = listable(&caller)?;
+    let apps = caller.listable_apps("listing approvals")?;
     let pending = state.store.pending_approval_count(apps).await?;
     Ok(Json(ApprovalCount { pending }))
 }

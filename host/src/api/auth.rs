@@ -73,6 +73,19 @@ impl Caller {
         }
     }
 
+    /// The apps whose executions the caller may list (`None`: every app; a scoped
+    /// token, the ones it covers); anonymous callers list nothing, and `doing` ("listing
+    /// executions") says what they were refused.
+    pub fn listable_apps(&self, doing: &str) -> Result<Option<Vec<String>>, ApiError> {
+        match self {
+            Caller::Anonymous(_) => Err(ApiError::auth_failed(format!(
+                "{doing} needs a token (Authorization: Bearer <token>)"
+            ))),
+            Caller::Admin => Ok(None),
+            Caller::Agent(token) => Ok(token.apps.clone()),
+        }
+    }
+
     /// The admin, or an admin token that covers every app: may manage tokens and see
     /// everything.
     pub fn is_full_admin(&self) -> bool {

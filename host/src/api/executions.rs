@@ -589,15 +589,7 @@ async fn list(
     caller: Caller,
 ) -> Result<Json<Page>, ApiError> {
     // A scoped token sees the executions of the apps it covers.
-    let apps = match &caller {
-        Caller::Anonymous(_) => {
-            return Err(ApiError::auth_failed(
-                "listing executions needs a token (Authorization: Bearer <token>)",
-            ));
-        }
-        Caller::Admin => None,
-        Caller::Agent(token) => token.apps.clone(),
-    };
+    let apps = caller.listable_apps("listing executions")?;
     let limit = page_limit(query.limit.as_deref())?;
     // An empty parameter (`?app=&cursor=`) means no filter.
     let nonempty = |value: Option<String>| value.filter(|v| !v.is_empty());

@@ -99,15 +99,7 @@ async fn export(
     QueryParams(query): QueryParams<ExportQuery>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    let apps = match &caller {
-        Caller::Anonymous(_) => {
-            return Err(ApiError::auth_failed(
-                "exporting executions needs a token (Authorization: Bearer <token>)",
-            ));
-        }
-        Caller::Admin => None,
-        Caller::Agent(token) => token.apps.clone(),
-    };
+    let apps = caller.listable_apps("exporting executions")?;
     let time = |name: &str, value: Option<String>| {
         value
             .filter(|v| !v.is_empty())
