@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,11 @@ impl Engine {
                 ticker: Some(ticker),
             }),
         })
+    }
+
+    /// Keeps the epoch ticking for a guest's store while it lives.
+    pub(crate) fn ticking(&self) -> Option<Ticking> {
+        self.inner.ticker.as_ref().map(EpochTicker::ticking)
     }
 
     /// The configuration this engine was built with.
@@ -399,20 +404,41 @@ pub(crate) fn pooling(config: &EngineConfig) -> PoolingAllocationConfig {
 }
 
 /// Bumps the epoch of every engine at a fixed interval from its own OS thread (a tokio
-/// task could be starved by a busy guest, which is exactly when the tick matters).
+/// task could be starved by a busy guest, which is exactly when the tick matters), while
+/// any guest is running: an idle server does not wake a thousand times a second. Epoch
+/// deadlines count ticks from when they are set, so a pause between runs changes none.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
+    running: Arc<AtomicUsize>,
     thread: JoinHandle<()>,
+}
+
+/// Keeps the epoch ticking while it lives: held by every guest's store.
+pub(crate) struct Ticking {
+    running: Arc<AtomicUsize>,
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl EpochTicker {
     fn start(engines: Vec<wasmtime::Engine>, tick: Duration) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let running = Arc::new(AtomicUsize::new(0));
+        let (flag, guests) = (stop.clone(), running.clone());
         let thread = std::thread::Builder::new()
             .name("floom-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Acquire) {
+                    if guests.load(Ordering::Acquire) == 0 {
+                        // Woken by the first guest to start (or by stop); an unpark
+                        // that came first makes this return at once.
+                        std::thread::park();
+                        continue;
+                    }
                     std::thread::park_timeout(tick);
                     for engine in &engines {
                         engine.increment_epoch();
@@ -420,7 +446,20 @@ impl EpochTicker {
                 }
             })
             .context("cannot start the epoch ticker thread")?;
-        Ok(EpochTicker { stop, thread })
+        Ok(EpochTicker {
+            stop,
+            running,
+            thread,
+        })
+    }
+
+    fn ticking(&self) -> Ticking {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.thread().unpark();
+        }
+        Ticking {
+            running: self.running.clone(),
+        }
     }
 
     fn stop(self) {

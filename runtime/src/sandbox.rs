@@ -35,6 +35,8 @@ pub(crate) struct RunState {
     limiter: MemoryLimiter,
     ledger: SharedLedger,
     pub(crate) host: HostState,
+    /// The epoch ticks while the store lives (its deadlines and yields need them).
+    _ticking: Option<crate::engine::Ticking>,
 }
 
 impl FilesBudgeted for RunState {
@@ -360,6 +362,7 @@ fn new_store(
                 calls: 0,
                 call_budget: caps.host_calls,
             },
+            _ticking: app.engine.ticking(),
         },
     );
     store.limiter(|state| &mut state.limiter);
