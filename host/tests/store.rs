@@ -407,16 +407,7 @@ async fn the_outbox_is_written_with_the_terminal_change_and_only_with_it() {
         })
         .await
         .unwrap();
-    store
-        .insert_execution(new_execution("exec_fourth", None, None), None)
-        .await
-        .unwrap();
-    let seq = store
-        .start_execution("exec_fourth", now_ms())
-        .await
-        .unwrap()
-        .unwrap()
-        .seq;
+    let seq = running(&store, "exec_fourth").await;
     store
         .finish_execution("exec_fourth", succeeded("exec_fourth", seq + 1, now_ms()))
         .await

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::Caller;
 use super::error::{ApiError, Problem};
-use super::executions::{Detail, Readable, detail_of, detail_view, page_limit};
+use super::executions::{Detail, Readable, detail_of, detail_view, page_cursor, page_limit};
 use super::extract::{JsonBody, QueryParams};
 use crate::approvals::{self, Verdict};
 use crate::store::ListApprovals;
@@ -143,15 +143,7 @@ async fn list(
 ) -> Result<Json<ApprovalPage>, ApiError> {
     let apps = caller.listable_apps("listing approvals")?;
     let limit = page_limit(query.limit.as_deref())?;
-    let after = query
-        .cursor
-        .filter(|c| !c.is_empty())
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::invalid_input(format!("cursor {c:?} is not one this API returned"))
-            })
-        })
-        .transpose()?;
+    let after = page_cursor(query.cursor.as_deref())?;
     let records = state
         .store
         .pending_approvals(ListApprovals {

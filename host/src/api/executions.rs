@@ -595,14 +595,7 @@ async fn list(
     let nonempty = |value: Option<String>| value.filter(|v| !v.is_empty());
     let status = parse_filter::<ExecStatus>(query.status.as_deref())?;
     let trigger_source = parse_filter::<TriggerSource>(query.trigger_source.as_deref())?;
-    let before = nonempty(query.cursor)
-        .as_deref()
-        .map(|c| {
-            c.parse::<i64>().map_err(|_| {
-                ApiError::invalid_input(format!("cursor {c:?} is not one this API returned"))
-            })
-        })
-        .transpose()?;
+    let before = page_cursor(query.cursor.as_deref())?;
     let records = state
         .store
         .executions(ListExecutions {
@@ -634,6 +627,18 @@ pub fn page_limit(limit: Option<&str>) -> Result<u32, ApiError> {
                 ApiError::invalid_input(format!("limit {text:?} must be a number from 1 to 200"))
             }),
     }
+}
+
+/// A page cursor from `?cursor=`: the number a previous page gave; empty is none.
+pub fn page_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.parse::<i64>().map_err(|_| {
+                ApiError::invalid_input(format!("cursor {c:?} is not one this API returned"))
+            })
+        })
+        .transpose()
 }
 
 /// A filter parameter (`?status=`, `?trigger_source=`); an empty one is no filter.

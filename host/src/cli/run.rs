@@ -360,36 +360,26 @@ fn show(event: &SseEvent, json: bool, id: Option<&str>) -> Option<u8> {
             None
         }
         "end" => {
-            if json {
-                let _ = writeln!(
-                    stdout,
-                    "{}",
-                    serde_json::to_string_pretty(&data).unwrap_or_default()
-                );
-            } else {
-                let _ = writeln!(
-                    stdout,
-                    "{}",
-                    serde_json::to_string_pretty(&data["output"]).unwrap_or_default()
-                );
-            }
+            let shown = if json { &data } else { &data["output"] };
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(shown).unwrap_or_default()
+            );
             Some(0)
         }
         "approval" => {
             let approval = &data["approval"];
-            if json {
-                let _ = writeln!(
-                    stdout,
-                    "{}",
-                    serde_json::to_string_pretty(&data).unwrap_or_default()
-                );
+            let shown = if json {
+                &data
             } else {
-                let _ = writeln!(
-                    stdout,
-                    "{}",
-                    serde_json::to_string_pretty(&approval["proposed_output"]).unwrap_or_default()
-                );
-            }
+                &approval["proposed_output"]
+            };
+            let _ = writeln!(
+                stdout,
+                "{}",
+                serde_json::to_string_pretty(shown).unwrap_or_default()
+            );
             let id = id.unwrap_or("EXECUTION_ID");
             eprintln!(
                 "awaiting approval until {}: this output counts once someone approves it \

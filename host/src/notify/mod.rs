@@ -186,7 +186,7 @@ impl Notifier {
             {
                 batch.push(more);
             }
-            let ids: Vec<String> = batch.iter().map(|(a, _)| a.delivery_id.clone()).collect();
+            let count = batch.len();
             let retry = batch
                 .iter()
                 .any(|(_, next)| matches!(next, AfterAttempt::Retry(_)));
@@ -196,7 +196,7 @@ impl Notifier {
                 Ok(()) => {}
                 // They stay claimed until the hold passes, then are attempted again.
                 Err(e) => {
-                    tracing::warn!(deliveries = ?ids, "cannot record delivery attempts: {e:#}");
+                    tracing::warn!(attempts = count, "cannot record delivery attempts: {e:#}");
                 }
             }
         }

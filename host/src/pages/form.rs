@@ -244,14 +244,12 @@ impl<'a> Builder<'a> {
         let types = types(schema);
         // Only the top-level properties take uploads (the server puts a file's path
         // there); a deeper one stays what its type says.
-        if depth == 1 && crate::runs::is_file_property(schema) {
-            return self.file(name, label, schema, required);
-        }
-        if !too_much && (schema.get("enum").is_some() || schema.get("const").is_some()) {
-            return self.choice(name, label, schema, seed.as_ref(), required);
-        }
+        let file = depth == 1 && crate::runs::is_file_property(schema);
+        let choice = schema.get("enum").is_some() || schema.get("const").is_some();
         let mut field = match types.as_deref() {
+            _ if file => self.file(name, label, schema, required),
             _ if too_much => self.json(name, label, seed.as_ref(), required),
+            _ if choice => self.choice(name, label, schema, seed.as_ref(), required),
             Some("string") => self.text(name, label, schema, seed.as_ref(), required),
             Some(kind @ ("number" | "integer")) => self.number(
                 name,
@@ -300,10 +298,7 @@ impl<'a> Builder<'a> {
             id: self.id(),
             name: name.to_owned(),
             label,
-            help: schema
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            help: None,
             hints,
             required,
             kind: Kind::File { accept },
@@ -446,10 +441,7 @@ impl<'a> Builder<'a> {
             id: self.id(),
             name: name.to_owned(),
             label,
-            help: schema
-                .get("description")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            help: None,
             hints: Vec::new(),
             required,
             kind: Kind::Choice { options },

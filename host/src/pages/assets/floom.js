@@ -17,6 +17,8 @@
   /** Reconnections to a dropped event stream before giving up. */
   const MAX_RETRIES = 8;
   const DEFAULT_SERVER = 'http://127.0.0.1:8000';
+  /** A form's file inputs: the top-level object's own properties only (see form.rs). */
+  const FILE_FIELDS = ':scope > .field > .fields > .field[data-kind="file"]';
 
   const $ = (root, selector) => root.querySelector(selector);
   const $$ = (root, selector) => Array.from(root.querySelectorAll(selector));
@@ -239,8 +241,7 @@
       if (got.present) problems.push([root, 'The inputs must be a JSON object, such as {"text": "..."}.']);
       inputs = {};
     }
-    // File inputs are the top-level object's own properties only (see form.rs).
-    const files = $$(form, ':scope > .field > .fields > .field[data-kind="file"]')
+    const files = $$(form, FILE_FIELDS)
       .map((field) => [field.dataset.name, control(field).files[0]])
       .filter(([, file]) => file);
     return { inputs, problems, files };
@@ -653,7 +654,7 @@
 
   function refreshSnippets(section) {
     const form = $(section, '[data-run-form]');
-    const fileFields = $$(form, ':scope > .field > .fields > .field[data-kind="file"]');
+    const fileFields = $$(form, FILE_FIELDS);
     snippets(section, collect(form).inputs, fileFields.map((field) => field.dataset.name));
   }
 
