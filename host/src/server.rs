@@ -20,7 +20,7 @@ use crate::ratelimit::RateLimiter;
 use crate::registry::{PublishError, Registry};
 use crate::scheduler::{Guests, RunSupport, Scheduler, SchedulerConfig};
 use crate::schema::ValidationPool;
-use crate::store::{DynStore, SqliteStore};
+use crate::store::{DynStore, PgStore, SqliteStore};
 use crate::tokens::{PREFIX, Tokens};
 
 /// Everything `floom serve` can be told.
@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Where the database and components live.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database to keep the store in, instead of SQLite in `data_dir`.
+    pub database: Option<String>,
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
     /// Executions running at once.
@@ -232,10 +234,13 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         ..EngineConfig::default()
     })?;
     let live = Arc::new(Live::default());
-    let store: DynStore = Arc::new(SqliteStore::open(
-        &config.data_dir.join("floom.db"),
-        live.clone(),
-    )?);
+    let store: DynStore = match &config.database {
+        Some(url) => Arc::new(PgStore::open(url, live.clone()).await?),
+        None => Arc::new(SqliteStore::open(
+            &config.data_dir.join("floom.db"),
+            live.clone(),
+        )?),
+    };
     let metrics = Arc::new(Metrics::default());
     let lanes_slow = lanes.slow.clone();
     let guests = Guests::new(lanes, config.max_concurrent_runs);

@@ -32,6 +32,11 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./floom-data", env = "FLOOM_DATA_DIR")]
     pub data_dir: PathBuf,
 
+    /// Keep the store in this PostgreSQL database (postgres://user:password@host/db)
+    /// instead of the embedded SQLite file in --data-dir.
+    #[arg(long, env = "FLOOM_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+
     /// Publish the bundled example apps at startup: all of them, or only the Rust or the
     /// Python ones (Python components take seconds each to compile the first time; they
     /// are published once the server answers).
@@ -179,6 +184,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| args.data_dir.join("compiled")),
         listen: args.listen,
         data_dir: args.data_dir,
+        database: args.database,
         max_concurrent_runs: args.max_concurrent_runs.max(1),
         max_runs_per_app: args
             .max_runs_per_app

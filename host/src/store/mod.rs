@@ -14,6 +14,9 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 mod hooks;
+mod pg_approvals;
+mod pg_hooks;
+mod postgres;
 mod sqlite;
 mod sqlite_approvals;
 mod sqlite_hooks;
@@ -23,6 +26,7 @@ pub use hooks::{
     EVENT_TYPES, ScheduleRecord, SubscriptionRecord, TickClaim, TickTaken, TriggerRecord,
     event_type,
 };
+pub use postgres::PgStore;
 pub use sqlite::{CommitFailed, SqliteStore};
 
 /// Unix time in milliseconds.

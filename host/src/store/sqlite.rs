@@ -53,6 +53,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_artifacts.sql"),
     include_str!("migrations/0008_approvals.sql"),
     include_str!("migrations/0009_outbox.sql"),
+    include_str!("migrations/0010_deliveries_by_id.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.

@@ -93,9 +93,11 @@ pub(super) fn enqueue(
 /// Most outbox rows one claim turns into deliveries.
 const EXPAND_BATCH: u32 = 512;
 
-/// Turns outbox rows into their deliveries (pending, due at the change's time), skipping
-/// subscriptions deleted or disabled since; deletes the rows.
-fn expand(tx: &Connection) -> anyhow::Result<()> {
+/// Turns outbox rows into their deliveries, skipping subscriptions deleted or disabled
+/// since, and deletes the rows. The first `limit` deliveries are written already held
+/// until `hold_until` and returned (claimed in the same insert, not by a second update);
+/// the rest are written due at the change's time, for the next claims.
+fn expand(tx: &Connection, hold_until: Millis, limit: usize) -> anyhow::Result<Vec<DueDelivery>> {
     type Row = (i64, String, String, String, String, Millis);
     let rows: Vec<Row> = tx
         .prepare_cached(
@@ -112,41 +114,70 @@ fn expand(tx: &Connection) -> anyhow::Result<()> {
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
+    let mut claimed = Vec::new();
     let Some(last) = rows.last().map(|row| row.0) else {
-        return Ok(());
+        return Ok(claimed);
     };
-    for (_, execution_id, app, event, targets, at) in &rows {
-        let targets: Vec<(Option<String>, String)> = serde_json::from_str(targets)?;
-        for (subscription, url) in &targets {
-            if let Some(subscription) = subscription {
-                let active = tx
-                    .prepare_cached(
-                        "SELECT 1 FROM subscriptions WHERE id = ?1 AND disabled_at IS NULL",
-                    )?
-                    .exists([subscription])?;
-                if !active {
-                    continue;
+    for (_, execution_id, app, event, targets, at) in rows {
+        let targets: Vec<(Option<String>, String)> = serde_json::from_str(&targets)?;
+        for (subscription, url) in targets {
+            let secret = match &subscription {
+                Some(subscription) => {
+                    let active: Option<Vec<u8>> = tx
+                        .prepare_cached(
+                            "SELECT secret FROM subscriptions WHERE id = ?1 AND disabled_at IS NULL",
+                        )?
+                        .query_row([subscription], |row| row.get(0))
+                        .optional()?;
+                    let Some(secret) = active else { continue };
+                    Some(secret)
                 }
-            }
+                None => tx
+                    .prepare_cached("SELECT secret FROM run_webhook_secrets WHERE app = ?1")?
+                    .query_row([&app], |row| row.get(0))
+                    .optional()?,
+            };
+            let held = claimed.len() < limit;
+            let next_attempt_at = if held { hold_until } else { at };
+            let id = new_delivery_id();
             tx.prepare_cached(
                 "INSERT INTO deliveries (id, subscription_id, app, url, execution_id, event, \
                  state, created_at, next_attempt_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?7)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7, ?8)",
             )?
             .execute(params![
-                new_delivery_id(),
+                id,
                 subscription,
                 app,
                 url,
                 execution_id,
                 event,
-                at
+                at,
+                next_attempt_at
             ])?;
+            if held {
+                claimed.push(DueDelivery {
+                    delivery: DeliveryRecord {
+                        id,
+                        subscription_id: subscription,
+                        app: app.clone(),
+                        url,
+                        execution_id: execution_id.clone(),
+                        event: event.clone(),
+                        state: DeliveryState::Pending,
+                        attempts: 0,
+                        created_at: at,
+                        next_attempt_at: Some(hold_until),
+                        finished_at: None,
+                    },
+                    secret,
+                });
+            }
         }
     }
     tx.prepare_cached("DELETE FROM outbox WHERE n <= ?1")?
         .execute([last])?;
-    Ok(())
+    Ok(claimed)
 }
 
 /// A new delivery id: `msg_` and a UUIDv7, so ids sort by creation (the list's cursor).
@@ -195,12 +226,17 @@ pub(super) fn prune(
 ) -> anyhow::Result<usize> {
     let mut removed = 0;
     if let Some(before) = deliveries_before {
+        // A delivery ends after it is made, so every one that ended before `before`
+        // has an id below the first one made at `before`: the walk stops there.
+        let made_before = format!("msg_{:012x}", before.max(0));
         let ended: Vec<String> = tx
             .prepare_cached(
-                "SELECT id FROM deliveries INDEXED BY deliveries_finished \
-                 WHERE state != 'pending' AND finished_at < ?1 LIMIT ?2",
+                "SELECT id FROM deliveries WHERE id < ?1 \
+                 AND state != 'pending' AND finished_at < ?2 ORDER BY id LIMIT ?3",
             )?
-            .query_map(params![before, PRUNE_PER_WRITE], |row| row.get(0))?
+            .query_map(params![made_before, before, PRUNE_PER_WRITE], |row| {
+                row.get(0)
+            })?
             .collect::<rusqlite::Result<_>>()?;
         for id in &ended {
             tx.prepare_cached("DELETE FROM delivery_attempts WHERE delivery_id = ?1")?
@@ -494,8 +530,8 @@ pub(super) fn claim_deliveries(
     hold_until: Millis,
     limit: u32,
 ) -> anyhow::Result<Vec<DueDelivery>> {
-    expand(tx)?;
-    let due: Vec<DueDelivery> = tx
+    // Retries first, so a steady stream of new changes cannot starve them.
+    let mut due: Vec<DueDelivery> = tx
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLUMNS}, \
              CASE WHEN d.subscription_id IS NULL THEN r.secret ELSE s.secret END \
@@ -512,10 +548,15 @@ pub(super) fn claim_deliveries(
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
-    for due in &due {
+    for due in &mut due {
         tx.prepare_cached("UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1")?
             .execute(params![due.delivery.id, hold_until])?;
+        due.delivery.next_attempt_at = Some(hold_until);
     }
+    let room = usize::try_from(limit)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(due.len());
+    due.extend(expand(tx, hold_until, room)?);
     Ok(due)
 }
 

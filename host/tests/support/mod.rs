@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part.
 
+pub mod postgres;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -52,7 +54,13 @@ pub fn serve_command(
         .arg("--data-dir")
         .arg(data_dir)
         .arg("--cache-dir")
-        .arg(shared_cache())
+        .arg(shared_cache());
+    if postgres::ON_POSTGRES {
+        command
+            .arg("--database")
+            .arg(postgres::database_of(data_dir));
+    }
+    command
         .args(args)
         .env("FLOOM_SECRET", TOKEN)
         .env("RUST_LOG", "warn")

@@ -1,0 +1,1665 @@
+//! [`Store`] on PostgreSQL, for several hosts on one database (SPEC section 13).
+//!
+//! Every write is a transaction of its own on a pooled connection: PostgreSQL's row
+//! locks order concurrent writers (on this host and on others) and its WAL groups their
+//! commits, so there is no writer thread here. Where SQLite's single writer made an
+//! operation atomic by construction, a row lock does here (`FOR UPDATE`, a guarded
+//! `UPDATE ... WHERE status = ...`, or a transaction-scoped advisory lock on a key that
+//! has no row yet: a slug being published, an idempotency key).
+//!
+//! Streamed events queue per execution ([`Lanes`]): one task at a time writes an
+//! execution's waiting batches in one statement, and the execution's end takes its
+//! lane, so it is written after every event queued before it. Committed events are then
+//! published to this host's live subscribers.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Pool, Transaction};
+use floom_runtime::{ErrorCode, RunError};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{
+    AfterAttempt, AppRecord, AppStats, Appended, AttemptRecord, Decided, Decision, DecisionNote,
+    DeletedApp, DeliveryHistory, DueDelivery, ExecStatus, ExecutionRecord, ExecutionSummary,
+    ExportedExecution, FileKind, FileRecord, Finish, IDEMPOTENCY_WINDOW_MS, IdempotencyKey,
+    Inserted, ListApprovals, ListExecutions, Millis, NewExecution, NewVersion, NotPurgeable,
+    Published, Recovery, ScheduleRecord, SecretRecord, SlugRetired, Started, StepRun, Store,
+    StoredEvent, SubscriptionRecord, TickClaim, TimedExecution, TokenRecord, TriggerRecord,
+    TriggerSource, VersionRecord, pg_approvals, pg_hooks,
+};
+use crate::events;
+use crate::live::Live;
+
+/// The schema, one file per step, applied in order; `floom_migrations` records which ran.
+const MIGRATIONS: &[&str] = &[include_str!("pg_migrations/0001_schema.sql")];
+
+/// The advisory lock that hosts starting at once take around migrations: one migrates,
+/// the others wait, then find nothing left to do.
+const MIGRATION_LOCK: i64 = 0x666c_6f6f_6d00_0001;
+
+/// Events one pruning write deletes at most (beyond finishing the execution it is on).
+const PRUNE_EVENTS_PER_WRITE: u64 = 20_000;
+
+/// Connections kept in the pool.
+const POOL_SIZE: usize = 32;
+
+/// The PostgreSQL store (cheap to clone: the clones share everything).
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    live: Arc<Live>,
+    lanes: Arc<Lanes>,
+    outbox: Arc<tokio::sync::Notify>,
+    /// Where event writes are spawned ([`Store::append_events`] is not async).
+    runtime: tokio::runtime::Handle,
+}
+
+/// What a committed transaction does next: open live channels and publish events.
+#[derive(Default)]
+pub(super) struct Effects {
+    pub(super) open: Vec<String>,
+    pub(super) publish: Vec<StoredEvent>,
+    /// Changes were added to the outbox.
+    pub(super) outbox: bool,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and
+    /// brings its schema up to date. Committed events are published to `live`.
+    pub async fn open(url: &str, live: Arc<Live>) -> anyhow::Result<Self> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .with_context(|| "the database URL is not a PostgreSQL connection string")?;
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .context("cannot make the database pool")?;
+        let mut client = pool.get().await.context("cannot connect to the database")?;
+        migrate(&mut client).await?;
+        Ok(PgStore {
+            pool,
+            live,
+            lanes: Arc::default(),
+            outbox: Arc::new(tokio::sync::Notify::new()),
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    /// A pooled connection.
+    async fn db(&self) -> anyhow::Result<deadpool_postgres::Object> {
+        self.pool
+            .get()
+            .await
+            .context("cannot get a database connection")
+    }
+
+    /// What a committed transaction's effects do: live channels and the outbox's
+    /// notifier.
+    fn committed(&self, effects: Effects) {
+        for id in effects.open {
+            self.live.open(&id);
+        }
+        for event in effects.publish {
+            self.live.publish(event);
+        }
+        if effects.outbox {
+            self.outbox.notify_one();
+        }
+    }
+}
+
+async fn migrate(client: &mut deadpool_postgres::Object) -> anyhow::Result<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS floom_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let done: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM floom_migrations",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    for (i, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(done).unwrap_or(0))
+    {
+        let version = i64::try_from(i + 1)?;
+        tx.batch_execute(sql)
+            .await
+            .with_context(|| format!("migration {version} failed"))?;
+        tx.execute(
+            "INSERT INTO floom_migrations (version, applied_at) VALUES ($1, $2)",
+            &[&version, &super::now_ms()],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Parameters of a statement.
+pub(super) type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// Runs `sql` (prepared once per connection) and returns its rows.
+pub(super) async fn query(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> anyhow::Result<Vec<Row>> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.query(&statement, params).await?)
+}
+
+/// Runs `sql` and returns its row, if any.
+pub(super) async fn query_opt(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> anyhow::Result<Option<Row>> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.query_opt(&statement, params).await?)
+}
+
+/// Runs `sql`, which returns exactly one row.
+pub(super) async fn query_one(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> anyhow::Result<Row> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.query_one(&statement, params).await?)
+}
+
+/// Runs `sql` and returns how many rows it changed.
+pub(super) async fn execute(
+    db: &impl GenericClient,
+    sql: &str,
+    params: &Params<'_>,
+) -> anyhow::Result<u64> {
+    let statement = db.prepare_cached(sql).await?;
+    Ok(db.execute(&statement, params).await?)
+}
+
+/// A page size as PostgreSQL takes it.
+pub(super) fn limit(n: u32) -> i64 {
+    i64::from(n)
+}
+
+pub(super) fn insert_event_sql() -> &'static str {
+    "INSERT INTO events (execution_id, seq, kind, data) VALUES ($1, $2, $3, $4)"
+}
+
+pub(super) async fn insert_event(tx: &Transaction<'_>, event: &StoredEvent) -> anyhow::Result<()> {
+    execute(
+        tx,
+        insert_event_sql(),
+        &[&event.execution_id, &event.seq, &event.kind, &event.data],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Inserts events in one statement (arrays unnested), in order.
+async fn insert_events(tx: &Transaction<'_>, events: &[&StoredEvent]) -> anyhow::Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.execution_id.as_str()).collect();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+    execute(
+        tx,
+        "INSERT INTO events (execution_id, seq, kind, data) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[])",
+        &[&ids, &seqs, &kinds, &data],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn next_seq(db: &impl GenericClient, id: &str) -> anyhow::Result<i64> {
+    Ok(query_one(
+        db,
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM events WHERE execution_id = $1",
+        &[&id],
+    )
+    .await?
+    .try_get(0)?)
+}
+
+pub(super) fn status_column(row: &Row, index: usize) -> anyhow::Result<ExecStatus> {
+    let status: String = row.try_get(index)?;
+    status.parse().map_err(|e: String| anyhow::anyhow!(e))
+}
+
+fn trigger_column(row: &Row, index: usize) -> anyhow::Result<TriggerSource> {
+    let source: String = row.try_get(index)?;
+    source.parse().map_err(|e: String| anyhow::anyhow!(e))
+}
+
+const VERSION_COLUMNS: &str =
+    "v.slug, v.version, v.sha256, v.manifest, v.kind, v.public, v.created_at";
+
+fn version_row(row: &Row) -> anyhow::Result<VersionRecord> {
+    Ok(VersionRecord {
+        slug: row.try_get(0)?,
+        version: row.try_get(1)?,
+        sha256: row.try_get(2)?,
+        manifest: row.try_get(3)?,
+        kind: row.try_get(4)?,
+        public: row.try_get(5)?,
+        created_at: row.try_get(6)?,
+    })
+}
+
+/// An app's columns: its current version's (with the app's own visibility when the
+/// operator set one), then the app's.
+const APP_COLUMNS: &str = "v.slug, v.version, v.sha256, v.manifest, v.kind, \
+                           COALESCE(a.public, v.public), v.created_at, a.created_at, a.updated_at, a.paused";
+
+fn app_row(row: &Row) -> anyhow::Result<AppRecord> {
+    Ok(AppRecord {
+        slug: row.try_get(0)?,
+        current: version_row(row)?,
+        created_at: row.try_get(7)?,
+        updated_at: row.try_get(8)?,
+        paused: row.try_get(9)?,
+    })
+}
+
+async fn app_query(db: &impl GenericClient, slug: &str) -> anyhow::Result<Option<AppRecord>> {
+    query_opt(
+        db,
+        &format!(
+            "SELECT {APP_COLUMNS} FROM apps a \
+             JOIN app_versions v ON v.slug = a.slug AND v.version = a.current_version \
+             WHERE a.slug = $1"
+        ),
+        &[&slug],
+    )
+    .await?
+    .as_ref()
+    .map(app_row)
+    .transpose()
+}
+
+pub(super) const EXECUTION_COLUMNS: &str = "n, id, app, version, action, status, inputs, output, error, usage, \
+                                 view_token_hash, attempts, created_at, started_at, finished_at, \
+                                 trigger_source, step, step_action, step_inputs, approval";
+
+pub(super) fn execution_row(row: &Row) -> anyhow::Result<ExecutionRecord> {
+    Ok(ExecutionRecord {
+        n: row.try_get(0)?,
+        id: row.try_get(1)?,
+        app: row.try_get(2)?,
+        version: row.try_get(3)?,
+        action: row.try_get(4)?,
+        status: status_column(row, 5)?,
+        inputs: row.try_get(6)?,
+        output: row.try_get(7)?,
+        error: row.try_get(8)?,
+        usage: row.try_get(9)?,
+        view_token_hash: row.try_get(10)?,
+        attempts: row.try_get(11)?,
+        created_at: row.try_get(12)?,
+        started_at: row.try_get(13)?,
+        finished_at: row.try_get(14)?,
+        trigger_source: trigger_column(row, 15)?,
+        step: row.try_get(16)?,
+        step_run: match (row.try_get(17)?, row.try_get(18)?) {
+            (Some(action), Some(inputs)) => Some(StepRun { action, inputs }),
+            _ => None,
+        },
+        approval: row.try_get(19)?,
+    })
+}
+
+/// The execution list's filters, over the parameters [`list_params`] gives (`$4` is the
+/// page size).
+const LIST_FILTER: &str = "($1::text IS NULL OR app = $1) AND ($2::text IS NULL OR status = $2) \
+     AND ($3::bigint IS NULL OR n < $3) AND ($5::text[] IS NULL OR app = ANY($5)) \
+     AND ($6::text IS NULL OR trigger_source = $6) AND ($7::bigint IS NULL OR created_at >= $7) \
+     AND ($8::bigint IS NULL OR created_at < $8)";
+
+struct ListParams<'a> {
+    app: Option<&'a str>,
+    status: Option<&'static str>,
+    before: Option<i64>,
+    limit: i64,
+    apps: Option<&'a [String]>,
+    trigger_source: Option<&'static str>,
+    since: Option<Millis>,
+    until: Option<Millis>,
+}
+
+impl<'a> ListParams<'a> {
+    fn new(filter: &'a ListExecutions) -> Self {
+        ListParams {
+            app: filter.app.as_deref(),
+            status: filter.status.map(ExecStatus::as_str),
+            before: filter.before,
+            limit: limit(filter.limit),
+            apps: filter.apps.as_deref(),
+            trigger_source: filter.trigger_source.map(TriggerSource::as_str),
+            since: filter.since,
+            until: filter.until,
+        }
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 8] {
+        [
+            &self.app,
+            &self.status,
+            &self.before,
+            &self.limit,
+            &self.apps,
+            &self.trigger_source,
+            &self.since,
+            &self.until,
+        ]
+    }
+}
+
+const SUMMARY_COLUMNS: &str = "n, id, app, version, action, status, error, usage, attempts, \
+                               created_at, started_at, finished_at, trigger_source";
+
+fn summary_row(row: &Row) -> anyhow::Result<ExecutionSummary> {
+    Ok(ExecutionSummary {
+        n: row.try_get(0)?,
+        id: row.try_get(1)?,
+        app: row.try_get(2)?,
+        version: row.try_get(3)?,
+        action: row.try_get(4)?,
+        status: status_column(row, 5)?,
+        error: row.try_get(6)?,
+        usage: row.try_get(7)?,
+        attempts: row.try_get(8)?,
+        created_at: row.try_get(9)?,
+        started_at: row.try_get(10)?,
+        finished_at: row.try_get(11)?,
+        trigger_source: trigger_column(row, 12)?,
+    })
+}
+
+fn event_row(row: &Row) -> anyhow::Result<StoredEvent> {
+    Ok(StoredEvent {
+        execution_id: row.try_get(0)?,
+        seq: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        data: row.try_get(3)?,
+    })
+}
+
+/// Cancels execution `id` if it is still queued (or awaiting approval: nothing runs),
+/// with its terminal event; false when it was neither.
+async fn cancel_queued_in(
+    tx: &Transaction<'_>,
+    effects: &mut Effects,
+    id: &str,
+    at: Millis,
+    why: &str,
+) -> anyhow::Result<bool> {
+    let error = RunError::new(ErrorCode::Cancelled, why);
+    let Some(row) = query_opt(
+        tx,
+        "UPDATE executions SET status = 'cancelled', error = $2, finished_at = $3, \
+         approval_expires_at = NULL \
+         WHERE id = $1 AND status IN ('queued', 'awaiting_approval') RETURNING app, webhook",
+        &[&id, &serde_json::to_string(&error)?, &at],
+    )
+    .await?
+    else {
+        return Ok(false);
+    };
+    let (app, webhook): (String, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+    effects.outbox |=
+        pg_hooks::enqueue(tx, id, &app, webhook.as_deref(), ExecStatus::Cancelled, at).await?;
+    let event = events::error(id, next_seq(tx, id).await?, ExecStatus::Cancelled, &error);
+    insert_event(tx, &event).await?;
+    effects.publish.push(event);
+    Ok(true)
+}
+
+/// An execution's streamed events not yet written, and who writes them.
+#[derive(Default)]
+struct Lane {
+    queue: Mutex<Queue>,
+    /// Held while this lane's events are written: one writer per execution, in order.
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// Batches waiting in a lane, each with who waits for it to be written.
+#[derive(Default)]
+struct Queue {
+    batches: Vec<(Vec<StoredEvent>, tokio::sync::oneshot::Sender<()>)>,
+    /// A task to write them is on its way.
+    scheduled: bool,
+}
+
+/// Every execution's lane.
+#[derive(Default)]
+struct Lanes(Mutex<HashMap<String, Arc<Lane>>>);
+
+impl Lanes {
+    fn lane(&self, execution: &str) -> Arc<Lane> {
+        lock(&self.0)
+            .entry(execution.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the lane of `execution` if nothing waits in it and nobody holds it.
+    fn forget_if_idle(&self, execution: &str) {
+        let mut lanes = lock(&self.0);
+        if let Some(lane) = lanes.get(execution)
+            && Arc::strong_count(lane) == 1
+            && lock(&lane.queue).batches.is_empty()
+        {
+            lanes.remove(execution);
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type Batches = Vec<(Vec<StoredEvent>, tokio::sync::oneshot::Sender<()>)>;
+
+impl PgStore {
+    /// Takes what waits in `lane` and writes it in `tx` (the caller holds the lane).
+    async fn flush_lane(&self, tx: &Transaction<'_>, lane: &Lane) -> anyhow::Result<Batches> {
+        let batches = {
+            let mut queue = lock(&lane.queue);
+            queue.scheduled = false;
+            std::mem::take(&mut queue.batches)
+        };
+        let events: Vec<&StoredEvent> = batches.iter().flat_map(|(batch, _)| batch).collect();
+        insert_events(tx, &events).await?;
+        Ok(batches)
+    }
+
+    /// Publishes written batches and tells their producers.
+    fn written(&self, batches: Batches) {
+        for (batch, done) in batches {
+            for event in batch {
+                self.live.publish(event);
+            }
+            let _ = done.send(());
+        }
+    }
+
+    /// Writes the waiting events of `execution` in a transaction of their own.
+    async fn write_lane(&self, execution: String) {
+        let lane = self.lanes.lane(&execution);
+        let result = async {
+            let _writing = lane.writing.lock().await;
+            if lock(&lane.queue).batches.is_empty() {
+                // The execution's end took them.
+                return anyhow::Ok(Vec::new());
+            }
+            let mut db = self.db().await?;
+            let tx = db.transaction().await?;
+            let batches = self.flush_lane(&tx, &lane).await?;
+            tx.commit().await?;
+            Ok(batches)
+        }
+        .await;
+        match result {
+            Ok(batches) => self.written(batches),
+            // The producers' handles resolve as their senders drop: logged, not retried.
+            Err(e) => tracing::error!(%execution, "cannot store events: {e:#}"),
+        }
+        drop(lane);
+        self.lanes.forget_if_idle(&execution);
+    }
+
+    /// Runs `f` in a transaction after the waiting events of `execution` (written in the
+    /// same transaction), then publishes what committed.
+    async fn write_after<R>(
+        &self,
+        execution: &str,
+        f: impl AsyncFnOnce(&Transaction<'_>, &mut Effects) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        let lane = self.lanes.lane(execution);
+        let writing = lane.writing.lock().await;
+        let result = async {
+            let mut db = self.db().await?;
+            let tx = db.transaction().await?;
+            let batches = self.flush_lane(&tx, &lane).await?;
+            let mut effects = Effects::default();
+            match f(&tx, &mut effects).await {
+                Ok(value) => {
+                    tx.commit().await?;
+                    anyhow::Ok((Ok(value), batches, effects))
+                }
+                Err(e) => {
+                    // The events still stand without the operation that failed.
+                    drop(tx);
+                    let tx = db.transaction().await?;
+                    let events: Vec<&StoredEvent> =
+                        batches.iter().flat_map(|(batch, _)| batch).collect();
+                    insert_events(&tx, &events).await?;
+                    tx.commit().await?;
+                    Ok((Err(e), batches, Effects::default()))
+                }
+            }
+        }
+        .await;
+        let result: anyhow::Result<(anyhow::Result<R>, Batches, Effects)> = result;
+        drop(writing);
+        drop(lane);
+        self.lanes.forget_if_idle(execution);
+        let (result, batches, effects) = result?;
+        self.written(batches);
+        self.committed(effects);
+        result
+    }
+
+    /// Runs `f` in a transaction, then publishes what committed.
+    async fn write<R>(
+        &self,
+        f: impl AsyncFnOnce(&Transaction<'_>, &mut Effects) -> anyhow::Result<R>,
+    ) -> anyhow::Result<R> {
+        let mut db = self.db().await?;
+        let tx = db.transaction().await?;
+        let mut effects = Effects::default();
+        let value = f(&tx, &mut effects).await?;
+        tx.commit().await?;
+        self.committed(effects);
+        Ok(value)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn publish(&self, new: NewVersion) -> anyhow::Result<Published> {
+        self.write(async |tx, _| {
+            // Two hosts publishing one slug at once take turns here.
+            execute(tx, "SELECT pg_advisory_xact_lock(hashtext($1))", &[&new.slug]).await?;
+            let now = super::now_ms();
+            if let Some(current) = app_query(tx, &new.slug).await?
+                && current.current.sha256 == new.sha256
+                && current.current.manifest == new.manifest
+            {
+                return Ok(Published {
+                    app: current,
+                    created: false,
+                });
+            }
+            let retired = query_opt(
+                tx,
+                "SELECT 1 FROM retired_slugs WHERE slug = $1",
+                &[&new.slug],
+            )
+            .await?
+            .is_some();
+            if retired {
+                return Err(SlugRetired(new.slug.clone()).into());
+            }
+            let version: i64 = query_one(
+                tx,
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM app_versions WHERE slug = $1",
+                &[&new.slug],
+            )
+            .await?
+            .try_get(0)?;
+            execute(
+                tx,
+                "INSERT INTO app_versions (slug, version, sha256, manifest, kind, public, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &new.slug,
+                    &version,
+                    &new.sha256,
+                    &new.manifest,
+                    &new.kind,
+                    &new.public,
+                    &now,
+                ],
+            )
+            .await?;
+            execute(
+                tx,
+                "INSERT INTO apps (slug, current_version, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+                 ON CONFLICT (slug) DO UPDATE SET current_version = excluded.current_version, \
+                 updated_at = excluded.updated_at, public = NULL",
+                &[&new.slug, &version, &now],
+            )
+            .await?;
+            let app = app_query(tx, &new.slug)
+                .await?
+                .context("the app just written is missing")?;
+            Ok(Published { app, created: true })
+        })
+        .await
+    }
+
+    async fn app(&self, slug: &str) -> anyhow::Result<Option<AppRecord>> {
+        app_query(&self.db().await?, slug).await
+    }
+
+    async fn apps(&self) -> anyhow::Result<Vec<AppRecord>> {
+        query(
+            &self.db().await?,
+            &format!(
+                "SELECT {APP_COLUMNS} FROM apps a \
+                 JOIN app_versions v ON v.slug = a.slug AND v.version = a.current_version \
+                 ORDER BY a.slug"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(app_row)
+        .collect()
+    }
+
+    async fn version(&self, slug: &str, version: i64) -> anyhow::Result<Option<VersionRecord>> {
+        query_opt(
+            &self.db().await?,
+            &format!(
+                "SELECT {VERSION_COLUMNS} FROM app_versions v WHERE v.slug = $1 AND v.version = $2"
+            ),
+            &[&slug, &version],
+        )
+        .await?
+        .as_ref()
+        .map(version_row)
+        .transpose()
+    }
+
+    async fn delete_app(&self, slug: &str, at: Millis) -> anyhow::Result<Option<DeletedApp>> {
+        self.write(async |tx, effects| {
+            if execute(tx, "DELETE FROM apps WHERE slug = $1", &[&slug]).await? == 0 {
+                return Ok(None);
+            }
+            execute(
+                tx,
+                "INSERT INTO retired_slugs (slug, deleted_at) VALUES ($1, $2) \
+                 ON CONFLICT (slug) DO UPDATE SET deleted_at = excluded.deleted_at",
+                &[&slug, &at],
+            )
+            .await?;
+            execute(tx, "DELETE FROM secrets WHERE app = $1", &[&slug]).await?;
+            // Grants to the slug go with the app, so a later app of that name gets none.
+            let grants = query(
+                tx,
+                "SELECT id, apps FROM tokens WHERE apps IS NOT NULL AND apps::jsonb ? $1 \
+                 FOR UPDATE",
+                &[&slug],
+            )
+            .await?;
+            for row in grants {
+                let (id, apps): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                let mut apps: Vec<String> = serde_json::from_str(&apps)?;
+                apps.retain(|app| app != slug);
+                execute(
+                    tx,
+                    "UPDATE tokens SET apps = $2 WHERE id = $1",
+                    &[&id, &serde_json::to_string(&apps)?],
+                )
+                .await?;
+            }
+            let queued: Vec<String> = query(
+                tx,
+                "SELECT id FROM executions WHERE app = $1 \
+                 AND status IN ('queued', 'awaiting_approval') ORDER BY n",
+                &[&slug],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+            for id in &queued {
+                cancel_queued_in(
+                    tx,
+                    effects,
+                    id,
+                    at,
+                    "the app was deleted before this execution ended",
+                )
+                .await?;
+            }
+            pg_hooks::delete_app(tx, slug, at).await?;
+            Ok(Some(DeletedApp { cancelled: queued }))
+        })
+        .await
+    }
+
+    async fn purge_app(&self, slug: &str) -> anyhow::Result<bool> {
+        self.write(async |tx, _| {
+            if app_query(tx, slug).await?.is_some() {
+                return Err(
+                    NotPurgeable(format!("{slug} is still published: delete it first")).into(),
+                );
+            }
+            let retired =
+                execute(tx, "DELETE FROM retired_slugs WHERE slug = $1", &[&slug]).await? > 0;
+            let unfinished: i64 = query_one(
+                tx,
+                "SELECT COUNT(*) FROM executions WHERE app = $1 \
+                 AND status IN ('queued', 'running', 'awaiting_approval')",
+                &[&slug],
+            )
+            .await?
+            .try_get(0)?;
+            if unfinished > 0 {
+                return Err(NotPurgeable(format!(
+                    "{unfinished} executions of {slug} have not ended yet; try again in a moment"
+                ))
+                .into());
+            }
+            let executions = "SELECT id FROM executions WHERE app = $1";
+            for table in ["events", "execution_files", "idempotency"] {
+                execute(
+                    tx,
+                    &format!("DELETE FROM {table} WHERE execution_id IN ({executions})"),
+                    &[&slug],
+                )
+                .await?;
+            }
+            pg_hooks::purge_app(tx, slug).await?;
+            let removed = execute(tx, "DELETE FROM executions WHERE app = $1", &[&slug]).await?
+                + execute(tx, "DELETE FROM app_versions WHERE slug = $1", &[&slug]).await?;
+            Ok(retired || removed > 0)
+        })
+        .await
+    }
+
+    async fn insert_execution(
+        &self,
+        e: NewExecution,
+        idempotency: Option<IdempotencyKey>,
+    ) -> anyhow::Result<Inserted> {
+        self.write(async |tx, effects| {
+            if let Some(claim) = &e.tick {
+                pg_hooks::claim_tick(tx, claim, &e.id).await?;
+            }
+            if let Some(key) = &idempotency {
+                // The same key sent to two hosts at once: one inserts, the other waits
+                // here and then finds the first one's execution.
+                execute(
+                    tx,
+                    "SELECT pg_advisory_xact_lock(hashtext($1 || ' ' || $2))",
+                    &[&key.caller, &key.key],
+                )
+                .await?;
+                let window = e.created_at - IDEMPOTENCY_WINDOW_MS;
+                if let Some(row) = query_opt(
+                    tx,
+                    "SELECT execution_id, request_hash, view_token FROM idempotency \
+                     WHERE caller = $1 AND key = $2 AND created_at > $3",
+                    &[&key.caller, &key.key, &window],
+                )
+                .await?
+                {
+                    return Ok(Inserted::Existing {
+                        execution_id: row.try_get(0)?,
+                        request_hash: row.try_get(1)?,
+                        view_token: row.try_get(2)?,
+                    });
+                }
+                // An expired key is free again; old keys are swept as we go.
+                execute(
+                    tx,
+                    "DELETE FROM idempotency WHERE created_at <= $1",
+                    &[&window],
+                )
+                .await?;
+                execute(
+                    tx,
+                    "INSERT INTO idempotency \
+                     (caller, key, request_hash, execution_id, view_token, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (caller, key) DO UPDATE SET request_hash = excluded.request_hash, \
+                     execution_id = excluded.execution_id, view_token = excluded.view_token, \
+                     created_at = excluded.created_at",
+                    &[
+                        &key.caller,
+                        &key.key,
+                        &key.request_hash,
+                        &e.id,
+                        &key.view_token,
+                        &e.created_at,
+                    ],
+                )
+                .await?;
+            }
+            let status = if e.started_at.is_some() {
+                "running"
+            } else {
+                "queued"
+            };
+            execute(
+                tx,
+                "INSERT INTO executions \
+                 (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
+                  started_at, trigger_source, mcp_call, webhook) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                &[
+                    &e.id,
+                    &e.app,
+                    &e.version,
+                    &e.action,
+                    &status,
+                    &e.inputs,
+                    &e.view_token_hash,
+                    &e.created_at,
+                    &i64::from(e.started_at.is_some()),
+                    &e.started_at,
+                    &e.trigger_source.as_str(),
+                    &e.mcp_call,
+                    &e.webhook,
+                ],
+            )
+            .await?;
+            effects.open.push(e.id.clone());
+            let Some(_) = e.started_at else {
+                return Ok(Inserted::New(None));
+            };
+            let event = events::start(&e.id, 1, 1);
+            insert_event(tx, &event).await?;
+            effects.publish.push(event);
+            Ok(Inserted::New(Some(Started { attempt: 1, seq: 1 })))
+        })
+        .await
+    }
+
+    async fn start_execution(&self, id: &str, at: Millis) -> anyhow::Result<Option<Started>> {
+        self.write(async |tx, effects| {
+            let Some(row) = query_opt(
+                tx,
+                "UPDATE executions SET status = 'running', attempts = attempts + 1, started_at = $2 \
+                 WHERE id = $1 AND status = 'queued' RETURNING attempts",
+                &[&id, &at],
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            let attempt: i64 = row.try_get(0)?;
+            let seq = next_seq(tx, id).await?;
+            let event = events::start(id, seq, attempt);
+            insert_event(tx, &event).await?;
+            effects.publish.push(event);
+            Ok(Some(Started { attempt, seq }))
+        })
+        .await
+    }
+
+    fn append_events(&self, events: Vec<StoredEvent>) -> Appended {
+        let (written, appended) = Appended::new();
+        let Some(execution) = events.first().map(|e| e.execution_id.clone()) else {
+            return appended;
+        };
+        let lane = self.lanes.lane(&execution);
+        let mut queue = lock(&lane.queue);
+        queue.batches.push((events, written));
+        if !queue.scheduled {
+            queue.scheduled = true;
+            let store = self.clone();
+            self.runtime
+                .spawn(async move { store.write_lane(execution).await });
+        }
+        appended
+    }
+
+    async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()> {
+        self.write_after(id, async |tx, effects| {
+            // A run awaiting approval has not finished: no finished_at yet.
+            let (approval, expires_at) = finish.approval.clone().unzip();
+            let finished_at = approval.is_none().then_some(finish.finished_at);
+            let Some(row) = query_opt(
+                tx,
+                "UPDATE executions SET status = $2, output = $3, error = $4, usage = $5, \
+                 finished_at = $6, approval = COALESCE($7, approval), approval_expires_at = $8 \
+                 WHERE id = $1 AND status = 'running' RETURNING app, webhook",
+                &[
+                    &id,
+                    &finish.status.as_str(),
+                    &finish.output,
+                    &finish.error,
+                    &finish.usage,
+                    &finished_at,
+                    &approval,
+                    &expires_at,
+                ],
+            )
+            .await?
+            else {
+                anyhow::bail!("execution {id} is not running");
+            };
+            let (app, webhook): (String, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
+            // The outbox, in the transaction of the change it announces.
+            effects.outbox |= pg_hooks::enqueue(
+                tx,
+                id,
+                &app,
+                webhook.as_deref(),
+                finish.status,
+                finish.finished_at,
+            )
+            .await?;
+            insert_event(tx, &finish.event).await?;
+            effects.publish.push(finish.event.clone());
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool> {
+        self.write(async |tx, effects| {
+            cancel_queued_in(
+                tx,
+                effects,
+                id,
+                at,
+                "the execution was cancelled before it started",
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn execution(&self, id: &str) -> anyhow::Result<Option<ExecutionRecord>> {
+        query_opt(
+            &self.db().await?,
+            &format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+        .as_ref()
+        .map(execution_row)
+        .transpose()
+    }
+
+    async fn unfinished_mcp_call(&self, key: &str) -> anyhow::Result<Option<String>> {
+        query_opt(
+            &self.db().await?,
+            "SELECT id FROM executions WHERE mcp_call = $1 \
+             AND status IN ('queued', 'running') ORDER BY n DESC LIMIT 1",
+            &[&key],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()
+        .map_err(Into::into)
+    }
+
+    async fn executions(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExecutionSummary>> {
+        let params = ListParams::new(&filter);
+        query(
+            &self.db().await?,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS} FROM executions WHERE {LIST_FILTER} ORDER BY n DESC LIMIT $4"
+            ),
+            &params.params(),
+        )
+        .await?
+        .iter()
+        .map(summary_row)
+        .collect()
+    }
+
+    async fn events_after(
+        &self,
+        id: &str,
+        after: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<StoredEvent>> {
+        query(
+            &self.db().await?,
+            "SELECT execution_id, seq, kind, data FROM events \
+             WHERE execution_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&id, &after, &self::limit(limit)],
+        )
+        .await?
+        .iter()
+        .map(event_row)
+        .collect()
+    }
+
+    async fn versions(&self, slug: &str) -> anyhow::Result<Vec<VersionRecord>> {
+        query(
+            &self.db().await?,
+            &format!(
+                "SELECT {VERSION_COLUMNS} FROM app_versions v WHERE v.slug = $1 ORDER BY v.version"
+            ),
+            &[&slug],
+        )
+        .await?
+        .iter()
+        .map(version_row)
+        .collect()
+    }
+
+    async fn set_current(&self, slug: &str, version: i64) -> anyhow::Result<Option<AppRecord>> {
+        self.write(async |tx, _| {
+            let updated = execute(
+                tx,
+                "UPDATE apps SET current_version = $2, updated_at = $3 WHERE slug = $1 \
+                 AND EXISTS (SELECT 1 FROM app_versions WHERE slug = $1 AND version = $2)",
+                &[&slug, &version, &super::now_ms()],
+            )
+            .await?;
+            if updated == 0 {
+                return Ok(None);
+            }
+            app_query(tx, slug).await
+        })
+        .await
+    }
+
+    async fn stats(&self, slug: &str) -> anyhow::Result<AppStats> {
+        let db = self.db().await?;
+        let mut counts = Vec::new();
+        for row in query(
+            &db,
+            "SELECT status, COUNT(*) FROM executions WHERE app = $1 GROUP BY status",
+            &[&slug],
+        )
+        .await?
+        {
+            let status: String = row.try_get(0)?;
+            if let Ok(status) = status.parse() {
+                counts.push((status, row.try_get::<_, i64>(1)?));
+            }
+        }
+        // The most recent 10,000 finished runs are plenty for percentiles.
+        let durations_ms = query(
+            &db,
+            "SELECT finished_at - started_at FROM executions \
+             WHERE app = $1 AND finished_at IS NOT NULL AND started_at IS NOT NULL \
+             ORDER BY n DESC LIMIT 10000",
+            &[&slug],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+        Ok(AppStats {
+            counts,
+            durations_ms,
+        })
+    }
+
+    async fn last_runs(&self) -> anyhow::Result<HashMap<String, Millis>> {
+        let mut last = HashMap::new();
+        // One index lookup per app, not a scan of every execution.
+        for row in query(
+            &self.db().await?,
+            "SELECT a.slug, (SELECT e.created_at FROM executions e \
+             WHERE e.app = a.slug ORDER BY e.n DESC LIMIT 1) FROM apps a",
+            &[],
+        )
+        .await?
+        {
+            if let Some(at) = row.try_get::<_, Option<Millis>>(1)? {
+                last.insert(row.try_get(0)?, at);
+            }
+        }
+        Ok(last)
+    }
+
+    async fn insert_token(&self, token: TokenRecord) -> anyhow::Result<()> {
+        let apps = token.apps.as_ref().map(serde_json::to_string).transpose()?;
+        execute(
+            &self.db().await?,
+            "INSERT INTO tokens (id, name, secret_hash, role, apps, created_at, expires_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                &token.id,
+                &token.name,
+                &token.secret_hash,
+                &token.role,
+                &apps,
+                &token.created_at,
+                &token.expires_at,
+                &token.revoked_at,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn tokens(&self) -> anyhow::Result<Vec<TokenRecord>> {
+        query(
+            &self.db().await?,
+            "SELECT id, name, secret_hash, role, apps, created_at, expires_at, revoked_at \
+             FROM tokens ORDER BY created_at, id",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let apps: Option<String> = row.try_get(4)?;
+            Ok(TokenRecord {
+                id: row.try_get(0)?,
+                name: row.try_get(1)?,
+                secret_hash: row.try_get(2)?,
+                role: row.try_get(3)?,
+                apps: apps.map(|a| serde_json::from_str(&a)).transpose()?,
+                created_at: row.try_get(5)?,
+                expires_at: row.try_get(6)?,
+                revoked_at: row.try_get(7)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn revoke_token(&self, id: &str, at: Millis) -> anyhow::Result<bool> {
+        Ok(execute(
+            &self.db().await?,
+            "UPDATE tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            &[&id, &at],
+        )
+        .await?
+            > 0)
+    }
+
+    async fn put_secret(&self, app: &str, secret: SecretRecord) -> anyhow::Result<()> {
+        execute(
+            &self.db().await?,
+            "INSERT INTO secrets (app, name, sealed, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (app, name) DO UPDATE SET sealed = excluded.sealed, \
+             updated_at = excluded.updated_at",
+            &[&app, &secret.name, &secret.sealed, &secret.updated_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn delete_secret(&self, app: &str, name: &str) -> anyhow::Result<bool> {
+        Ok(execute(
+            &self.db().await?,
+            "DELETE FROM secrets WHERE app = $1 AND name = $2",
+            &[&app, &name],
+        )
+        .await?
+            > 0)
+    }
+
+    async fn secrets(&self, app: &str) -> anyhow::Result<Vec<SecretRecord>> {
+        query(
+            &self.db().await?,
+            "SELECT name, sealed, updated_at FROM secrets WHERE app = $1 ORDER BY name",
+            &[&app],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(SecretRecord {
+                name: row.try_get(0)?,
+                sealed: row.try_get(1)?,
+                updated_at: row.try_get(2)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn prune_events(&self, finished_before: Millis) -> anyhow::Result<usize> {
+        self.write(async |tx, _| {
+            let due = query(
+                tx,
+                "SELECT id FROM executions \
+                 WHERE NOT events_pruned AND finished_at IS NOT NULL AND finished_at < $1 \
+                 ORDER BY finished_at LIMIT 500 FOR UPDATE SKIP LOCKED",
+                &[&finished_before],
+            )
+            .await?;
+            let (mut deleted, mut done) = (0, 0);
+            for row in due {
+                let id: String = row.try_get(0)?;
+                done += 1;
+                deleted += execute(
+                    tx,
+                    "DELETE FROM events WHERE execution_id = $1 AND kind NOT IN ('end', 'error')",
+                    &[&id],
+                )
+                .await?;
+                execute(
+                    tx,
+                    "UPDATE executions SET events_pruned = TRUE WHERE id = $1",
+                    &[&id],
+                )
+                .await?;
+                if deleted >= PRUNE_EVENTS_PER_WRITE {
+                    break;
+                }
+            }
+            Ok(done)
+        })
+        .await
+    }
+
+    async fn add_files(&self, files: Vec<FileRecord>) -> anyhow::Result<()> {
+        self.write(async |tx, _| {
+            for f in &files {
+                execute(
+                    tx,
+                    "INSERT INTO execution_files \
+                     (execution_id, kind, name, size, sha256, content_type, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (execution_id, kind, name) DO UPDATE SET size = excluded.size, \
+                     sha256 = excluded.sha256, content_type = excluded.content_type, \
+                     created_at = excluded.created_at",
+                    &[
+                        &f.execution_id,
+                        &f.kind.as_str(),
+                        &f.name,
+                        &f.size,
+                        &f.sha256,
+                        &f.content_type,
+                        &f.created_at,
+                    ],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn files(&self, execution_id: &str) -> anyhow::Result<Vec<FileRecord>> {
+        query(
+            &self.db().await?,
+            "SELECT execution_id, kind, name, size, sha256, content_type, created_at \
+             FROM execution_files WHERE execution_id = $1 ORDER BY kind, name",
+            &[&execution_id],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let kind: String = row.try_get(1)?;
+            Ok(FileRecord {
+                execution_id: row.try_get(0)?,
+                kind: if kind == "input" {
+                    FileKind::Input
+                } else {
+                    FileKind::Artifact
+                },
+                name: row.try_get(2)?,
+                size: row.try_get(3)?,
+                sha256: row.try_get(4)?,
+                content_type: row.try_get(5)?,
+                created_at: row.try_get(6)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn expire_files(&self, created_before: Millis) -> anyhow::Result<Vec<String>> {
+        self.write(async |tx, _| {
+            let due = query(
+                tx,
+                "DELETE FROM execution_files WHERE (execution_id, kind, name) IN \
+                 (SELECT execution_id, kind, name FROM execution_files WHERE created_at < $1 \
+                  LIMIT 500 FOR UPDATE SKIP LOCKED) RETURNING sha256",
+                &[&created_before],
+            )
+            .await?;
+            let mut blobs: Vec<String> = Vec::new();
+            for row in due {
+                let sha256: String = row.try_get(0)?;
+                if !blobs.contains(&sha256) {
+                    blobs.push(sha256);
+                }
+            }
+            // Only blobs no row names any more may go.
+            let mut unreferenced = Vec::new();
+            for sha256 in blobs {
+                let referenced = query_opt(
+                    tx,
+                    "SELECT 1 FROM execution_files WHERE sha256 = $1 LIMIT 1",
+                    &[&sha256],
+                )
+                .await?
+                .is_some();
+                if !referenced {
+                    unreferenced.push(sha256);
+                }
+            }
+            Ok(unreferenced)
+        })
+        .await
+    }
+
+    async fn recover(&self, at: Millis) -> anyhow::Result<Recovery> {
+        self.write(async |tx, effects| {
+            let mut recovery = Recovery::default();
+            let running = query(
+                tx,
+                "SELECT id, attempts FROM executions WHERE status = 'running' ORDER BY n FOR UPDATE",
+                &[],
+            )
+            .await?;
+            for row in running {
+                let (id, attempts): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+                let seq = next_seq(tx, &id).await?;
+                if attempts < 2 {
+                    execute(
+                        tx,
+                        "UPDATE executions SET status = 'queued' WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                    let event = events::host_log(
+                        &id,
+                        seq,
+                        "the server restarted during this run; it will be retried once",
+                    );
+                    insert_event(tx, &event).await?;
+                    recovery.retried.push(id);
+                } else {
+                    let error = RunError::new(
+                        ErrorCode::HostRestarted,
+                        "the server restarted during this run, which had already been retried once",
+                    );
+                    let row = query_one(
+                        tx,
+                        "UPDATE executions SET status = 'failed', error = $2, finished_at = $3 \
+                         WHERE id = $1 RETURNING app, webhook",
+                        &[&id, &serde_json::to_string(&error)?, &at],
+                    )
+                    .await?;
+                    let (app, webhook): (String, Option<String>) =
+                        (row.try_get(0)?, row.try_get(1)?);
+                    effects.outbox |= pg_hooks::enqueue(
+                        tx,
+                        &id,
+                        &app,
+                        webhook.as_deref(),
+                        ExecStatus::Failed,
+                        at,
+                    )
+                    .await?;
+                    insert_event(tx, &events::error(&id, seq, ExecStatus::Failed, &error))
+                        .await?;
+                    recovery.failed.push(id);
+                }
+            }
+            recovery.queued = query(
+                tx,
+                "SELECT id FROM executions WHERE status = 'queued' ORDER BY n",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+            effects.open.extend(recovery.queued.iter().cloned());
+            // Those awaiting a decision are unfinished too: their followers wait for it.
+            for row in query(
+                tx,
+                "SELECT id FROM executions WHERE status = 'awaiting_approval'",
+                &[],
+            )
+            .await?
+            {
+                effects.open.push(row.try_get(0)?);
+            }
+            Ok(recovery)
+        })
+        .await
+    }
+
+    async fn set_paused(&self, slug: &str, paused: bool) -> anyhow::Result<Option<AppRecord>> {
+        self.write(async |tx, _| {
+            execute(
+                tx,
+                "UPDATE apps SET paused = $2 WHERE slug = $1",
+                &[&slug, &paused],
+            )
+            .await?;
+            app_query(tx, slug).await
+        })
+        .await
+    }
+
+    async fn set_public(&self, slug: &str, public: bool) -> anyhow::Result<Option<AppRecord>> {
+        self.write(async |tx, _| {
+            execute(
+                tx,
+                "UPDATE apps SET public = $2 WHERE slug = $1",
+                &[&slug, &public],
+            )
+            .await?;
+            app_query(tx, slug).await
+        })
+        .await
+    }
+
+    async fn export(&self, filter: ListExecutions) -> anyhow::Result<Vec<ExportedExecution>> {
+        let params = ListParams::new(&filter);
+        query(
+            &self.db().await?,
+            &format!(
+                "SELECT {SUMMARY_COLUMNS}, output FROM executions WHERE {LIST_FILTER} \
+                 ORDER BY n DESC LIMIT $4"
+            ),
+            &params.params(),
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(ExportedExecution {
+                summary: summary_row(row)?,
+                output: row.try_get(13)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn timeseries(&self, app: &str, since: Millis) -> anyhow::Result<Vec<TimedExecution>> {
+        query(
+            &self.db().await?,
+            "SELECT created_at, status, finished_at - started_at FROM executions \
+             WHERE app = $1 AND created_at >= $2",
+            &[&app, &since],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(TimedExecution {
+                created_at: row.try_get(0)?,
+                status: status_column(row, 1)?,
+                duration_ms: row.try_get(2)?,
+            })
+        })
+        .collect()
+    }
+
+    async fn decide(
+        &self,
+        id: &str,
+        decision: Decision,
+        note: DecisionNote,
+        at: Millis,
+    ) -> anyhow::Result<Decided> {
+        // After the execution's own pending events, like its end.
+        self.write_after(id, async |tx, effects| {
+            pg_approvals::decide(tx, effects, id, decision, &note, at).await
+        })
+        .await
+    }
+
+    async fn pending_approvals(
+        &self,
+        filter: ListApprovals,
+    ) -> anyhow::Result<Vec<ExecutionRecord>> {
+        pg_approvals::pending(&self.db().await?, &filter).await
+    }
+
+    async fn pending_approval_count(&self, apps: Option<Vec<String>>) -> anyhow::Result<i64> {
+        pg_approvals::pending_count(&self.db().await?, apps.as_deref()).await
+    }
+
+    async fn expire_approvals(&self, now: Millis) -> anyhow::Result<Vec<String>> {
+        // Asked every second: look first, so a store with nothing due gets no write.
+        if !pg_approvals::any_expired(&self.db().await?, now).await? {
+            return Ok(Vec::new());
+        }
+        self.write(async |tx, effects| pg_approvals::expire(tx, effects, now).await)
+            .await
+    }
+
+    async fn insert_trigger(&self, trigger: TriggerRecord) -> anyhow::Result<()> {
+        self.write(async |tx, _| pg_hooks::insert_trigger(tx, &trigger).await)
+            .await
+    }
+
+    async fn trigger(&self, id: &str) -> anyhow::Result<Option<TriggerRecord>> {
+        pg_hooks::trigger(&self.db().await?, id).await
+    }
+
+    async fn triggers(&self, app: &str) -> anyhow::Result<Vec<TriggerRecord>> {
+        pg_hooks::triggers(&self.db().await?, app).await
+    }
+
+    async fn rotate_trigger(
+        &self,
+        app: &str,
+        id: &str,
+        secret: Vec<u8>,
+        at: Millis,
+    ) -> anyhow::Result<bool> {
+        self.write(async |tx, _| pg_hooks::rotate_trigger(tx, app, id, &secret, at).await)
+            .await
+    }
+
+    async fn delete_trigger(&self, app: &str, id: &str) -> anyhow::Result<bool> {
+        self.write(async |tx, _| pg_hooks::delete_trigger(tx, app, id).await)
+            .await
+    }
+
+    async fn insert_schedule(&self, schedule: ScheduleRecord) -> anyhow::Result<()> {
+        self.write(async |tx, _| pg_hooks::insert_schedule(tx, &schedule).await)
+            .await
+    }
+
+    async fn schedules(&self, app: &str) -> anyhow::Result<Vec<ScheduleRecord>> {
+        pg_hooks::schedules(&self.db().await?, app).await
+    }
+
+    async fn due_schedules(&self, before: Millis) -> anyhow::Result<Vec<ScheduleRecord>> {
+        pg_hooks::due_schedules(&self.db().await?, before).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        app: &str,
+        id: &str,
+        paused: bool,
+        next_tick: Millis,
+    ) -> anyhow::Result<bool> {
+        self.write(async |tx, _| {
+            pg_hooks::set_schedule_paused(tx, app, id, paused, next_tick).await
+        })
+        .await
+    }
+
+    async fn delete_schedule(&self, app: &str, id: &str) -> anyhow::Result<bool> {
+        self.write(async |tx, _| pg_hooks::delete_schedule(tx, app, id).await)
+            .await
+    }
+
+    async fn skip_tick(&self, claim: TickClaim, error: String) -> anyhow::Result<bool> {
+        self.write(async |tx, _| pg_hooks::skip_tick(tx, &claim, &error).await)
+            .await
+    }
+
+    async fn insert_subscription(&self, subscription: SubscriptionRecord) -> anyhow::Result<()> {
+        self.write(async |tx, _| pg_hooks::insert_subscription(tx, &subscription).await)
+            .await
+    }
+
+    async fn subscriptions(&self, app: &str) -> anyhow::Result<Vec<SubscriptionRecord>> {
+        pg_hooks::subscriptions(&self.db().await?, app).await
+    }
+
+    async fn delete_subscription(&self, app: &str, id: &str) -> anyhow::Result<bool> {
+        self.write(async |tx, _| pg_hooks::delete_subscription(tx, app, id).await)
+            .await
+    }
+
+    async fn run_webhook_secret(
+        &self,
+        app: &str,
+        new: Vec<u8>,
+        at: Millis,
+    ) -> anyhow::Result<Vec<u8>> {
+        self.write(async |tx, _| pg_hooks::run_webhook_secret(tx, app, &new, at).await)
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Millis,
+        hold_until: Millis,
+        limit: u32,
+    ) -> anyhow::Result<Vec<DueDelivery>> {
+        self.write(async |tx, _| pg_hooks::claim_deliveries(tx, now, hold_until, limit).await)
+            .await
+    }
+
+    async fn record_attempts(
+        &self,
+        attempts: Vec<(AttemptRecord, AfterAttempt)>,
+    ) -> anyhow::Result<()> {
+        self.write(async |tx, _| {
+            for (attempt, next) in &attempts {
+                pg_hooks::record_attempt(tx, attempt, *next).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn deliveries(
+        &self,
+        subscription_id: &str,
+        before: Option<String>,
+        limit: u32,
+    ) -> anyhow::Result<Vec<DeliveryHistory>> {
+        pg_hooks::deliveries(&self.db().await?, subscription_id, before.as_deref(), limit).await
+    }
+
+    async fn prune_outbox(
+        &self,
+        deliveries_before: Option<Millis>,
+        ticks_before: Millis,
+    ) -> anyhow::Result<usize> {
+        self.write(async |tx, _| pg_hooks::prune(tx, deliveries_before, ticks_before).await)
+            .await
+    }
+
+    async fn next_delivery_at(&self) -> anyhow::Result<Option<Millis>> {
+        pg_hooks::next_delivery_at(&self.db().await?).await
+    }
+
+    fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.outbox.clone()
+    }
+}
