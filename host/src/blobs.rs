@@ -1,6 +1,7 @@
 //! Content-addressed bytes: input files and artifacts, named by their sha256, behind
-//! the small [`Blobs`] trait so a database-backed store can stand in when the server
-//! scales out. [`FsBlobs`] keeps them under `<data-dir>/blobs/`.
+//! the small [`Blobs`] trait. [`FsBlobs`] keeps them under `<data-dir>/blobs/`;
+//! [`PgBlobs`], for hosts sharing a PostgreSQL database, keeps them there, so any host
+//! serves any execution's files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write as _};
@@ -8,7 +9,10 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use deadpool_postgres::Pool;
 use sha2::{Digest as _, Sha256};
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 /// A blob just stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +116,74 @@ impl Blobs for FsBlobs {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+}
+
+/// Blobs in the shared database's `blobs` table, with a read-through copy on this host's
+/// disk (an [`FsBlobs`]): [`Blobs::open`] gives a `File`, and a blob is fetched once per
+/// host. Its calls block this thread on the database, as every [`Blobs`] call may.
+pub struct PgBlobs {
+    local: FsBlobs,
+    pool: Pool,
+    /// The runtime the pool's connections live on, which the blocking calls wait on.
+    runtime: tokio::runtime::Handle,
+}
+
+impl PgBlobs {
+    /// Blobs in `pool`'s database, copied under `root`; called on the runtime the pool's
+    /// connections are driven by.
+    pub fn open(root: PathBuf, pool: Pool) -> io::Result<Self> {
+        Ok(PgBlobs {
+            local: FsBlobs::open(root)?,
+            pool,
+            runtime: tokio::runtime::Handle::try_current().map_err(io::Error::other)?,
+        })
+    }
+
+    /// Runs `sql` on a pooled connection, blocking this thread until it is done.
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> io::Result<Vec<Row>> {
+        self.runtime.block_on(async {
+            let db = self.pool.get().await.map_err(io::Error::other)?;
+            db.query(sql, params).await.map_err(io::Error::other)
+        })
+    }
+}
+
+impl Blobs for PgBlobs {
+    /// Stored on disk first, which hashes and caps the bytes, then in the database.
+    fn put(&self, reader: &mut dyn Read, max: u64) -> io::Result<Stored> {
+        let stored = self.local.put(reader, max)?;
+        let bytes = fs::read(self.local.path(&stored.sha256)?)?;
+        self.query(
+            "INSERT INTO blobs (sha256, bytes) VALUES ($1, $2) ON CONFLICT (sha256) DO NOTHING",
+            &[&stored.sha256, &bytes],
+        )?;
+        Ok(stored)
+    }
+
+    fn open(&self, sha256: &str) -> io::Result<File> {
+        match self.local.open(sha256) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            opened => return opened,
+        }
+        let rows = self.query("SELECT bytes FROM blobs WHERE sha256 = $1", &[&sha256])?;
+        let Some(row) = rows.first() else {
+            return Err(io::Error::new(io::ErrorKind::NotFound, "no such blob"));
+        };
+        let bytes: Vec<u8> = row.try_get(0).map_err(io::Error::other)?;
+        // Copied by their hash: bytes that do not match their name are never served.
+        if self.local.put(&mut &bytes[..], u64::MAX)?.sha256 != sha256 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the database's copy of the blob does not match its name",
+            ));
+        }
+        self.local.open(sha256)
+    }
+
+    fn delete(&self, sha256: &str) -> io::Result<()> {
+        self.query("DELETE FROM blobs WHERE sha256 = $1", &[&sha256])?;
+        self.local.delete(sha256)
     }
 }
 

@@ -68,13 +68,67 @@ async fn run(
     if done {
         return Ok(());
     }
-    let Some(mut live_events) = subscription else {
-        // Finished (or never queued) before we subscribed: the store has it all.
-        replay(&store, id, last, &tx).await?;
-        return Ok(());
+    let live_events = match subscription {
+        Some(events) => events,
+        // Unfinished, and another host's: this host gets its events through the store's
+        // notifications from now on; the replay below takes what came meanwhile.
+        None if store.shared() => {
+            live.open(id);
+            let events = live.subscribe(id);
+            let (seq, done) = replay(&store, id, last, &tx).await?;
+            last = seq;
+            match events {
+                Some(events) if !done => {
+                    let result = follow_live(&store, id, last, events, &tx).await;
+                    live.close_unfollowed(id);
+                    return result;
+                }
+                _ => {
+                    live.close_unfollowed(id);
+                    return Ok(());
+                }
+            }
+        }
+        None => {
+            // Finished (or never queued) before we subscribed: the store has it all.
+            replay(&store, id, last, &tx).await?;
+            return Ok(());
+        }
     };
+    follow_live(&store, id, last, live_events, &tx).await
+}
+
+/// How long a follower of a shared store waits for a live event before it looks at
+/// the store itself: a notification from another host that went missing costs this
+/// much latency, never an event.
+const SHARED_POLL: Duration = Duration::from_secs(1);
+
+/// Follows the live channel after `last` until the terminal event.
+async fn follow_live(
+    store: &DynStore,
+    id: &str,
+    mut last: i64,
+    mut live_events: broadcast::Receiver<Arc<StoredEvent>>,
+    tx: &mpsc::Sender<StoredEvent>,
+) -> anyhow::Result<()> {
+    let shared = store.shared();
     loop {
-        match live_events.recv().await {
+        let received = if shared {
+            match tokio::time::timeout(SHARED_POLL, live_events.recv()).await {
+                Ok(received) => received,
+                Err(_) => {
+                    let (seq, done) = replay(store, id, last, tx).await?;
+                    last = seq;
+                    if done {
+                        return Ok(());
+                    }
+                    continue;
+                }
+            }
+        } else {
+            live_events.recv().await
+        };
+        match received {
             Ok(event) if event.seq <= last => {}
             Ok(event) if event.seq == last + 1 => {
                 last = event.seq;
@@ -86,14 +140,14 @@ async fn run(
             }
             // A gap or a lag: the store has what was missed.
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                let (seq, done) = replay(&store, id, last, &tx).await?;
+                let (seq, done) = replay(store, id, last, tx).await?;
                 last = seq;
                 if done {
                     return Ok(());
                 }
             }
             Err(broadcast::error::RecvError::Closed) => {
-                replay(&store, id, last, &tx).await?;
+                replay(store, id, last, tx).await?;
                 return Ok(());
             }
         }

@@ -158,9 +158,9 @@ async fn router(dir: &std::path::Path) -> anyhow::Result<Router> {
         engine,
         guests.clone(),
         store.clone(),
-        dir.join("components"),
+        crate::components::Components::open(dir.join("components"), None)?,
         metrics.clone(),
-    )?);
+    ));
     let sealer = Arc::new(Sealer::load(dir)?);
     let files = Arc::new(crate::artifacts::Files::open(
         dir,

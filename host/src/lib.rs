@@ -12,6 +12,8 @@ pub mod approvals;
 pub mod artifacts;
 pub mod blobs;
 pub mod cli;
+pub mod cluster;
+pub mod components;
 pub mod crypto;
 pub mod events;
 pub mod examples;

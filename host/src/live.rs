@@ -17,13 +17,18 @@ const CHANNEL_CAPACITY: usize = 64;
 /// The broadcast channels of unfinished executions.
 #[derive(Default)]
 pub struct Live {
-    channels: Mutex<HashMap<String, broadcast::Sender<Arc<StoredEvent>>>>,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+/// One execution's channel, and the last sequence number sent on it (where a reader of
+/// another host's events goes on from).
+struct Channel {
+    sender: broadcast::Sender<Arc<StoredEvent>>,
+    last: i64,
 }
 
 impl Live {
-    fn channels(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, broadcast::Sender<Arc<StoredEvent>>>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -31,12 +36,15 @@ impl Live {
     pub fn open(&self, id: &str) {
         self.channels()
             .entry(id.to_owned())
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0);
+            .or_insert_with(|| Channel {
+                sender: broadcast::channel(CHANNEL_CAPACITY).0,
+                last: 0,
+            });
     }
 
     /// Follows an unfinished execution; `None` once it has finished (or is unknown).
     pub fn subscribe(&self, id: &str) -> Option<broadcast::Receiver<Arc<StoredEvent>>> {
-        self.channels().get(id).map(broadcast::Sender::subscribe)
+        self.channels().get(id).map(|c| c.sender.subscribe())
     }
 
     /// Sends committed events to their subscribers. A terminal event closes the channel
@@ -44,12 +52,42 @@ impl Live {
     pub fn publish(&self, event: StoredEvent) {
         let mut channels = self.channels();
         let terminal = event.is_terminal();
-        if let Some(sender) = channels.get(&event.execution_id) {
+        if let Some(channel) = channels.get_mut(&event.execution_id) {
+            channel.last = channel.last.max(event.seq);
             // No receiver is fine: nobody is watching.
-            let _ = sender.send(Arc::new(event.clone()));
+            let _ = channel.sender.send(Arc::new(event.clone()));
         }
         if terminal {
             channels.remove(&event.execution_id);
+        }
+    }
+
+    /// The last sequence number sent to the followers of `id`, when it has any.
+    pub fn last_seq(&self, id: &str) -> Option<i64> {
+        self.channels()
+            .get(id)
+            .filter(|c| c.sender.receiver_count() > 0)
+            .map(|c| c.last)
+    }
+
+    /// Every execution with followers, and the last sequence number each was sent.
+    pub fn followed(&self) -> Vec<(String, i64)> {
+        self.channels()
+            .iter()
+            .filter(|(_, c)| c.sender.receiver_count() > 0)
+            .map(|(id, c)| (id.clone(), c.last))
+            .collect()
+    }
+
+    /// Closes the channel of `id` if nobody follows it: one opened for an execution of
+    /// another host, once its last follower here is gone.
+    pub fn close_unfollowed(&self, id: &str) {
+        let mut channels = self.channels();
+        if channels
+            .get(id)
+            .is_some_and(|c| c.sender.receiver_count() == 0)
+        {
+            channels.remove(id);
         }
     }
 

@@ -3,12 +3,14 @@
 //! accepted for), and the input schemas of every action (compiled by [`crate::schema`]).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use floom_runtime::{CompiledApp, ComponentError, Engine, Manifest, ManifestError};
 
+use crate::components::Components;
 use crate::metrics::Metrics;
 use crate::scheduler::Guests;
 use crate::schema::Schema;
@@ -114,7 +116,11 @@ pub enum PublishError {
 }
 
 /// How long a publish waits for a free sandbox slot to probe the component in.
-const PROBE_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const PROBE_SLOT_WAIT: Duration = Duration::from_secs(30);
+
+/// How long [`Registry::refresh`] leaves a version that would not load before trying
+/// it again: a broken one is not recompiled and logged every tick.
+const RETRY_UNLOADABLE: Duration = Duration::from_secs(30);
 
 /// The apps the server can run.
 pub struct Registry {
@@ -123,26 +129,29 @@ pub struct Registry {
     guests: Guests,
     metrics: Arc<Metrics>,
     store: DynStore,
-    components: PathBuf,
+    components: Components,
     current: RwLock<HashMap<String, Arc<LoadedApp>>>,
     versions: RwLock<HashMap<(String, i64), Arc<LoadedApp>>>,
     /// Apps the operator paused: they refuse new runs.
     paused: RwLock<HashSet<String>>,
+    /// Counts this host's changes to `current` and `paused` (made under their lock), so
+    /// a [`Registry::refresh`] that read the store before one never undoes it.
+    local_changes: AtomicU64,
+    /// Versions [`Registry::refresh`] could not load, by slug, and when it tried.
+    unloadable: Mutex<HashMap<String, (VersionRecord, Instant)>>,
 }
 
 impl Registry {
-    /// A registry storing components under `components` (content-addressed), probing
-    /// new ones in one of the `guests`' sandboxes.
+    /// A registry keeping components in `components` (content-addressed), probing new
+    /// ones in one of the `guests`' sandboxes.
     pub fn new(
         engine: Engine,
         guests: Guests,
         store: DynStore,
-        components: PathBuf,
+        components: Components,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&components)
-            .with_context(|| format!("cannot create {}", components.display()))?;
-        Ok(Registry {
+    ) -> Self {
+        Registry {
             engine,
             guests,
             metrics,
@@ -151,7 +160,9 @@ impl Registry {
             current: RwLock::default(),
             versions: RwLock::default(),
             paused: RwLock::default(),
-        })
+            local_changes: AtomicU64::new(0),
+            unloadable: Mutex::default(),
+        }
     }
 
     /// Loads the current version of every app (from the compile cache when possible).
@@ -161,11 +172,11 @@ impl Registry {
         for app in apps {
             let slug = app.slug.clone();
             if app.paused {
-                write(&self.paused).insert(slug.clone());
+                self.change(&self.paused).insert(slug.clone());
             }
             match self.load_record(app.current).await {
                 Ok(loaded) => {
-                    write(&self.current).insert(slug, loaded);
+                    self.change(&self.current).insert(slug, loaded);
                 }
                 Err(e) => tracing::error!(app = %slug, "cannot load the app: {e:#}"),
             }
@@ -189,7 +200,7 @@ impl Registry {
         // Refuse what would fail every run: a start function that traps or never ends, an
         // initial memory over the limit, more memories or tables than a sandbox holds.
         self.probe(&app).await?;
-        self.save_component(app.sha256(), &component).await?;
+        self.components.save(app.sha256(), &component).await?;
         let published = self
             .store
             .publish(crate::store::NewVersion {
@@ -207,7 +218,8 @@ impl Registry {
         let record = published.app.current.clone();
         let loaded = Arc::new(LoadedApp::new(record.clone(), app)?);
         write(&self.versions).insert((record.slug.clone(), record.version), loaded.clone());
-        write(&self.current).insert(record.slug.clone(), loaded.clone());
+        self.change(&self.current)
+            .insert(record.slug.clone(), loaded.clone());
         Ok((published, loaded))
     }
 
@@ -252,8 +264,8 @@ impl Registry {
     /// loadable for the executions that need them. `None` when unknown.
     pub async fn delete(&self, slug: &str) -> anyhow::Result<Option<DeletedApp>> {
         let deleted = self.store.delete_app(slug, now_ms()).await?;
-        write(&self.current).remove(slug);
-        write(&self.paused).remove(slug);
+        self.change(&self.current).remove(slug);
+        self.change(&self.paused).remove(slug);
         Ok(deleted)
     }
 
@@ -274,7 +286,7 @@ impl Registry {
     pub async fn set_paused(&self, slug: &str, paused: bool) -> anyhow::Result<Option<AppRecord>> {
         let app = self.store.set_paused(slug, paused).await?;
         if app.is_some() {
-            let mut set = write(&self.paused);
+            let mut set = self.change(&self.paused);
             if paused {
                 set.insert(slug.to_owned());
             } else {
@@ -290,7 +302,7 @@ impl Registry {
         let Some(app) = self.store.set_public(slug, public).await? else {
             return Ok(None);
         };
-        let mut current = write(&self.current);
+        let mut current = self.change(&self.current);
         if let Some(loaded) = current.get(slug).cloned()
             && loaded.record.version == app.current.version
         {
@@ -320,7 +332,7 @@ impl Registry {
         };
         // The app's own visibility, if the operator set one, holds across rollbacks.
         let loaded = Arc::new(loaded.with_record(app.current.clone()));
-        write(&self.current).insert(slug.to_owned(), loaded);
+        self.change(&self.current).insert(slug.to_owned(), loaded);
         Ok(Some(app))
     }
 
@@ -338,12 +350,10 @@ impl Registry {
     }
 
     async fn load_record(&self, record: VersionRecord) -> anyhow::Result<Arc<LoadedApp>> {
-        let path = self.component_path(&record.sha256);
+        let bytes = self.components.read(&record.sha256).await?;
         let engine = self.engine.clone();
         let manifest_text = record.manifest.clone();
         let app = on_compile_pool(move || -> anyhow::Result<CompiledApp> {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
             let manifest = Manifest::parse(&manifest_text)?;
             Ok(engine.compile(manifest, &bytes)?)
         })
@@ -354,24 +364,91 @@ impl Registry {
         Ok(loaded)
     }
 
-    fn component_path(&self, sha256: &str) -> PathBuf {
-        self.components.join(format!("{sha256}.wasm"))
+    /// `lock`, to change on this host's behalf: counted, so a refresh that read the
+    /// store before this change never undoes it.
+    fn change<'a, T>(&self, lock: &'a RwLock<T>) -> std::sync::RwLockWriteGuard<'a, T> {
+        let guard = write(lock);
+        self.local_changes.fetch_add(1, Ordering::SeqCst);
+        guard
     }
 
-    /// Writes the component under its sha256, atomically and durably; an existing file
-    /// is the same bytes by construction.
-    async fn save_component(&self, sha256: &str, bytes: &bytes::Bytes) -> anyhow::Result<()> {
-        let path = self.component_path(sha256);
-        let bytes = bytes.clone();
-        tokio::task::spawn_blocking(move || {
-            if path.exists() {
-                return Ok(());
+    /// Catches up with the changes other hosts sharing the store made: loads each app
+    /// whose current version is not the one loaded (fetching its component if this host
+    /// never had it), drops the apps deleted, and takes over every app's visibility and
+    /// pause. A round that raced a change made here is dropped; the next one redoes it,
+    /// with what it compiled cached.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let changes = self.local_changes.load(Ordering::SeqCst);
+        let apps = self.store.apps().await?;
+        let mut updated = Vec::new();
+        for app in &apps {
+            let loaded = self.current(&app.slug);
+            if let Some(loaded) = &loaded
+                && same_version(&loaded.record, &app.current)
+                && loaded.record.public == app.current.public
+            {
+                continue;
             }
-            floom_runtime::write_atomically(&path, &bytes)
-                .with_context(|| format!("cannot write {}", path.display()))
-        })
-        .await
-        .context("the component writer panicked")?
+            let cached = loaded
+                .filter(|loaded| same_version(&loaded.record, &app.current))
+                .or_else(|| self.cached(&app.current));
+            let compiled = match cached {
+                Some(compiled) => compiled,
+                None => match self.load_for_refresh(&app.current).await {
+                    Some(compiled) => compiled,
+                    None => continue,
+                },
+            };
+            updated.push(Arc::new(compiled.with_record(app.current.clone())));
+        }
+        let slugs: HashSet<&str> = apps.iter().map(|app| app.slug.as_str()).collect();
+        let mut current = write(&self.current);
+        let mut paused = write(&self.paused);
+        if self.local_changes.load(Ordering::SeqCst) != changes {
+            return Ok(());
+        }
+        current.retain(|slug, _| slugs.contains(slug.as_str()));
+        for loaded in updated {
+            current.insert(loaded.record.slug.clone(), loaded);
+        }
+        *paused = apps
+            .iter()
+            .filter(|app| app.paused)
+            .map(|app| app.slug.clone())
+            .collect();
+        lock(&self.unloadable).retain(|slug, _| slugs.contains(slug.as_str()));
+        Ok(())
+    }
+
+    /// `record`'s version, if this host compiled it already.
+    fn cached(&self, record: &VersionRecord) -> Option<Arc<LoadedApp>> {
+        read(&self.versions)
+            .get(&(record.slug.clone(), record.version))
+            .filter(|loaded| same_version(&loaded.record, record))
+            .cloned()
+    }
+
+    /// Loads `record` for [`Registry::refresh`]; `None` (logged) when it cannot be, or
+    /// could not be a moment ago.
+    async fn load_for_refresh(&self, record: &VersionRecord) -> Option<Arc<LoadedApp>> {
+        if let Some((failed, at)) = lock(&self.unloadable).get(&record.slug)
+            && same_version(failed, record)
+            && at.elapsed() < RETRY_UNLOADABLE
+        {
+            return None;
+        }
+        match self.load_record(record.clone()).await {
+            Ok(loaded) => {
+                lock(&self.unloadable).remove(&record.slug);
+                Some(loaded)
+            }
+            Err(e) => {
+                tracing::error!(app = %record.slug, version = record.version, "cannot load the app: {e:#}");
+                lock(&self.unloadable)
+                    .insert(record.slug.clone(), (record.clone(), Instant::now()));
+                None
+            }
+        }
     }
 
     /// The app record of the current version, for API answers.
@@ -386,6 +463,16 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether two records are the same version of the same app, compiled alike (a purged
+/// slug published again numbers its versions from 1 again).
+fn same_version(a: &VersionRecord, b: &VersionRecord) -> bool {
+    a.slug == b.slug && a.version == b.version && a.sha256 == b.sha256 && a.manifest == b.manifest
 }
 
 /// Runs `compile` on rayon's pool, whose threads the server runs at the lowest CPU

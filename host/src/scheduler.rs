@@ -25,7 +25,7 @@ use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{
     Appended, DynStore, ExecStatus, ExecutionRecord, FileKind, Finish, IdempotencyKey, Inserted,
-    NewExecution, Started, StoredEvent, now_ms,
+    LeaseLost, NewExecution, Started, StoredEvent, now_ms,
 };
 
 /// Inputs up to this size stay in memory while queued.
@@ -509,6 +509,63 @@ impl Scheduler {
         }
     }
 
+    /// The executions running on this host.
+    pub fn running_ids(&self) -> Vec<String> {
+        lock(&self.cancels).keys().cloned().collect()
+    }
+
+    /// Stops the guests of executions this host no longer holds (another host took them
+    /// back): nothing they do is recorded any more.
+    pub fn stop_lost(&self, lost: &[String]) {
+        let cancels = lock(&self.cancels);
+        for id in lost {
+            if let Some((_, token)) = cancels.get(id) {
+                tracing::warn!(execution = %id, "{}", LeaseLost(id.clone()));
+                token.cancel();
+            }
+        }
+    }
+
+    /// Claims queued executions from a store other hosts share, as many as this host
+    /// has free slots for while its own queue is empty, and runs them; returns how many.
+    pub async fn claim_shared(self: &Arc<Self>) -> anyhow::Result<usize> {
+        if self.draining.load(Ordering::Acquire) || !lock(&self.queue).is_empty() {
+            return Ok(0);
+        }
+        let mut permits = Vec::new();
+        while let Ok(permit) = self.slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        if permits.is_empty() {
+            return Ok(0);
+        }
+        let limit = u32::try_from(permits.len()).unwrap_or(u32::MAX);
+        let cap = u32::try_from(self.config.max_runs_per_app).unwrap_or(u32::MAX);
+        let claimed = self.store.claim_queued(limit, cap, now_ms()).await?;
+        let count = claimed.len();
+        for ((record, started), permit) in claimed.into_iter().zip(permits) {
+            // Counted here too, so this host's own dispatch sees the app's runs.
+            *lock(&self.per_app).entry(record.app.clone()).or_default() += 1;
+            self.running.fetch_add(1, Ordering::AcqRel);
+            let token = CancellationToken::new();
+            lock(&self.cancels).insert(record.id.clone(), (record.app.clone(), token.clone()));
+            let inputs = record.current_inputs();
+            let run = Queued {
+                id: record.id.clone(),
+                app: record.app.clone(),
+                version: record.version,
+                action: record.current_action().to_owned(),
+                step: record.step,
+                inputs: (inputs.len() <= INLINE_INPUTS).then(|| inputs.to_owned()),
+                caller: None,
+            };
+            let runner = self.clone();
+            self.guests
+                .spawn(async move { runner.execute(run, permit, token, Some(started)).await });
+        }
+        Ok(count)
+    }
+
     /// Executions of `app` running now.
     pub fn running_of(&self, app: &str) -> usize {
         lock(&self.per_app).get(app).copied().unwrap_or(0)
@@ -738,6 +795,8 @@ impl Scheduler {
             match write().await {
                 Ok(value) => return Ok(value),
                 Err(e) if self.draining.load(Ordering::Acquire) => return Err(e),
+                // Another host has the run now: nothing of this attempt is recorded.
+                Err(e) if e.is::<LeaseLost>() => return Err(e),
                 Err(e) => {
                     tracing::warn!(execution = %id, "cannot record the execution yet, retrying in {delay:?}: {e:#}");
                     tokio::time::sleep(delay).await;

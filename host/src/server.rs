@@ -11,6 +11,8 @@ use floom_runtime::{Caps, Engine, EngineConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiConfig, Services};
+use crate::blobs::{Blobs, FsBlobs, PgBlobs};
+use crate::components::Components;
 use crate::crypto::{Key, Sealer, WhenEmpty, load_key};
 use crate::http::ConnectionLimits;
 use crate::lanes::Lanes;
@@ -32,6 +34,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// A PostgreSQL database to keep the store in, instead of SQLite in `data_dir`.
     pub database: Option<String>,
+    /// Leases on running executions, when several hosts share the database.
+    pub leases: crate::cluster::Leases,
     /// Where compiled components are cached.
     pub cache_dir: PathBuf,
     /// Executions running at once.
@@ -234,12 +238,20 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         ..EngineConfig::default()
     })?;
     let live = Arc::new(Live::default());
-    let store: DynStore = match &config.database {
-        Some(url) => Arc::new(PgStore::open(url, live.clone()).await?),
-        None => Arc::new(SqliteStore::open(
-            &config.data_dir.join("floom.db"),
-            live.clone(),
-        )?),
+    // The shared database's pool, for the bytes kept beside the store.
+    let (store, database): (DynStore, _) = match &config.database {
+        Some(url) => {
+            let store = PgStore::open_with(url, live.clone(), config.leases.length).await?;
+            let pool = store.pool().clone();
+            (Arc::new(store), Some(pool))
+        }
+        None => (
+            Arc::new(SqliteStore::open(
+                &config.data_dir.join("floom.db"),
+                live.clone(),
+            )?),
+            None,
+        ),
     };
     let metrics = Arc::new(Metrics::default());
     let lanes_slow = lanes.slow.clone();
@@ -248,21 +260,34 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         engine,
         guests.clone(),
         store.clone(),
-        config.data_dir.join("components"),
+        Components::open(config.data_dir.join("components"), database.clone())?,
         metrics.clone(),
-    )?);
+    ));
     let loaded = registry.load_all().await?;
     tracing::info!(apps = loaded, "loaded apps");
     if config.examples.is_some_and(|set| set.rust()) {
         publish_examples(&registry, false).await?;
     }
     let sealer = Arc::new(Sealer::load(&config.data_dir)?);
+    let blobs: Arc<dyn Blobs> = match database {
+        Some(pool) => Arc::new(PgBlobs::open(config.data_dir.join("blobs"), pool)?),
+        None => Arc::new(FsBlobs::open(config.data_dir.join("blobs"))?),
+    };
     let files = Arc::new(crate::artifacts::Files::open(
         &config.data_dir,
-        Arc::new(crate::blobs::FsBlobs::open(config.data_dir.join("blobs"))?),
+        blobs,
         config.files,
     )?);
     let tokens = Arc::new(Tokens::load(store.clone()).await?);
+    if store.shared() {
+        let (registry, tokens) = (registry.clone(), tokens.clone());
+        tokio::spawn(refresh_every("apps", async move || {
+            registry.refresh().await
+        }));
+        tokio::spawn(refresh_every("tokens", async move || {
+            tokens.refresh().await
+        }));
+    }
     let scheduler = Scheduler::new(
         store.clone(),
         registry.clone(),
@@ -282,6 +307,13 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         guests,
     );
     scheduler.start().await?;
+    if store.shared() {
+        tokio::spawn(crate::cluster::run(
+            store.clone(),
+            scheduler.clone(),
+            config.leases,
+        ));
+    }
     tokio::spawn(crate::sweeper::run(
         store.clone(),
         config.event_retention,
@@ -418,4 +450,20 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = tokio::signal::ctrl_c() => {}
     }
     shutdown.cancel();
+}
+
+/// How soon a change another host made to the shared store takes effect here.
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
+
+/// Runs `refresh` every [`REFRESH_EVERY`] (after a slow round the next starts at once:
+/// rounds never pile up); a failed round is logged and the next one retries.
+async fn refresh_every(what: &'static str, mut refresh: impl AsyncFnMut() -> anyhow::Result<()>) {
+    let mut tick = tokio::time::interval(REFRESH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = refresh().await {
+            tracing::warn!("cannot refresh the {what} from the shared store: {e:#}");
+        }
+    }
 }

@@ -1,9 +1,11 @@
 //! Agent tokens: `floom_` plus 32 random bytes, shown once, stored as a sha256, scoped to
 //! a list of apps (or all) and a role. Kept in memory so checking one costs a hash and a
-//! map lookup, not a database read.
+//! map lookup, not a database read; hosts sharing a store reload them every moment
+//! ([`Tokens::refresh`]), so one host's revocation reaches the others.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockWriteGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +76,9 @@ pub enum TokenError {
 pub struct Tokens {
     store: DynStore,
     by_hash: RwLock<HashMap<String, Arc<Token>>>,
+    /// Counts this host's changes to `by_hash` (made under its lock), so a
+    /// [`Tokens::refresh`] that read the store before one never undoes it.
+    local_changes: AtomicU64,
 }
 
 /// sha256 of a token, hex: what is stored instead of the token.
@@ -85,19 +90,33 @@ pub fn hash(token: &str) -> String {
 impl Tokens {
     /// Loads every token from the store.
     pub async fn load(store: DynStore) -> anyhow::Result<Self> {
-        let by_hash = store
-            .tokens()
-            .await?
-            .into_iter()
-            .map(|record| {
-                let hash = record.secret_hash.clone();
-                (hash, Arc::new(live(record)))
-            })
-            .collect();
+        let by_hash = RwLock::new(by_hash(store.tokens().await?));
         Ok(Tokens {
             store,
-            by_hash: RwLock::new(by_hash),
+            by_hash,
+            local_changes: AtomicU64::new(0),
         })
+    }
+
+    /// Reloads every token from the store, for the changes other hosts sharing it made
+    /// (the whole table, in one query). A round that raced a change made here is dropped:
+    /// the next one sees it.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let changes = self.local_changes.load(Ordering::SeqCst);
+        let fresh = by_hash(self.store.tokens().await?);
+        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        if self.local_changes.load(Ordering::SeqCst) == changes {
+            *map = fresh;
+        }
+        Ok(())
+    }
+
+    /// The tokens, to change on this host's behalf: counted, so a refresh that read the
+    /// store before this change never undoes it.
+    fn change(&self) -> RwLockWriteGuard<'_, HashMap<String, Arc<Token>>> {
+        let map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        self.local_changes.fetch_add(1, Ordering::SeqCst);
+        map
     }
 
     /// The token that `presented` is, if it works now.
@@ -133,9 +152,7 @@ impl Tokens {
             revoked_at: None,
         };
         self.store.insert_token(record.clone()).await?;
-        self.by_hash
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+        self.change()
             .insert(record.secret_hash.clone(), Arc::new(live(record.clone())));
         Ok((record, secret))
     }
@@ -146,7 +163,7 @@ impl Tokens {
         if !self.store.revoke_token(id, at).await? {
             return Ok(false);
         }
-        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.change();
         for token in map.values_mut() {
             if token.id == id {
                 let mut revoked = (**token).clone();
@@ -161,7 +178,7 @@ impl Tokens {
 impl Tokens {
     /// Drops every token's grant to `slug`, after the store dropped them with the app.
     pub fn forget_app(&self, slug: &str) {
-        let mut map = self.by_hash.write().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.change();
         for token in map.values_mut() {
             if token
                 .apps
@@ -176,6 +193,14 @@ impl Tokens {
             }
         }
     }
+}
+
+/// Tokens by the hash of their secret.
+fn by_hash(records: Vec<TokenRecord>) -> HashMap<String, Arc<Token>> {
+    records
+        .into_iter()
+        .map(|record| (record.secret_hash.clone(), Arc::new(live(record))))
+        .collect()
 }
 
 fn live(record: TokenRecord) -> Token {

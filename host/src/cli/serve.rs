@@ -37,6 +37,17 @@ pub struct ServeArgs {
     #[arg(long, env = "FLOOM_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
 
+    /// With --database: how long a host holds a running execution without renewing.
+    /// A host that dies (or loses the database) has its runs retried by another host
+    /// this long after.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub lease_s: u64,
+
+    /// With --database: how often a host renews its leases (at most a third of
+    /// --lease-s is sane: a renewal may be slow).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1200))]
+    pub lease_renew_s: u64,
+
     /// Publish the bundled example apps at startup: all of them, or only the Rust or the
     /// Python ones (Python components take seconds each to compile the first time; they
     /// are published once the server answers).
@@ -185,6 +196,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: args.data_dir,
         database: args.database,
+        leases: crate::cluster::Leases {
+            length: Duration::from_secs(args.lease_s),
+            renew: Duration::from_secs(args.lease_renew_s.min(args.lease_s / 2).max(1)),
+        },
         max_concurrent_runs: args.max_concurrent_runs.max(1),
         max_runs_per_app: args
             .max_runs_per_app

@@ -805,7 +805,57 @@ pub trait Store: Send + Sync + 'static {
     async fn next_delivery_at(&self) -> anyhow::Result<Option<Millis>>;
     /// Notified after every commit that added deliveries to the outbox.
     fn outbox_signal(&self) -> Arc<tokio::sync::Notify>;
+    /// Whether other hosts share this store (PostgreSQL): what one host holds in
+    /// memory (apps, tokens, live channels) must then follow their changes.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Extends the leases this host holds on its running executions to `until`;
+    /// returns the ids it still holds (one missing was taken back: its guest must
+    /// stop). A store no other host shares has no leases: it returns `running`.
+    async fn renew_leases(
+        &self,
+        running: Vec<String>,
+        until: Millis,
+    ) -> anyhow::Result<Vec<String>> {
+        let _ = until;
+        Ok(running)
+    }
+
+    /// Puts back in the queue the running executions whose host's lease ran out before
+    /// `now` (failing those interrupted twice with `host_restarted`, as at a restart).
+    async fn expire_leases(&self, now: Millis) -> anyhow::Result<Recovery> {
+        let _ = now;
+        Ok(Recovery::default())
+    }
+
+    /// Starts up to `limit` queued executions on this host (the oldest, skipping those
+    /// another host is taking, and apps already at `per_app` running across hosts);
+    /// returns each with its start. Empty for a store no other host shares: its
+    /// scheduler has every queued execution in memory already.
+    async fn claim_queued(
+        &self,
+        limit: u32,
+        per_app: u32,
+        at: Millis,
+    ) -> anyhow::Result<Vec<(ExecutionRecord, Started)>> {
+        let _ = (limit, per_app, at);
+        Ok(Vec::new())
+    }
+
+    /// Notified when another host queued an execution this host might claim.
+    fn queued_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
+
+/// The write of an execution's start, events or end was refused because this host no
+/// longer holds its lease: another host took it back (this one was cut off from the
+/// database for longer than a lease). The guest must stop; nothing it does is recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("this host lost the lease on execution {0}; another host has it now")]
+pub struct LeaseLost(pub String);
 
 /// What deleting an app did.
 #[derive(Debug, Clone, Default)]

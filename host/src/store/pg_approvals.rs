@@ -86,6 +86,7 @@ pub(super) async fn decide(
                 &[&id, &approval_json, &then, &output],
             )
             .await?;
+            effects.queued = true;
             return Ok(Decided::NextStep(reread(tx, id).await?));
         }
         Decision::Approve { output, then: None } => (ExecStatus::Succeeded, Some(output), None),

@@ -36,7 +36,21 @@ use crate::events;
 use crate::live::Live;
 
 /// The schema, one file per step, applied in order; `floom_migrations` records which ran.
-const MIGRATIONS: &[&str] = &[include_str!("pg_migrations/0001_schema.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("pg_migrations/0001_schema.sql"),
+    include_str!("pg_migrations/0002_leases.sql"),
+];
+
+/// How long a host's hold on a running execution lasts unless renewed (see
+/// [`Store::renew_leases`]), unless set with [`PgStore::open_with`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+
+/// The channels hosts notify each other on: an execution was queued (an idle host may
+/// claim it), and executions got events (their followers on other hosts read them).
+const QUEUED_CHANNEL: &str = "floom_queued";
+const EVENTS_CHANNEL: &str = "floom_events";
+/// The longest `NOTIFY` payload PostgreSQL takes is 8000 bytes; ids are joined below it.
+const NOTIFY_PAYLOAD: usize = 7900;
 
 /// The advisory lock that hosts starting at once take around migrations: one migrates,
 /// the others wait, then find nothing left to do.
@@ -55,8 +69,13 @@ pub struct PgStore {
     live: Arc<Live>,
     lanes: Arc<Lanes>,
     outbox: Arc<tokio::sync::Notify>,
+    queued: Arc<tokio::sync::Notify>,
     /// Where event writes are spawned ([`Store::append_events`] is not async).
     runtime: tokio::runtime::Handle,
+    /// This host's name on its leases and notifications (unique per process).
+    host: Arc<str>,
+    /// Milliseconds a lease lasts unless renewed.
+    lease_ms: Millis,
 }
 
 /// What a committed transaction does next: open live channels and publish events.
@@ -66,12 +85,20 @@ pub(super) struct Effects {
     pub(super) publish: Vec<StoredEvent>,
     /// Changes were added to the outbox.
     pub(super) outbox: bool,
+    /// Executions were queued (or put back in the queue): other hosts may claim them.
+    pub(super) queued: bool,
 }
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`) and
-    /// brings its schema up to date. Committed events are published to `live`.
+    /// brings its schema up to date, with leases of [`DEFAULT_LEASE`]. Committed events
+    /// are published to `live`, this host's and (through notifications) other hosts'.
     pub async fn open(url: &str, live: Arc<Live>) -> anyhow::Result<Self> {
+        Self::open_with(url, live, DEFAULT_LEASE).await
+    }
+
+    /// Like [`Self::open`], with leases of `lease` (renewed by the caller well within it).
+    pub async fn open_with(url: &str, live: Arc<Live>, lease: Duration) -> anyhow::Result<Self> {
         let config: tokio_postgres::Config = url
             .parse()
             .with_context(|| "the database URL is not a PostgreSQL connection string")?;
@@ -91,13 +118,24 @@ impl PgStore {
             .context("cannot make the database pool")?;
         let mut client = pool.get().await.context("cannot connect to the database")?;
         migrate(&mut client).await?;
-        Ok(PgStore {
+        let store = PgStore {
             pool,
             live,
             lanes: Arc::default(),
             outbox: Arc::new(tokio::sync::Notify::new()),
+            queued: Arc::new(tokio::sync::Notify::new()),
             runtime: tokio::runtime::Handle::current(),
-        })
+            host: format!("host_{}", uuid::Uuid::now_v7().simple()).into(),
+            lease_ms: Millis::try_from(lease.as_millis()).unwrap_or(Millis::MAX),
+        };
+        tokio::spawn(store.clone().listen(url.to_owned()));
+        Ok(store)
+    }
+
+    /// The connection pool, for what keeps its own tables beside the store (the blobs
+    /// every host reaches).
+    pub fn pool(&self) -> &Pool {
+        &self.pool
     }
 
     /// A pooled connection.
@@ -120,6 +158,137 @@ impl PgStore {
         if effects.outbox {
             self.outbox.notify_one();
         }
+    }
+
+    /// Tells other hosts, within `tx` (so only if it commits), what it changes: which
+    /// executions got events, and whether any was queued.
+    async fn announce(
+        &self,
+        tx: &Transaction<'_>,
+        effects: &Effects,
+        events: &[&StoredEvent],
+    ) -> anyhow::Result<()> {
+        if effects.queued {
+            execute(tx, "SELECT pg_notify($1, '')", &[&QUEUED_CHANNEL]).await?;
+        }
+        let mut ids: Vec<&str> = effects
+            .publish
+            .iter()
+            .chain(events.iter().copied())
+            .map(|e| e.execution_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut payload = String::new();
+        for id in ids {
+            if payload.len() + id.len() + self.host.len() + 2 > NOTIFY_PAYLOAD {
+                self.notify_events(tx, &payload).await?;
+                payload.clear();
+            }
+            payload.push_str(if payload.is_empty() { "" } else { "," });
+            payload.push_str(id);
+        }
+        if !payload.is_empty() {
+            self.notify_events(tx, &payload).await?;
+        }
+        Ok(())
+    }
+
+    async fn notify_events(&self, tx: &Transaction<'_>, ids: &str) -> anyhow::Result<()> {
+        let payload = format!("{} {ids}", self.host);
+        execute(tx, "SELECT pg_notify($1, $2)", &[&EVENTS_CHANNEL, &payload]).await?;
+        Ok(())
+    }
+
+    /// Listens to other hosts' notifications for as long as the store lives, connecting
+    /// again after a failure. After each (re)connection it reads what every followed
+    /// execution got meanwhile: a lost notification costs latency, never an event.
+    async fn listen(self, url: String) {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.listen_once(&url).await {
+                Ok(()) => delay = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!(
+                        "database notifications stopped, reconnecting in {delay:?}: {e:#}"
+                    );
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+            if self.pool.is_closed() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn listen_once(&self, url: &str) -> anyhow::Result<()> {
+        use futures_util::StreamExt as _;
+        let (client, mut connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+        let (tx, mut notifications) = tokio::sync::mpsc::unbounded_channel();
+        let pump = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                        if tx.send(n).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        });
+        client
+            .batch_execute(&format!("LISTEN {QUEUED_CHANNEL}; LISTEN {EVENTS_CHANNEL}"))
+            .await?;
+        // Whatever was missed while not listening.
+        self.queued.notify_one();
+        self.catch_up(self.live.followed()).await;
+        while let Some(notification) = notifications.recv().await {
+            if notification.channel() == QUEUED_CHANNEL {
+                self.queued.notify_one();
+                continue;
+            }
+            let Some((host, ids)) = notification.payload().split_once(' ') else {
+                continue;
+            };
+            if host == &*self.host {
+                continue;
+            }
+            let followed: Vec<(String, i64)> = ids
+                .split(',')
+                .filter_map(|id| Some((id.to_owned(), self.live.last_seq(id)?)))
+                .collect();
+            self.catch_up(followed).await;
+        }
+        drop(client);
+        pump.await??;
+        Ok(())
+    }
+
+    /// Publishes to this host's followers what other hosts stored for executions they
+    /// follow, after the last sequence number each saw.
+    async fn catch_up(&self, followed: Vec<(String, i64)>) {
+        for (id, last) in followed {
+            match self.events_after(&id, last, 1000).await {
+                Ok(events) => {
+                    for event in events {
+                        self.live.publish(event);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(execution = %id, "cannot read another host's events: {e:#}")
+                }
+            }
+        }
+    }
+
+    /// The lease a start here takes: held by this host until `at` plus a lease.
+    fn lease_until(&self, at: Millis) -> Millis {
+        at.saturating_add(self.lease_ms)
     }
 }
 
@@ -521,7 +690,24 @@ impl PgStore {
             }
             let mut db = self.db().await?;
             let tx = db.transaction().await?;
+            // Only while this host holds the run: the lock keeps another host from
+            // taking it back until these events are in.
+            let held = query_opt(
+                &tx,
+                "SELECT 1 FROM executions WHERE id = $1 AND status = 'running' \
+                 AND lease_owner = $2 FOR SHARE",
+                &[&execution, &&*self.host],
+            )
+            .await?
+            .is_some();
+            if !held {
+                let dropped = std::mem::take(&mut lock(&lane.queue).batches);
+                tracing::warn!(%execution, batches = dropped.len(), "events dropped: {}", super::LeaseLost(execution.clone()));
+                return Ok(Vec::new());
+            }
             let batches = self.flush_lane(&tx, &lane).await?;
+            let events: Vec<&StoredEvent> = batches.iter().flat_map(|(batch, _)| batch).collect();
+            self.announce(&tx, &Effects::default(), &events).await?;
             tx.commit().await?;
             Ok(batches)
         }
@@ -551,6 +737,9 @@ impl PgStore {
             let mut effects = Effects::default();
             match f(&tx, &mut effects).await {
                 Ok(value) => {
+                    let events: Vec<&StoredEvent> =
+                        batches.iter().flat_map(|(batch, _)| batch).collect();
+                    self.announce(&tx, &effects, &events).await?;
                     tx.commit().await?;
                     anyhow::Ok((Ok(value), batches, effects))
                 }
@@ -561,6 +750,7 @@ impl PgStore {
                     let events: Vec<&StoredEvent> =
                         batches.iter().flat_map(|(batch, _)| batch).collect();
                     insert_events(&tx, &events).await?;
+                    self.announce(&tx, &Effects::default(), &events).await?;
                     tx.commit().await?;
                     Ok((Err(e), batches, Effects::default()))
                 }
@@ -586,6 +776,7 @@ impl PgStore {
         let tx = db.transaction().await?;
         let mut effects = Effects::default();
         let value = f(&tx, &mut effects).await?;
+        self.announce(&tx, &effects, &[]).await?;
         tx.commit().await?;
         self.committed(effects);
         Ok(value)
@@ -856,8 +1047,8 @@ impl Store for PgStore {
                 tx,
                 "INSERT INTO executions \
                  (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
-                  started_at, trigger_source, mcp_call, webhook) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                  started_at, trigger_source, mcp_call, webhook, lease_owner, lease_until) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 &[
                     &e.id,
                     &e.app,
@@ -872,11 +1063,14 @@ impl Store for PgStore {
                     &e.trigger_source.as_str(),
                     &e.mcp_call,
                     &e.webhook,
+                    &e.started_at.map(|_| &*self.host),
+                    &e.started_at.map(|at| self.lease_until(at)),
                 ],
             )
             .await?;
             effects.open.push(e.id.clone());
             let Some(_) = e.started_at else {
+                effects.queued = true;
                 return Ok(Inserted::New(None));
             };
             let event = events::start(&e.id, 1, 1);
@@ -891,9 +1085,10 @@ impl Store for PgStore {
         self.write(async |tx, effects| {
             let Some(row) = query_opt(
                 tx,
-                "UPDATE executions SET status = 'running', attempts = attempts + 1, started_at = $2 \
+                "UPDATE executions SET status = 'running', attempts = attempts + 1, started_at = $2, \
+                 lease_owner = $3, lease_until = $4 \
                  WHERE id = $1 AND status = 'queued' RETURNING attempts",
-                &[&id, &at],
+                &[&id, &at, &&*self.host, &self.lease_until(at)],
             )
             .await?
             else {
@@ -934,8 +1129,9 @@ impl Store for PgStore {
             let Some(row) = query_opt(
                 tx,
                 "UPDATE executions SET status = $2, output = $3, error = $4, usage = $5, \
-                 finished_at = $6, approval = COALESCE($7, approval), approval_expires_at = $8 \
-                 WHERE id = $1 AND status = 'running' RETURNING app, webhook",
+                 finished_at = $6, approval = COALESCE($7, approval), approval_expires_at = $8, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND status = 'running' AND lease_owner = $9 RETURNING app, webhook",
                 &[
                     &id,
                     &finish.status.as_str(),
@@ -945,11 +1141,12 @@ impl Store for PgStore {
                     &finished_at,
                     &approval,
                     &expires_at,
+                    &&*self.host,
                 ],
             )
             .await?
             else {
-                anyhow::bail!("execution {id} is not running");
+                return Err(super::LeaseLost(id.to_owned()).into());
             };
             let (app, webhook): (String, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
             // The outbox, in the transaction of the change it announces.
@@ -1347,82 +1544,32 @@ impl Store for PgStore {
     }
 
     async fn recover(&self, at: Millis) -> anyhow::Result<Recovery> {
-        self.write(async |tx, effects| {
-            let mut recovery = Recovery::default();
-            let running = query(
-                tx,
-                "SELECT id, attempts FROM executions WHERE status = 'running' ORDER BY n FOR UPDATE",
-                &[],
-            )
-            .await?;
-            for row in running {
-                let (id, attempts): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-                let seq = next_seq(tx, &id).await?;
-                if attempts < 2 {
-                    execute(
-                        tx,
-                        "UPDATE executions SET status = 'queued' WHERE id = $1",
-                        &[&id],
-                    )
-                    .await?;
-                    let event = events::host_log(
-                        &id,
-                        seq,
-                        "the server restarted during this run; it will be retried once",
-                    );
-                    insert_event(tx, &event).await?;
-                    recovery.retried.push(id);
-                } else {
-                    let error = RunError::new(
-                        ErrorCode::HostRestarted,
-                        "the server restarted during this run, which had already been retried once",
-                    );
-                    let row = query_one(
-                        tx,
-                        "UPDATE executions SET status = 'failed', error = $2, finished_at = $3 \
-                         WHERE id = $1 RETURNING app, webhook",
-                        &[&id, &serde_json::to_string(&error)?, &at],
-                    )
-                    .await?;
-                    let (app, webhook): (String, Option<String>) =
-                        (row.try_get(0)?, row.try_get(1)?);
-                    effects.outbox |= pg_hooks::enqueue(
-                        tx,
-                        &id,
-                        &app,
-                        webhook.as_deref(),
-                        ExecStatus::Failed,
-                        at,
-                    )
-                    .await?;
-                    insert_event(tx, &events::error(&id, seq, ExecStatus::Failed, &error))
-                        .await?;
-                    recovery.failed.push(id);
-                }
-            }
-            recovery.queued = query(
-                tx,
-                "SELECT id FROM executions WHERE status = 'queued' ORDER BY n",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<Result<_, _>>()?;
-            effects.open.extend(recovery.queued.iter().cloned());
-            // Those awaiting a decision are unfinished too: their followers wait for it.
-            for row in query(
-                tx,
-                "SELECT id FROM executions WHERE status = 'awaiting_approval'",
-                &[],
-            )
-            .await?
-            {
-                effects.open.push(row.try_get(0)?);
-            }
-            Ok(recovery)
-        })
-        .await
+        // Other hosts' runs go on: only those whose lease ran out are taken back.
+        let mut recovery = self.expire_leases(at).await?;
+        let db = self.db().await?;
+        recovery.queued = query(
+            &db,
+            "SELECT id FROM executions WHERE status = 'queued' ORDER BY n",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+        for id in &recovery.queued {
+            self.live.open(id);
+        }
+        // Those awaiting a decision are unfinished too: their followers wait for it.
+        for row in query(
+            &db,
+            "SELECT id FROM executions WHERE status = 'awaiting_approval'",
+            &[],
+        )
+        .await?
+        {
+            self.live.open(row.try_get(0)?);
+        }
+        Ok(recovery)
     }
 
     async fn set_paused(&self, slug: &str, paused: bool) -> anyhow::Result<Option<AppRecord>> {
@@ -1661,5 +1808,160 @@ impl Store for PgStore {
 
     fn outbox_signal(&self) -> Arc<tokio::sync::Notify> {
         self.outbox.clone()
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    async fn renew_leases(
+        &self,
+        running: Vec<String>,
+        until: Millis,
+    ) -> anyhow::Result<Vec<String>> {
+        if running.is_empty() {
+            return Ok(running);
+        }
+        query(
+            &self.db().await?,
+            "UPDATE executions SET lease_until = $3 WHERE id = ANY($1) AND status = 'running' \
+             AND lease_owner = $2 RETURNING id",
+            &[&running, &&*self.host, &until],
+        )
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get(0)?))
+        .collect()
+    }
+
+    async fn expire_leases(&self, now: Millis) -> anyhow::Result<Recovery> {
+        self.write(async |tx, effects| {
+            let mut recovery = Recovery::default();
+            // Held by a host that stopped renewing (or by none: started before leases).
+            let expired = query(
+                tx,
+                "SELECT id, attempts FROM executions WHERE status = 'running' \
+                 AND (lease_until IS NULL OR lease_until < $1) \
+                 ORDER BY n LIMIT 500 FOR UPDATE SKIP LOCKED",
+                &[&now],
+            )
+            .await?;
+            for row in expired {
+                let (id, attempts): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+                let seq = next_seq(tx, &id).await?;
+                if attempts < 2 {
+                    execute(
+                        tx,
+                        "UPDATE executions SET status = 'queued', lease_owner = NULL, \
+                         lease_until = NULL WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                    let event = events::host_log(
+                        &id,
+                        seq,
+                        "the host running this run stopped; it will be retried once",
+                    );
+                    insert_event(tx, &event).await?;
+                    effects.publish.push(event);
+                    effects.queued = true;
+                    recovery.retried.push(id);
+                } else {
+                    let error = RunError::new(
+                        ErrorCode::HostRestarted,
+                        "the host running this run stopped, and it had already been retried once",
+                    );
+                    let row = query_one(
+                        tx,
+                        "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, \
+                         lease_owner = NULL, lease_until = NULL WHERE id = $1 RETURNING app, webhook",
+                        &[&id, &serde_json::to_string(&error)?, &now],
+                    )
+                    .await?;
+                    let (app, webhook): (String, Option<String>) =
+                        (row.try_get(0)?, row.try_get(1)?);
+                    effects.outbox |= pg_hooks::enqueue(
+                        tx,
+                        &id,
+                        &app,
+                        webhook.as_deref(),
+                        ExecStatus::Failed,
+                        now,
+                    )
+                    .await?;
+                    let event = events::error(&id, seq, ExecStatus::Failed, &error);
+                    insert_event(tx, &event).await?;
+                    effects.publish.push(event);
+                    recovery.failed.push(id);
+                }
+            }
+            Ok(recovery)
+        })
+        .await
+    }
+
+    async fn claim_queued(
+        &self,
+        limit: u32,
+        per_app: u32,
+        at: Millis,
+    ) -> anyhow::Result<Vec<(ExecutionRecord, Started)>> {
+        self.write(async |tx, effects| {
+            let mut running: HashMap<String, i64> = HashMap::new();
+            for row in query(
+                tx,
+                "SELECT app, COUNT(*) FROM executions WHERE status = 'running' GROUP BY app",
+                &[],
+            )
+            .await?
+            {
+                running.insert(row.try_get(0)?, row.try_get(1)?);
+            }
+            // More than `limit`, so apps at their cap do not hide the others.
+            let candidates = query(
+                tx,
+                &format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status = 'queued' \
+                     ORDER BY n LIMIT $1 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&(self::limit(limit) * 4)],
+            )
+            .await?;
+            let mut claimed = Vec::new();
+            for row in candidates {
+                if claimed.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+                    break;
+                }
+                let mut record = execution_row(&row)?;
+                let count = running.entry(record.app.clone()).or_default();
+                if *count >= i64::from(per_app) {
+                    continue;
+                }
+                *count += 1;
+                let attempt: i64 = query_one(
+                    tx,
+                    "UPDATE executions SET status = 'running', attempts = attempts + 1, \
+                     started_at = $2, lease_owner = $3, lease_until = $4 WHERE id = $1 \
+                     RETURNING attempts",
+                    &[&record.id, &at, &&*self.host, &self.lease_until(at)],
+                )
+                .await?
+                .try_get(0)?;
+                let seq = next_seq(tx, &record.id).await?;
+                let event = events::start(&record.id, seq, attempt);
+                insert_event(tx, &event).await?;
+                effects.publish.push(event);
+                record.status = ExecStatus::Running;
+                record.attempts = attempt;
+                record.started_at = Some(at);
+                claimed.push((record, Started { attempt, seq }));
+            }
+            Ok(claimed)
+        })
+        .await
+    }
+
+    fn queued_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.queued.clone())
     }
 }

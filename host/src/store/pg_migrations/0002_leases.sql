@@ -1,0 +1,7 @@
+-- Several hosts: each running execution is leased to the host that runs it. The host
+-- renews the lease while the run goes on; once it runs out (the host died, or lost the
+-- database), any host puts the execution back in the queue, and the old host's writes
+-- for it are refused.
+ALTER TABLE executions ADD COLUMN lease_owner TEXT;
+ALTER TABLE executions ADD COLUMN lease_until BIGINT;
+CREATE INDEX executions_leased ON executions (lease_until) WHERE status = 'running';

@@ -1,0 +1,275 @@
+//! Several `floom serve` hosts on one real PostgreSQL (SPEC section 13): queued runs
+//! are claimed by whichever host has room, any host follows any run live, an
+//! idempotency key holds across hosts, and with one of three hosts killed again and
+//! again every accepted execution still ends exactly once.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use serde_json::{Value, json};
+use support::{Server, TOKEN, parse_sse, temp_dir};
+
+/// Short leases, so a killed host's runs come back within seconds.
+const LEASES: &[&str] = &["--lease-s", "3", "--lease-renew-s", "1"];
+
+/// Starts a host on the database `url` with `args`, in a data dir of its own.
+fn host(url: &str, args: &[&str]) -> Server {
+    host_in(temp_dir("host"), url, args)
+}
+
+/// The master key every host shares (it seals view tokens and secrets in the store).
+const MASTER_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
+fn host_in(data_dir: std::path::PathBuf, url: &str, args: &[&str]) -> Server {
+    let mut all = vec!["--database", url, "--runs-per-minute", "0"];
+    all.extend_from_slice(LEASES);
+    all.extend_from_slice(args);
+    Server::start_with_env(data_dir, &all, &[("FLOOM_MASTER_KEY", Some(MASTER_KEY))])
+}
+
+/// Finished runs a host counted (its `/metrics`).
+async fn finished_runs(server: &Server) -> u64 {
+    let text = server
+        .admin_get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| line.starts_with("floom_runs_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The events of `id` (as the admin), checked: gap-free from 1, one terminal event, last.
+async fn checked_events(server: &Server, id: &str) -> Vec<(i64, String, Value)> {
+    let events = parse_sse(
+        &server
+            .admin_get(&format!("/api/executions/{id}/events"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let seqs: Vec<i64> = events.iter().map(|(seq, _, _)| *seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{id}");
+    let terminal = events
+        .iter()
+        .filter(|(_, kind, _)| kind == "end" || kind == "error")
+        .count();
+    assert_eq!(terminal, 1, "{id}: {events:?}");
+    assert!(
+        events
+            .last()
+            .is_some_and(|(_, kind, _)| kind == "end" || kind == "error"),
+        "{id}: the terminal event is the last"
+    );
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_runs_spread_over_the_hosts_and_any_host_follows_any_run() {
+    let url = support::postgres::database().await;
+    // Two slots each: a burst sent to one host is more than it runs at once. (The
+    // per-app cap holds across hosts: 6 lets all three run the app.)
+    let hosts: Vec<Server> = (0..3)
+        .map(|_| {
+            host(
+                &url,
+                &["--max-concurrent-runs", "2", "--max-runs-per-app", "6"],
+            )
+        })
+        .collect();
+    for server in &hosts {
+        server.publish_misbehave("slow", "").await;
+    }
+
+    let mut ids = Vec::new();
+    for _ in 0..24 {
+        let envelope = hosts[0]
+            .start_run("/api/apps/slow/actions/sleep/run", json!({ "ms": 300 }))
+            .await;
+        ids.push(envelope["execution_id"].as_str().unwrap().to_owned());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        // Read through every host: each sees the same store.
+        let execution = hosts[i % 3]
+            .wait_terminal(id, Duration::from_secs(60))
+            .await;
+        assert_eq!(execution["status"], "succeeded", "{execution}");
+        assert_eq!(execution["attempts"], 1, "{execution}");
+        checked_events(&hosts[(i + 1) % 3], id).await;
+    }
+    let mut counts = Vec::new();
+    for server in &hosts {
+        counts.push(finished_runs(server).await);
+    }
+    println!("runs finished per host: {counts:?}");
+    assert_eq!(counts.iter().sum::<u64>(), 24, "{counts:?}");
+    assert!(
+        counts.iter().all(|n| *n > 0),
+        "every host ran some of the burst: {counts:?}"
+    );
+
+    // A run streaming on host 0, followed live from host 1.
+    let envelope = hosts[0]
+        .start_run(
+            "/api/apps/slow/actions/emit/run",
+            json!({ "count": 3, "ms": 300 }),
+        )
+        .await;
+    let id = envelope["execution_id"].as_str().unwrap();
+    let token = envelope["view_token"].as_str().unwrap();
+    let started = Instant::now();
+    let response = hosts[1]
+        .get(&format!("/api/executions/{id}/events"))
+        .header("x-floom-view-token", token)
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let mut first_chunk_at = None;
+    while let Some(bytes) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&bytes.unwrap()));
+        if first_chunk_at.is_none() && text.contains("event: chunk") {
+            first_chunk_at = Some(started.elapsed());
+        }
+    }
+    let total = started.elapsed();
+    let kinds: Vec<String> = parse_sse(&text).into_iter().map(|(_, k, _)| k).collect();
+    assert_eq!(kinds, ["start", "chunk", "chunk", "chunk", "end"]);
+    assert!(
+        first_chunk_at.unwrap() + Duration::from_millis(400) < total,
+        "the first chunk reached the other host while the guest still ran: \
+         {first_chunk_at:?} vs {total:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replayed_on_another_host_gets_the_same_execution() {
+    let url = support::postgres::database().await;
+    let hosts = [host(&url, &[]), host(&url, &[])];
+    for server in &hosts {
+        server.publish_misbehave("slow", "").await;
+    }
+    let mut ids = Vec::new();
+    for server in &hosts {
+        let response = server
+            .post("/api/apps/slow/actions/ok/run")
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", "order-42")
+            .json(&json!({ "inputs": {} }))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        let envelope: Value = response.json().await.unwrap();
+        ids.push(envelope["execution_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids[0], ids[1]);
+}
+
+/// Submits sleeping runs to `server_url` until `stop` (or until it stops answering);
+/// returns the ids it got a 202 for.
+async fn submit_until(server_url: String, stop: Arc<AtomicBool>) -> Vec<String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let mut accepted = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let ms = if n % 10 == 0 { 800 } else { n % 90 };
+        let response = http
+            .post(format!("{server_url}/api/apps/slow/actions/sleep/run"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "inputs": { "ms": ms } }))
+            .send()
+            .await;
+        match response {
+            Ok(response) if response.status() == 202 => {
+                let envelope: Value = response.json().await.unwrap();
+                accepted.push(envelope["execution_id"].as_str().unwrap().to_owned());
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            Ok(response) => panic!(
+                "a run was refused: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            ),
+            // The host was killed under this request: not accepted.
+            Err(_) => break,
+        }
+    }
+    accepted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_accepted_run_ends_once_while_one_of_three_hosts_is_killed_again_and_again() {
+    let url = support::postgres::database().await;
+    let args = ["--max-concurrent-runs", "8"];
+    let steady = [host(&url, &args), host(&url, &args)];
+    for server in &steady {
+        server.publish_misbehave("slow", "").await;
+    }
+    let mut crashing_dir = temp_dir("crashing-host");
+    let mut accepted = Vec::new();
+    for cycle in 0..6u64 {
+        let crashing = host_in(crashing_dir, &url, &args);
+        crashing.publish_misbehave("slow", "").await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = [&crashing.base, &steady[0].base, &steady[1].base]
+            .into_iter()
+            .map(|base| tokio::spawn(submit_until(base.clone(), stop.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(400 + cycle * 150)).await;
+        crashing_dir = crashing.kill();
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            accepted.extend(client.await.unwrap());
+        }
+    }
+
+    let started = Instant::now();
+    let mut by_status: HashMap<String, usize> = HashMap::new();
+    let mut retried = 0;
+    for (i, id) in accepted.iter().enumerate() {
+        let left = Duration::from_secs(120).saturating_sub(started.elapsed());
+        let execution = steady[i % 2].wait_terminal(id, left).await;
+        let status = execution["status"].as_str().unwrap().to_owned();
+        let attempts = execution["attempts"].as_i64().unwrap();
+        assert!(
+            (1..=2).contains(&attempts),
+            "ran more than twice: {execution}"
+        );
+        retried += usize::from(attempts == 2);
+        if status == "failed" {
+            assert_eq!(execution["error"]["code"], "host_restarted", "{execution}");
+        } else {
+            assert_eq!(status, "succeeded", "{execution}");
+        }
+        *by_status.entry(status).or_default() += 1;
+        checked_events(&steady[(i + 1) % 2], id).await;
+    }
+    println!(
+        "{} runs accepted over 6 kills of one host of three, 0 lost, {retried} taken over by \
+         another host: {by_status:?}",
+        accepted.len()
+    );
+    assert!(accepted.len() >= 30, "the load kept going");
+    assert!(
+        retried > 0,
+        "some runs were caught by a kill and taken over"
+    );
+}
