@@ -34,6 +34,11 @@ pub async fn run(store: DynStore, scheduler: Arc<Scheduler>, leases: Leases) {
     };
     loop {
         let notified = queued.notified();
+        // A host that cannot reach the database takes on nothing until it can.
+        if !store.reachable() {
+            tokio::time::sleep(CLAIM_LOOK).await;
+            continue;
+        }
         match scheduler.claim_shared().await {
             // More may wait: look again at once.
             Ok(n) if n > 0 => continue,
@@ -63,10 +68,15 @@ async fn hold_leases(store: DynStore, scheduler: Arc<Scheduler>, leases: Leases)
             Ok(held) => {
                 let lost: Vec<String> = running
                     .iter()
-                    .filter(|id| !held.contains(id) && before.contains(id))
+                    .filter(|id| before.contains(id) && !held.iter().any(|(h, _)| h == *id))
                     .cloned()
                     .collect();
                 scheduler.stop_lost(&lost);
+                for (id, cancel) in held {
+                    if cancel {
+                        scheduler.cancel_here(&id);
+                    }
+                }
                 before = running;
             }
             // Not renewed: if this lasts a lease, other hosts take the runs back and

@@ -493,9 +493,22 @@ impl Scheduler {
         }
         Ok(match self.store.execution(id).await? {
             Some(record) if record.status.is_terminal() => Cancelled::AlreadyTerminal,
-            Some(_) => Cancelled::Running,
+            Some(record) => {
+                // Running on another host: it stops the guest at its next renewal.
+                if record.status == ExecStatus::Running {
+                    self.store.request_cancel(id).await?;
+                }
+                Cancelled::Running
+            }
             None => Cancelled::NotFound,
         })
+    }
+
+    /// Cancels execution `id` if it runs on this host (asked on another host).
+    pub fn cancel_here(&self, id: &str) {
+        if let Some((_, token)) = lock(&self.cancels).get(id) {
+            token.cancel();
+        }
     }
 
     /// After the store deleted `app` (cancelling its queued executions, `cancelled`):

@@ -273,3 +273,37 @@ async fn every_accepted_run_ends_once_while_one_of_three_hosts_is_killed_again_a
         "some runs were caught by a kill and taken over"
     );
 }
+
+#[tokio::test]
+async fn a_run_on_one_host_is_cancelled_from_another() {
+    let url = support::postgres::database().await;
+    let hosts = [host(&url, &[]), host(&url, &[])];
+    for server in &hosts {
+        server.publish_misbehave("slow", "").await;
+        assert_eq!(server.health().await["database"], "postgres");
+    }
+    let envelope = hosts[0]
+        .start_run("/api/apps/slow/actions/spin/run", json!({}))
+        .await;
+    let id = envelope["execution_id"].as_str().unwrap();
+    while hosts[1].status_of(id).await != "running" {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let asked = Instant::now();
+    let response = hosts[1]
+        .post(&format!("/api/executions/{id}/cancel"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let execution = hosts[1].wait_terminal(id, Duration::from_secs(10)).await;
+    assert_eq!(execution["status"], "cancelled", "{execution}");
+    // Seen by its host at the next renewal (every second here).
+    assert!(
+        asked.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        asked.elapsed()
+    );
+    checked_events(&hosts[1], id).await;
+}

@@ -124,6 +124,10 @@ pub fn router(state: AppState) -> Router {
         // A body trickling in (slow loris) fails when the deadline passes, however
         // steadily it trickles.
         .layer(RequestBodyDeadlineLayer::new(body_deadline))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            system::refuse_without_database,
+        ))
         .with_state(state)
 }
 

@@ -812,15 +812,23 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Extends the leases this host holds on its running executions to `until`;
-    /// returns the ids it still holds (one missing was taken back: its guest must
-    /// stop). A store no other host shares has no leases: it returns `running`.
+    /// returns the ids it still holds, each with whether a cancel was asked for it on
+    /// another host (one missing was taken back: its guest must stop). A store no other
+    /// host shares has no leases: it returns `running`.
     async fn renew_leases(
         &self,
         running: Vec<String>,
         until: Millis,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> anyhow::Result<Vec<(String, bool)>> {
         let _ = until;
-        Ok(running)
+        Ok(running.into_iter().map(|id| (id, false)).collect())
+    }
+
+    /// Asks the host running execution `id` to cancel it (it sees this at its next
+    /// renewal); false when it is not running. Only a shared store has other hosts.
+    async fn request_cancel(&self, id: &str) -> anyhow::Result<bool> {
+        let _ = id;
+        Ok(false)
     }
 
     /// Puts back in the queue the running executions whose host's lease ran out before
@@ -847,6 +855,17 @@ pub trait Store: Send + Sync + 'static {
     /// Notified when another host queued an execution this host might claim.
     fn queued_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
         None
+    }
+
+    /// Which database this is, for `/healthz`: `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    /// Whether the database answered its last health check (an embedded one always
+    /// does). While it does not, the API answers 503 and the host claims nothing.
+    fn reachable(&self) -> bool {
+        true
     }
 }
 

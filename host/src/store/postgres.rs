@@ -45,6 +45,9 @@ const MIGRATIONS: &[&str] = &[
 /// [`Store::renew_leases`]), unless set with [`PgStore::open_with`].
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
+/// How often the database's health is checked (and how long a check may take, twice).
+const HEALTH_CHECK: Duration = Duration::from_secs(1);
+
 /// The channels hosts notify each other on: an execution was queued (an idle host may
 /// claim it), and executions got events (their followers on other hosts read them).
 const QUEUED_CHANNEL: &str = "floom_queued";
@@ -76,6 +79,8 @@ pub struct PgStore {
     host: Arc<str>,
     /// Milliseconds a lease lasts unless renewed.
     lease_ms: Millis,
+    /// Whether the database answered the last health check.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// What a committed transaction does next: open live channels and publish events.
@@ -127,8 +132,10 @@ impl PgStore {
             runtime: tokio::runtime::Handle::current(),
             host: format!("host_{}", uuid::Uuid::now_v7().simple()).into(),
             lease_ms: Millis::try_from(lease.as_millis()).unwrap_or(Millis::MAX),
+            reachable: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         tokio::spawn(store.clone().listen(url.to_owned()));
+        tokio::spawn(store.clone().check_health());
         Ok(store)
     }
 
@@ -282,6 +289,30 @@ impl PgStore {
                 Err(e) => {
                     tracing::warn!(execution = %id, "cannot read another host's events: {e:#}")
                 }
+            }
+        }
+    }
+
+    /// Asks the database a trivial question every [`HEALTH_CHECK`], for as long as the
+    /// store lives, and keeps the answer for [`Store::reachable`].
+    async fn check_health(self) {
+        use std::sync::atomic::Ordering;
+        let mut tick = tokio::time::interval(HEALTH_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while !self.pool.is_closed() {
+            tick.tick().await;
+            let answered = tokio::time::timeout(HEALTH_CHECK * 2, async {
+                query_one(&self.db().await?, "SELECT 1", &[]).await
+            })
+            .await
+            .is_ok_and(|answer| answer.is_ok());
+            let was = self.reachable.swap(answered, Ordering::AcqRel);
+            match (was, answered) {
+                (true, false) => {
+                    tracing::error!("the database does not answer: refusing requests until it does")
+                }
+                (false, true) => tracing::warn!("the database answers again"),
+                _ => {}
             }
         }
     }
@@ -1818,20 +1849,30 @@ impl Store for PgStore {
         &self,
         running: Vec<String>,
         until: Millis,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> anyhow::Result<Vec<(String, bool)>> {
         if running.is_empty() {
-            return Ok(running);
+            return Ok(Vec::new());
         }
         query(
             &self.db().await?,
             "UPDATE executions SET lease_until = $3 WHERE id = ANY($1) AND status = 'running' \
-             AND lease_owner = $2 RETURNING id",
+             AND lease_owner = $2 RETURNING id, cancel_requested",
             &[&running, &&*self.host, &until],
         )
         .await?
         .iter()
-        .map(|row| Ok(row.try_get(0)?))
+        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
         .collect()
+    }
+
+    async fn request_cancel(&self, id: &str) -> anyhow::Result<bool> {
+        Ok(execute(
+            &self.db().await?,
+            "UPDATE executions SET cancel_requested = TRUE WHERE id = $1 AND status = 'running'",
+            &[&id],
+        )
+        .await?
+            > 0)
     }
 
     async fn expire_leases(&self, now: Millis) -> anyhow::Result<Recovery> {
@@ -1963,5 +2004,13 @@ impl Store for PgStore {
 
     fn queued_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.queued.clone())
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn reachable(&self) -> bool {
+        self.reachable.load(std::sync::atomic::Ordering::Acquire)
     }
 }

@@ -4,4 +4,7 @@
 -- for it are refused.
 ALTER TABLE executions ADD COLUMN lease_owner TEXT;
 ALTER TABLE executions ADD COLUMN lease_until BIGINT;
+-- A cancel asked on a host that does not run the execution: its host sees it at its
+-- next renewal and stops the guest.
+ALTER TABLE executions ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE INDEX executions_leased ON executions (lease_until) WHERE status = 'running';
