@@ -279,7 +279,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         config.files,
     )?);
     let tokens = Arc::new(Tokens::load(store.clone()).await?);
-    if false && store.shared() {
+    if store.shared() {
         let (registry, tokens) = (registry.clone(), tokens.clone());
         tokio::spawn(refresh_every("apps", async move || {
             registry.refresh().await

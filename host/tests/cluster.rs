@@ -307,3 +307,23 @@ async fn a_run_on_one_host_is_cancelled_from_another() {
     );
     checked_events(&hosts[1], id).await;
 }
+
+#[tokio::test]
+async fn floom_db_migrate_brings_a_database_up_to_date_and_is_idempotent() {
+    let url = support::postgres::database().await;
+    for _ in 0..2 {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_floom"))
+            .args(["db", "migrate", "--database", &url])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("schema is at version"), "{stdout}");
+    }
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(["db", "migrate", "--database", "mysql://nope"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("error:"));
+}

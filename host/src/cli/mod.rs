@@ -9,6 +9,7 @@ pub mod apps;
 pub mod bench;
 pub mod build;
 pub mod client;
+pub mod db;
 pub mod exec;
 pub mod executions;
 pub mod mcp;
@@ -51,6 +52,7 @@ pub enum Command {
     Exec(exec::ExecArgs),
     Mcp(mcp::McpArgs),
     Bench(bench::BenchArgs),
+    Db(db::DbArgs),
 }
 
 /// Exit status for a command that could not even start: bad arguments, an invalid
@@ -102,6 +104,7 @@ pub fn main() -> ExitCode {
             Command::Schedules(args) => done(schedules::run(args).await),
             Command::Webhooks(args) => done(webhooks::run(args).await),
             Command::Approvals(args) => done(approvals::run(args).await),
+            Command::Db(args) => done(db::run(args).await),
             Command::Run(args) => match run::run(args).await {
                 Ok(code) => ExitCode::from(code),
                 Err(failure) => failure.report(),

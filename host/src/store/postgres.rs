@@ -323,8 +323,30 @@ impl PgStore {
     }
 }
 
+/// Connects to `url` and applies the migrations it has not had; returns the schema
+/// version it is at.
+pub async fn migrate_url(url: &str) -> anyhow::Result<i64> {
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .context("cannot connect to the database")?;
+    let connection = tokio::spawn(connection);
+    let tx = client.transaction().await?;
+    let version = migrate_in(&tx).await?;
+    tx.commit().await?;
+    drop(client);
+    let _ = connection.await;
+    Ok(version)
+}
+
 async fn migrate(client: &mut deadpool_postgres::Object) -> anyhow::Result<()> {
     let tx = client.transaction().await?;
+    migrate_in(&tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies the migrations not yet applied, in `tx`; returns the schema version.
+async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<i64> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     tx.batch_execute(
@@ -353,8 +375,7 @@ async fn migrate(client: &mut deadpool_postgres::Object) -> anyhow::Result<()> {
         )
         .await?;
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(i64::try_from(MIGRATIONS.len())?.max(done))
 }
 
 /// Parameters of a statement.
