@@ -147,6 +147,20 @@ fn lower_priority(nice: i32) {
     }
 }
 
+/// Refuses to start against a shared database whose secrets this host's master key
+/// cannot open (another host sealed them with another key).
+async fn check_master_key(store: &DynStore, sealer: &Sealer) -> anyhow::Result<()> {
+    const OWNER: &[u8] = b"floom key check";
+    let sealed = store.key_check(sealer.seal(OWNER, b"ok")?).await?;
+    if sealer.open(OWNER, &sealed).is_err() {
+        anyhow::bail!(
+            "FLOOM_MASTER_KEY is not the key the other hosts of this database use: their \
+             secrets could not be opened here. Give every host the same key"
+        );
+    }
+    Ok(())
+}
+
 /// Which bundled example apps `floom serve --examples` publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Examples {
@@ -269,6 +283,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         publish_examples(&registry, false).await?;
     }
     let sealer = Arc::new(Sealer::load(&config.data_dir)?);
+    check_master_key(&store, &sealer).await?;
     let blobs: Arc<dyn Blobs> = match database {
         Some(pool) => Arc::new(PgBlobs::open(config.data_dir.join("blobs"), pool)?),
         None => Arc::new(FsBlobs::open(config.data_dir.join("blobs"))?),

@@ -327,3 +327,23 @@ async fn floom_db_migrate_brings_a_database_up_to_date_and_is_idempotent() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("error:"));
 }
+
+#[tokio::test]
+async fn a_host_with_another_master_key_refuses_to_start() {
+    let url = support::postgres::database().await;
+    let _first = host(&url, &[]);
+    let mut args = vec!["--database", url.as_str()];
+    args.extend_from_slice(LEASES);
+    let other_key = "c".repeat(64);
+    let data_dir = temp_dir("other-key");
+    let output = support::serve_command(
+        &data_dir,
+        &args,
+        &[("FLOOM_MASTER_KEY", Some(other_key.as_str()))],
+    )
+    .output()
+    .unwrap();
+    assert!(!output.status.success());
+    let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap();
+    assert!(log.contains("FLOOM_MASTER_KEY is not the key"), "{log}");
+}

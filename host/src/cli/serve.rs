@@ -40,12 +40,12 @@ pub struct ServeArgs {
     /// With --database: how long a host holds a running execution without renewing.
     /// A host that dies (or loses the database) has its runs retried by another host
     /// this long after.
-    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub lease_s: u64,
 
     /// With --database: how often a host renews its leases (at most a third of
     /// --lease-s is sane: a renewal may be slow).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=1200))]
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1200))]
     pub lease_renew_s: u64,
 
     /// Publish the bundled example apps at startup: all of them, or only the Rust or the

@@ -857,6 +857,14 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// The value sealed with the master key by the first host that started on this
+    /// store (`sealed` is kept and returned when there is none): a host whose key cannot
+    /// open it has another key, and must not start. A store no other host shares
+    /// returns `sealed` (its key lives beside it, in the data dir).
+    async fn key_check(&self, sealed: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        Ok(sealed)
+    }
+
     /// Which database this is, for `/healthz`: `sqlite` or `postgres`.
     fn kind(&self) -> &'static str {
         "sqlite"

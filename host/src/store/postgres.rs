@@ -43,7 +43,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// How long a host's hold on a running execution lasts unless renewed (see
 /// [`Store::renew_leases`]), unless set with [`PgStore::open_with`].
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// How often the database's health is checked (and how long a check may take, twice).
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
@@ -2025,6 +2025,24 @@ impl Store for PgStore {
 
     fn queued_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.queued.clone())
+    }
+
+    async fn key_check(&self, sealed: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+        let db = self.db().await?;
+        execute(
+            &db,
+            "INSERT INTO floom_settings (name, value) VALUES ('key_check', $1) \
+             ON CONFLICT (name) DO NOTHING",
+            &[&sealed],
+        )
+        .await?;
+        Ok(query_one(
+            &db,
+            "SELECT value FROM floom_settings WHERE name = 'key_check'",
+            &[],
+        )
+        .await?
+        .try_get(0)?)
     }
 
     fn kind(&self) -> &'static str {

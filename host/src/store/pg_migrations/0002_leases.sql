@@ -8,3 +8,10 @@ ALTER TABLE executions ADD COLUMN lease_until BIGINT;
 -- next renewal and stops the guest.
 ALTER TABLE executions ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
 CREATE INDEX executions_leased ON executions (lease_until) WHERE status = 'running';
+
+-- What every host must agree on, such as a value sealed with the master key at the
+-- first start: a host given another key cannot open it, and refuses to start.
+CREATE TABLE floom_settings (
+    name  TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
