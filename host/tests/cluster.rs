@@ -347,3 +347,59 @@ async fn a_host_with_another_master_key_refuses_to_start() {
     let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap();
     assert!(log.contains("FLOOM_MASTER_KEY is not the key"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_fires_once_per_tick_across_three_hosts() {
+    let url = support::postgres::database().await;
+    let hosts: Vec<Server> = (0..3).map(|_| host(&url, &[])).collect();
+    for server in &hosts {
+        server.publish_misbehave("slow", "").await;
+    }
+    let response = hosts[0]
+        .post("/api/apps/slow/schedules")
+        .bearer_auth(TOKEN)
+        .json(&json!({ "cron": "* * * * * *", "action": "ok" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    let schedule: Value = response.json().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let deleted = hosts[1]
+        .http
+        .delete(hosts[1].url(&format!(
+            "/api/apps/slow/schedules/{}",
+            schedule["id"].as_str().unwrap()
+        )))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let page: Value = hosts[2]
+        .admin_get("/api/executions?trigger_source=schedule&limit=100")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let runs = page["data"].as_array().unwrap();
+    // Every host looks for due ticks; each tick is claimed by one of them only.
+    let mut per_second: HashMap<String, usize> = HashMap::new();
+    for run in runs {
+        let created = run["created_at"].as_str().unwrap();
+        *per_second.entry(created[..19].to_owned()).or_default() += 1;
+    }
+    println!("scheduled runs per second: {per_second:?}");
+    assert!(
+        (3..=6).contains(&runs.len()),
+        "{} runs in 4.5 s",
+        runs.len()
+    );
+    assert!(
+        per_second.values().all(|n| *n == 1),
+        "a tick ran twice: {per_second:?}"
+    );
+}
