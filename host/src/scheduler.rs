@@ -398,7 +398,14 @@ impl Scheduler {
                         runner.execute(run, permit, token, Some(started)).await
                     });
                 }
-                _ => {
+                (direct, _) => {
+                    // Written as queued after all (its app is at its cap across the
+                    // hosts): the slot goes back, the place in the queue is taken again.
+                    if direct.is_some() {
+                        lock(&this.cancels).remove(&run.id);
+                        this.finished_running(&run.app);
+                        lock(&this.places).add(&run.app, run.caller.as_deref());
+                    }
                     lock(&this.queue).push_back(run);
                     this.notify.notify_one();
                 }

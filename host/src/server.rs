@@ -255,7 +255,13 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     // The shared database's pool, for the bytes kept beside the store.
     let (store, database): (DynStore, _) = match &config.database {
         Some(url) => {
-            let store = PgStore::open_with(url, live.clone(), config.leases.length).await?;
+            let store = PgStore::open_with(
+                url,
+                live.clone(),
+                config.leases.length,
+                config.max_runs_per_app,
+            )
+            .await?;
             let pool = store.pool().clone();
             (Arc::new(store), Some(pool))
         }

@@ -403,3 +403,40 @@ async fn a_schedule_fires_once_per_tick_across_three_hosts() {
         "a tick ran twice: {per_second:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_per_app_cap_holds_across_hosts() {
+    let url = support::postgres::database().await;
+    let hosts = [
+        host(&url, &["--max-runs-per-app", "1"]),
+        host(&url, &["--max-runs-per-app", "1"]),
+    ];
+    for server in &hosts {
+        server.publish_misbehave("slow", "").await;
+    }
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let envelope = hosts[i % 2]
+            .start_run("/api/apps/slow/actions/sleep/run", json!({ "ms": 300 }))
+            .await;
+        ids.push(envelope["execution_id"].as_str().unwrap().to_owned());
+    }
+    let mut spans = Vec::new();
+    for id in &ids {
+        let execution = hosts[0].wait_terminal(id, Duration::from_secs(60)).await;
+        assert_eq!(execution["status"], "succeeded", "{execution}");
+        let at = |field: &str| {
+            chrono::DateTime::parse_from_rfc3339(execution[field].as_str().unwrap())
+                .unwrap()
+                .timestamp_millis()
+        };
+        spans.push((at("started_at"), at("finished_at")));
+    }
+    spans.sort();
+    for pair in spans.windows(2) {
+        assert!(
+            pair[1].0 >= pair[0].1,
+            "two runs of the app overlapped across the hosts: {spans:?}"
+        );
+    }
+}

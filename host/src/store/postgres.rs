@@ -81,6 +81,8 @@ pub struct PgStore {
     lease_ms: Millis,
     /// Whether the database answered the last health check.
     reachable: Arc<std::sync::atomic::AtomicBool>,
+    /// Executions of one app that may run at once, across the hosts.
+    per_app: i64,
 }
 
 /// What a committed transaction does next: open live channels and publish events.
@@ -99,11 +101,17 @@ impl PgStore {
     /// brings its schema up to date, with leases of [`DEFAULT_LEASE`]. Committed events
     /// are published to `live`, this host's and (through notifications) other hosts'.
     pub async fn open(url: &str, live: Arc<Live>) -> anyhow::Result<Self> {
-        Self::open_with(url, live, DEFAULT_LEASE).await
+        Self::open_with(url, live, DEFAULT_LEASE, usize::MAX).await
     }
 
-    /// Like [`Self::open`], with leases of `lease` (renewed by the caller well within it).
-    pub async fn open_with(url: &str, live: Arc<Live>, lease: Duration) -> anyhow::Result<Self> {
+    /// Like [`Self::open`], with leases of `lease` (renewed by the caller well within it)
+    /// and at most `max_runs_per_app` executions of one app running across the hosts.
+    pub async fn open_with(
+        url: &str,
+        live: Arc<Live>,
+        lease: Duration,
+        max_runs_per_app: usize,
+    ) -> anyhow::Result<Self> {
         let config: tokio_postgres::Config = url
             .parse()
             .with_context(|| "the database URL is not a PostgreSQL connection string")?;
@@ -133,6 +141,7 @@ impl PgStore {
             host: format!("host_{}", uuid::Uuid::now_v7().simple()).into(),
             lease_ms: Millis::try_from(lease.as_millis()).unwrap_or(Millis::MAX),
             reachable: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            per_app: i64::try_from(max_runs_per_app).unwrap_or(i64::MAX),
         };
         tokio::spawn(store.clone().listen(url.to_owned()));
         tokio::spawn(store.clone().check_health());
@@ -317,6 +326,33 @@ impl PgStore {
         }
     }
 
+    /// Whether `app` may start one more run across the hosts. Starts of one app take
+    /// turns on a transaction-scoped lock, so two hosts cannot both take its last place.
+    async fn below_cap(&self, tx: &Transaction<'_>, app: &str) -> anyhow::Result<bool> {
+        if self.per_app == i64::MAX {
+            return Ok(true);
+        }
+        lock_apps(tx, &[app]).await?;
+        self.running_below(tx, app, self.per_app).await
+    }
+
+    /// Whether fewer than `cap` runs of `app` are running (its lock held).
+    async fn running_below(
+        &self,
+        tx: &Transaction<'_>,
+        app: &str,
+        cap: i64,
+    ) -> anyhow::Result<bool> {
+        let running: i64 = query_one(
+            tx,
+            "SELECT COUNT(*) FROM executions WHERE app = $1 AND status = 'running'",
+            &[&app],
+        )
+        .await?
+        .try_get(0)?;
+        Ok(running < cap)
+    }
+
     /// The lease a start here takes: held by this host until `at` plus a lease.
     fn lease_until(&self, at: Millis) -> Millis {
         at.saturating_add(self.lease_ms)
@@ -376,6 +412,24 @@ async fn migrate_in(tx: &tokio_postgres::Transaction<'_>) -> anyhow::Result<i64>
         .await?;
     }
     Ok(i64::try_from(MIGRATIONS.len())?.max(done))
+}
+
+/// Takes the start locks of `apps` for the rest of the transaction, in one order, so
+/// transactions taking several cannot wait on each other in a circle. (A start takes its
+/// execution's row first, then its app's lock.)
+async fn lock_apps(tx: &Transaction<'_>, apps: &[&str]) -> anyhow::Result<()> {
+    let mut apps = apps.to_vec();
+    apps.sort_unstable();
+    apps.dedup();
+    for app in apps {
+        execute(
+            tx,
+            "SELECT pg_advisory_xact_lock(hashtext('run:' || $1))",
+            &[&app],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Parameters of a statement.
@@ -1033,7 +1087,7 @@ impl Store for PgStore {
 
     async fn insert_execution(
         &self,
-        e: NewExecution,
+        mut e: NewExecution,
         idempotency: Option<IdempotencyKey>,
     ) -> anyhow::Result<Inserted> {
         self.write(async |tx, effects| {
@@ -1090,6 +1144,10 @@ impl Store for PgStore {
                 )
                 .await?;
             }
+            // At the app's cap across hosts, a direct start waits in the queue instead.
+            if e.started_at.is_some() && !self.below_cap(tx, &e.app).await? {
+                e.started_at = None;
+            }
             let status = if e.started_at.is_some() {
                 "running"
             } else {
@@ -1135,6 +1193,21 @@ impl Store for PgStore {
 
     async fn start_execution(&self, id: &str, at: Millis) -> anyhow::Result<Option<Started>> {
         self.write(async |tx, effects| {
+            // At the app's cap across hosts it stays queued, for a claim once a place
+            // frees (this host's queue lets it go).
+            let Some(app) = query_opt(
+                tx,
+                "SELECT app FROM executions WHERE id = $1 AND status = 'queued' FOR UPDATE",
+                &[&id],
+            )
+            .await?
+            else {
+                return Ok(None);
+            };
+            if !self.below_cap(tx, &app.try_get::<_, String>(0)?).await? {
+                effects.queued = true;
+                return Ok(None);
+            }
             let Some(row) = query_opt(
                 tx,
                 "UPDATE executions SET status = 'running', attempts = attempts + 1, started_at = $2, \
@@ -1969,16 +2042,6 @@ impl Store for PgStore {
         at: Millis,
     ) -> anyhow::Result<Vec<(ExecutionRecord, Started)>> {
         self.write(async |tx, effects| {
-            let mut running: HashMap<String, i64> = HashMap::new();
-            for row in query(
-                tx,
-                "SELECT app, COUNT(*) FROM executions WHERE status = 'running' GROUP BY app",
-                &[],
-            )
-            .await?
-            {
-                running.insert(row.try_get(0)?, row.try_get(1)?);
-            }
             // More than `limit`, so apps at their cap do not hide the others.
             let candidates = query(
                 tx,
@@ -1989,17 +2052,24 @@ impl Store for PgStore {
                 &[&(self::limit(limit) * 4)],
             )
             .await?;
+            let records: Vec<ExecutionRecord> = candidates
+                .iter()
+                .map(execution_row)
+                .collect::<anyhow::Result<_>>()?;
+            let apps: Vec<&str> = records.iter().map(|r| r.app.as_str()).collect();
+            lock_apps(tx, &apps).await?;
             let mut claimed = Vec::new();
-            for row in candidates {
+            for mut record in records {
                 if claimed.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
                     break;
                 }
-                let mut record = execution_row(&row)?;
-                let count = running.entry(record.app.clone()).or_default();
-                if *count >= i64::from(per_app) {
+                // Counts this transaction's own claims too.
+                if !self
+                    .running_below(tx, &record.app, i64::from(per_app))
+                    .await?
+                {
                     continue;
                 }
-                *count += 1;
                 let attempt: i64 = query_one(
                     tx,
                     "UPDATE executions SET status = 'running', attempts = attempts + 1, \
