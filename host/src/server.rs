@@ -22,7 +22,7 @@ use crate::ratelimit::RateLimiter;
 use crate::registry::{PublishError, Registry};
 use crate::scheduler::{Guests, RunSupport, Scheduler, SchedulerConfig};
 use crate::schema::ValidationPool;
-use crate::store::{DynStore, PgStore, SqliteStore};
+use crate::store::{DynStore, PgOptions, PgStore, SqliteStore};
 use crate::tokens::{PREFIX, Tokens};
 
 /// Everything `floom serve` can be told.
@@ -147,6 +147,21 @@ fn lower_priority(nice: i32) {
     }
 }
 
+/// This host's name among the hosts of one database, kept in `<data-dir>/host-id` so it
+/// survives restarts (a data dir per host: two hosts on one data dir would share it).
+fn host_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("host-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let id = format!("host_{}", uuid::Uuid::now_v7().simple());
+            floom_runtime::write_atomically(&path, id.as_bytes())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
 /// Refuses to start against a shared database whose secrets this host's master key
 /// cannot open (another host sealed them with another key).
 async fn check_master_key(store: &DynStore, sealer: &Sealer) -> anyhow::Result<()> {
@@ -255,13 +270,12 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
     // The shared database's pool, for the bytes kept beside the store.
     let (store, database): (DynStore, _) = match &config.database {
         Some(url) => {
-            let store = PgStore::open_with(
-                url,
-                live.clone(),
-                config.leases.length,
-                config.max_runs_per_app,
-            )
-            .await?;
+            let options = PgOptions {
+                host: host_id(&config.data_dir)?,
+                lease: config.leases.length,
+                max_runs_per_app: config.max_runs_per_app,
+            };
+            let store = PgStore::open_with(url, live.clone(), options).await?;
             let pool = store.pool().clone();
             (Arc::new(store), Some(pool))
         }

@@ -190,7 +190,7 @@ async fn submit_until(server_url: String, stop: Arc<AtomicBool>) -> Vec<String> 
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let ms = if n % 10 == 0 { 800 } else { n % 90 };
+        let ms = if n.is_multiple_of(10) { 800 } else { n % 90 };
         let response = http
             .post(format!("{server_url}/api/apps/slow/actions/sleep/run"))
             .bearer_auth(TOKEN)

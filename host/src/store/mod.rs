@@ -26,7 +26,7 @@ pub use hooks::{
     EVENT_TYPES, ScheduleRecord, SubscriptionRecord, TickClaim, TickTaken, TriggerRecord,
     event_type,
 };
-pub use postgres::{PgStore, migrate_url as migrate_postgres};
+pub use postgres::{PgOptions, PgStore, migrate_url as migrate_postgres};
 pub use sqlite::{CommitFailed, SqliteStore};
 
 /// Unix time in milliseconds.

@@ -85,6 +85,18 @@ pub struct PgStore {
     per_app: i64,
 }
 
+/// How a host uses the shared database.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// This host's name on its leases: the same across its restarts (so a host that
+    /// restarts takes its own runs back at once), different from every other host's.
+    pub host: String,
+    /// How long a lease lasts unless renewed (the caller renews well within it).
+    pub lease: Duration,
+    /// Executions of one app that may run at once, across the hosts.
+    pub max_runs_per_app: usize,
+}
+
 /// What a committed transaction does next: open live channels and publish events.
 #[derive(Default)]
 pub(super) struct Effects {
@@ -101,17 +113,21 @@ impl PgStore {
     /// brings its schema up to date, with leases of [`DEFAULT_LEASE`]. Committed events
     /// are published to `live`, this host's and (through notifications) other hosts'.
     pub async fn open(url: &str, live: Arc<Live>) -> anyhow::Result<Self> {
-        Self::open_with(url, live, DEFAULT_LEASE, usize::MAX).await
+        let options = PgOptions {
+            host: format!("host_{}", uuid::Uuid::now_v7().simple()),
+            lease: DEFAULT_LEASE,
+            max_runs_per_app: usize::MAX,
+        };
+        Self::open_with(url, live, options).await
     }
 
-    /// Like [`Self::open`], with leases of `lease` (renewed by the caller well within it)
-    /// and at most `max_runs_per_app` executions of one app running across the hosts.
-    pub async fn open_with(
-        url: &str,
-        live: Arc<Live>,
-        lease: Duration,
-        max_runs_per_app: usize,
-    ) -> anyhow::Result<Self> {
+    /// Like [`Self::open`], as `options` say.
+    pub async fn open_with(url: &str, live: Arc<Live>, options: PgOptions) -> anyhow::Result<Self> {
+        let PgOptions {
+            host,
+            lease,
+            max_runs_per_app,
+        } = options;
         let config: tokio_postgres::Config = url
             .parse()
             .with_context(|| "the database URL is not a PostgreSQL connection string")?;
@@ -138,7 +154,7 @@ impl PgStore {
             outbox: Arc::new(tokio::sync::Notify::new()),
             queued: Arc::new(tokio::sync::Notify::new()),
             runtime: tokio::runtime::Handle::current(),
-            host: format!("host_{}", uuid::Uuid::now_v7().simple()).into(),
+            host: host.into(),
             lease_ms: Millis::try_from(lease.as_millis()).unwrap_or(Millis::MAX),
             reachable: Arc::new(std::sync::atomic::AtomicBool::new(true)),
             per_app: i64::try_from(max_runs_per_app).unwrap_or(i64::MAX),
@@ -351,6 +367,89 @@ impl PgStore {
         .await?
         .try_get(0)?;
         Ok(running < cap)
+    }
+
+    /// Puts back in the queue (or fails, on their second attempt) the running
+    /// executions whose lease ran out before `now`, and with `own` those this host held
+    /// before it restarted (they cannot be running any more).
+    async fn take_back(&self, now: Millis, own: bool) -> anyhow::Result<Recovery> {
+        self.write(async |tx, effects| {
+            let mut recovery = Recovery::default();
+            // Held by a host that stopped renewing (or by none: started before leases).
+            // At a restart, this host's own rows may still be locked by the backend of
+            // the process that died (until PostgreSQL notices): wait for them rather
+            // than skip them. Other hosts' are skipped: a live one may hold them.
+            let expired = if own {
+                query(
+                    tx,
+                    "SELECT id, attempts FROM executions WHERE status = 'running' \
+                     AND (lease_until IS NULL OR lease_until < $1 OR lease_owner = $2) \
+                     ORDER BY n FOR UPDATE",
+                    &[&now, &&*self.host],
+                )
+                .await?
+            } else {
+                query(
+                    tx,
+                    "SELECT id, attempts FROM executions WHERE status = 'running' \
+                     AND (lease_until IS NULL OR lease_until < $1) \
+                     ORDER BY n LIMIT 500 FOR UPDATE SKIP LOCKED",
+                    &[&now],
+                )
+                .await?
+            };
+            for row in expired {
+                let (id, attempts): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
+                let seq = next_seq(tx, &id).await?;
+                if attempts < 2 {
+                    execute(
+                        tx,
+                        "UPDATE executions SET status = 'queued', lease_owner = NULL, \
+                         lease_until = NULL WHERE id = $1",
+                        &[&id],
+                    )
+                    .await?;
+                    let event = events::host_log(
+                        &id,
+                        seq,
+                        "the host running this run stopped; it will be retried once",
+                    );
+                    insert_event(tx, &event).await?;
+                    effects.publish.push(event);
+                    effects.queued = true;
+                    recovery.retried.push(id);
+                } else {
+                    let error = RunError::new(
+                        ErrorCode::HostRestarted,
+                        "the host running this run stopped, and it had already been retried once",
+                    );
+                    let row = query_one(
+                        tx,
+                        "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, \
+                         lease_owner = NULL, lease_until = NULL WHERE id = $1 RETURNING app, webhook",
+                        &[&id, &serde_json::to_string(&error)?, &now],
+                    )
+                    .await?;
+                    let (app, webhook): (String, Option<String>) =
+                        (row.try_get(0)?, row.try_get(1)?);
+                    effects.outbox |= pg_hooks::enqueue(
+                        tx,
+                        &id,
+                        &app,
+                        webhook.as_deref(),
+                        ExecStatus::Failed,
+                        now,
+                    )
+                    .await?;
+                    let event = events::error(&id, seq, ExecStatus::Failed, &error);
+                    insert_event(tx, &event).await?;
+                    effects.publish.push(event);
+                    recovery.failed.push(id);
+                }
+            }
+            Ok(recovery)
+        })
+        .await
     }
 
     /// The lease a start here takes: held by this host until `at` plus a lease.
@@ -1669,8 +1768,9 @@ impl Store for PgStore {
     }
 
     async fn recover(&self, at: Millis) -> anyhow::Result<Recovery> {
-        // Other hosts' runs go on: only those whose lease ran out are taken back.
-        let mut recovery = self.expire_leases(at).await?;
+        // Other hosts' runs go on: only this host's from before its restart, and those
+        // whose lease ran out, are taken back.
+        let mut recovery = self.take_back(at, true).await?;
         let db = self.db().await?;
         recovery.queued = query(
             &db,
@@ -1970,69 +2070,7 @@ impl Store for PgStore {
     }
 
     async fn expire_leases(&self, now: Millis) -> anyhow::Result<Recovery> {
-        self.write(async |tx, effects| {
-            let mut recovery = Recovery::default();
-            // Held by a host that stopped renewing (or by none: started before leases).
-            let expired = query(
-                tx,
-                "SELECT id, attempts FROM executions WHERE status = 'running' \
-                 AND (lease_until IS NULL OR lease_until < $1) \
-                 ORDER BY n LIMIT 500 FOR UPDATE SKIP LOCKED",
-                &[&now],
-            )
-            .await?;
-            for row in expired {
-                let (id, attempts): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
-                let seq = next_seq(tx, &id).await?;
-                if attempts < 2 {
-                    execute(
-                        tx,
-                        "UPDATE executions SET status = 'queued', lease_owner = NULL, \
-                         lease_until = NULL WHERE id = $1",
-                        &[&id],
-                    )
-                    .await?;
-                    let event = events::host_log(
-                        &id,
-                        seq,
-                        "the host running this run stopped; it will be retried once",
-                    );
-                    insert_event(tx, &event).await?;
-                    effects.publish.push(event);
-                    effects.queued = true;
-                    recovery.retried.push(id);
-                } else {
-                    let error = RunError::new(
-                        ErrorCode::HostRestarted,
-                        "the host running this run stopped, and it had already been retried once",
-                    );
-                    let row = query_one(
-                        tx,
-                        "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, \
-                         lease_owner = NULL, lease_until = NULL WHERE id = $1 RETURNING app, webhook",
-                        &[&id, &serde_json::to_string(&error)?, &now],
-                    )
-                    .await?;
-                    let (app, webhook): (String, Option<String>) =
-                        (row.try_get(0)?, row.try_get(1)?);
-                    effects.outbox |= pg_hooks::enqueue(
-                        tx,
-                        &id,
-                        &app,
-                        webhook.as_deref(),
-                        ExecStatus::Failed,
-                        now,
-                    )
-                    .await?;
-                    let event = events::error(&id, seq, ExecStatus::Failed, &error);
-                    insert_event(tx, &event).await?;
-                    effects.publish.push(event);
-                    recovery.failed.push(id);
-                }
-            }
-            Ok(recovery)
-        })
-        .await
+        self.take_back(now, false).await
     }
 
     async fn claim_queued(
