@@ -7,7 +7,7 @@
 //! `/healthz` or the handlers of other requests.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,14 @@ pub enum Cancelled {
     NotFound,
 }
 
+/// A run's slot and its registration: what a started run holds until it ends.
+struct Slot {
+    permit: OwnedSemaphorePermit,
+    token: CancellationToken,
+    /// Its number in the scheduler's registrations (see `Scheduler::unregister`).
+    n: u64,
+}
+
 /// Where runs happen: the niced guest runtime, and the slots that bound how many
 /// sandboxes exist at once (the pooling allocator holds exactly that many). Runs take a
 /// slot from the scheduler; the registry's publish-time probe takes one too, so no
@@ -234,7 +242,11 @@ pub struct Scheduler {
     running: AtomicUsize,
     idle: Notify,
     /// The cancel token of every running execution, with its app.
-    cancels: Mutex<HashMap<String, (String, CancellationToken)>>,
+    cancels: Mutex<HashMap<String, (String, CancellationToken, u64)>>,
+    /// Numbers each registration in `cancels`: a run unregisters only its own (the same
+    /// execution can be claimed from the shared store while this host's dispatcher,
+    /// which then finds it taken, is about to start it).
+    next_run: AtomicU64,
     /// Running executions per app.
     per_app: Mutex<HashMap<String, usize>>,
     draining: AtomicBool,
@@ -269,6 +281,7 @@ impl Scheduler {
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             cancels: Mutex::new(HashMap::new()),
+            next_run: AtomicU64::new(0),
             per_app: Mutex::new(HashMap::new()),
             draining: AtomicBool::new(false),
             config,
@@ -392,17 +405,16 @@ impl Scheduler {
                 caller: Some(caller),
             };
             match (direct, started) {
-                (Some((permit, token)), Some(started)) => {
+                (Some(slot), Some(started)) => {
                     let runner = this.clone();
-                    this.guests.spawn(async move {
-                        runner.execute(run, permit, token, Some(started)).await
-                    });
+                    this.guests
+                        .spawn(async move { runner.execute(run, slot, Some(started)).await });
                 }
                 (direct, _) => {
                     // Written as queued after all (its app is at its cap across the
                     // hosts): the slot goes back, the place in the queue is taken again.
-                    if direct.is_some() {
-                        lock(&this.cancels).remove(&run.id);
+                    if let Some(slot) = direct {
+                        this.unregister(&run.id, slot.n);
                         this.finished_running(&run.app);
                         lock(&this.places).add(&run.app, run.caller.as_deref());
                     }
@@ -419,12 +431,7 @@ impl Scheduler {
     /// Takes a slot for `id` when one is free and nothing waits, moving its place from
     /// the queue to the running count (so a drain waits for it) and registering its
     /// cancel token before it is written (so a cancel cannot fall between the two).
-    fn try_start_now(
-        &self,
-        id: &str,
-        app: &str,
-        caller: &str,
-    ) -> Option<(OwnedSemaphorePermit, CancellationToken)> {
+    fn try_start_now(&self, id: &str, app: &str, caller: &str) -> Option<Slot> {
         if !lock(&self.queue).is_empty() {
             return None;
         }
@@ -434,23 +441,34 @@ impl Scheduler {
         }
         lock(&self.places).release(app, Some(caller));
         self.running.fetch_add(1, Ordering::AcqRel);
+        Some(self.register(id, app, permit))
+    }
+
+    /// Registers the cancel token of a run of `id` about to start in `permit`'s slot.
+    fn register(&self, id: &str, app: &str, permit: OwnedSemaphorePermit) -> Slot {
         let token = CancellationToken::new();
-        lock(&self.cancels).insert(id.to_owned(), (app.to_owned(), token.clone()));
-        Some((permit, token))
+        let n = self.next_run.fetch_add(1, Ordering::Relaxed);
+        lock(&self.cancels).insert(id.to_owned(), (app.to_owned(), token.clone(), n));
+        Slot { permit, token, n }
+    }
+
+    /// Forgets registration `n` of `id`, unless a later one replaced it.
+    fn unregister(&self, id: &str, n: u64) {
+        let mut cancels = lock(&self.cancels);
+        if cancels
+            .get(id)
+            .is_some_and(|(_, _, registered)| *registered == n)
+        {
+            cancels.remove(id);
+        }
     }
 
     /// Undoes a reservation whose execution was not written: its slot from
     /// [`Self::try_start_now`], or its place in the queue.
-    fn give_back(
-        &self,
-        id: &str,
-        app: &str,
-        caller: &str,
-        direct: Option<(OwnedSemaphorePermit, CancellationToken)>,
-    ) {
+    fn give_back(&self, id: &str, app: &str, caller: &str, direct: Option<Slot>) {
         match direct {
-            Some(_) => {
-                lock(&self.cancels).remove(id);
+            Some(slot) => {
+                self.unregister(id, slot.n);
                 self.finished_running(app);
             }
             None => lock(&self.places).release(app, Some(caller)),
@@ -479,7 +497,9 @@ impl Scheduler {
 
     /// Cancels a queued or running execution.
     pub async fn cancel(&self, id: &str) -> anyhow::Result<Cancelled> {
-        let running = lock(&self.cancels).get(id).map(|(_, token)| token.clone());
+        let running = lock(&self.cancels)
+            .get(id)
+            .map(|(_, token, _)| token.clone());
         if let Some(token) = running {
             token.cancel();
             // Its run may have just ended awaiting approval, before its slot was given
@@ -494,7 +514,7 @@ impl Scheduler {
             return Ok(Cancelled::Queued);
         }
         // Not queued: it may have just started, or ended.
-        if let Some((_, token)) = lock(&self.cancels).get(id) {
+        if let Some((_, token, _)) = lock(&self.cancels).get(id) {
             token.cancel();
             return Ok(Cancelled::Running);
         }
@@ -513,7 +533,7 @@ impl Scheduler {
 
     /// Cancels execution `id` if it runs on this host (asked on another host).
     pub fn cancel_here(&self, id: &str) {
-        if let Some((_, token)) = lock(&self.cancels).get(id) {
+        if let Some((_, token, _)) = lock(&self.cancels).get(id) {
             token.cancel();
         }
     }
@@ -522,7 +542,7 @@ impl Scheduler {
     /// forgets those and stops its running ones.
     pub fn app_deleted(&self, app: &str, cancelled: &[String]) {
         self.forget_queued(|q| cancelled.contains(&q.id));
-        for (owner, token) in lock(&self.cancels).values() {
+        for (owner, token, _) in lock(&self.cancels).values() {
             if owner == app {
                 token.cancel();
             }
@@ -539,7 +559,7 @@ impl Scheduler {
     pub fn stop_lost(&self, lost: &[String]) {
         let cancels = lock(&self.cancels);
         for id in lost {
-            if let Some((_, token)) = cancels.get(id) {
+            if let Some((_, token, _)) = cancels.get(id) {
                 tracing::warn!(execution = %id, "{}", LeaseLost(id.clone()));
                 token.cancel();
             }
@@ -567,8 +587,7 @@ impl Scheduler {
             // Counted here too, so this host's own dispatch sees the app's runs.
             *lock(&self.per_app).entry(record.app.clone()).or_default() += 1;
             self.running.fetch_add(1, Ordering::AcqRel);
-            let token = CancellationToken::new();
-            lock(&self.cancels).insert(record.id.clone(), (record.app.clone(), token.clone()));
+            let slot = self.register(&record.id, &record.app, permit);
             let inputs = record.current_inputs();
             let run = Queued {
                 id: record.id.clone(),
@@ -581,7 +600,7 @@ impl Scheduler {
             };
             let runner = self.clone();
             self.guests
-                .spawn(async move { runner.execute(run, permit, token, Some(started)).await });
+                .spawn(async move { runner.execute(run, slot, Some(started)).await });
         }
         Ok(count)
     }
@@ -656,10 +675,9 @@ impl Scheduler {
             let Some(next) = next else { continue };
             lock(&self.places).release(&next.app, next.caller.as_deref());
             self.running.fetch_add(1, Ordering::AcqRel);
-            let token = CancellationToken::new();
-            lock(&self.cancels).insert(next.id.clone(), (next.app.clone(), token.clone()));
+            let slot = self.register(&next.id, &next.app, permit);
             let this = self.clone();
-            tokio::spawn(async move { this.execute(next, permit, token, None).await });
+            tokio::spawn(async move { this.execute(next, slot, None).await });
         }
     }
 
@@ -674,17 +692,12 @@ impl Scheduler {
     }
 
     /// Runs an execution in its slot; `started` when it was written as running already.
-    async fn execute(
-        self: Arc<Self>,
-        run: Queued,
-        permit: OwnedSemaphorePermit,
-        token: CancellationToken,
-        started: Option<Started>,
-    ) {
+    async fn execute(self: Arc<Self>, run: Queued, slot: Slot, started: Option<Started>) {
+        let Slot { permit, token, n } = slot;
         if let Err(e) = self.run_one(&run, token, started).await {
             tracing::error!(execution = %run.id, "the execution could not be recorded: {e:#}");
         }
-        lock(&self.cancels).remove(&run.id);
+        self.unregister(&run.id, n);
         drop(permit);
         self.finished_running(&run.app);
     }

@@ -45,8 +45,12 @@ const MIGRATIONS: &[&str] = &[
 /// [`Store::renew_leases`]), unless set with [`PgStore::open_with`].
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
-/// How often the database's health is checked (and how long a check may take, twice).
+/// How often the database's health is checked, how long a check may take, and how many
+/// must go unanswered in a row before the host calls the database lost: a slow moment
+/// under load is not an outage.
 const HEALTH_CHECK: Duration = Duration::from_secs(1);
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+const HEALTH_FAILURES: u32 = 3;
 
 /// The channels hosts notify each other on: an execution was queued (an idle host may
 /// claim it), and executions got events (their followers on other hosts read them).
@@ -160,7 +164,7 @@ impl PgStore {
             per_app: i64::try_from(max_runs_per_app).unwrap_or(i64::MAX),
         };
         tokio::spawn(store.clone().listen(url.to_owned()));
-        tokio::spawn(store.clone().check_health());
+        tokio::spawn(store.clone().check_health(url.to_owned()));
         Ok(store)
     }
 
@@ -319,20 +323,42 @@ impl PgStore {
     }
 
     /// Asks the database a trivial question every [`HEALTH_CHECK`], for as long as the
-    /// store lives, and keeps the answer for [`Store::reachable`].
-    async fn check_health(self) {
+    /// store lives, on a connection of its own (a busy pool is not a lost database), and
+    /// keeps the answer for [`Store::reachable`]: unreachable after [`HEALTH_FAILURES`]
+    /// checks in a row went unanswered, reachable again at the first answer.
+    async fn check_health(self, url: String) {
         use std::sync::atomic::Ordering;
         let mut tick = tokio::time::interval(HEALTH_CHECK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut client: Option<tokio_postgres::Client> = None;
+        let mut failures = 0;
         while !self.pool.is_closed() {
             tick.tick().await;
-            let answered = tokio::time::timeout(HEALTH_CHECK * 2, async {
-                query_one(&self.db().await?, "SELECT 1", &[]).await
+            let answered = tokio::time::timeout(HEALTH_TIMEOUT, async {
+                if client
+                    .as_ref()
+                    .is_none_or(tokio_postgres::Client::is_closed)
+                {
+                    let (new, connection) =
+                        tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+                    tokio::spawn(connection);
+                    client = Some(new);
+                }
+                match &client {
+                    Some(client) => client.simple_query("SELECT 1").await.map(drop),
+                    None => Ok(()),
+                }
             })
             .await
             .is_ok_and(|answer| answer.is_ok());
-            let was = self.reachable.swap(answered, Ordering::AcqRel);
-            match (was, answered) {
+            failures = if answered { 0 } else { failures + 1 };
+            if failures > 0 {
+                // A connection that failed a check is not trusted with the next one.
+                client = None;
+            }
+            let reachable = failures < HEALTH_FAILURES;
+            let was = self.reachable.swap(reachable, Ordering::AcqRel);
+            match (was, reachable) {
                 (true, false) => {
                     tracing::error!("the database does not answer: refusing requests until it does")
                 }
