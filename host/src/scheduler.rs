@@ -441,15 +441,29 @@ impl Scheduler {
         }
         lock(&self.places).release(app, Some(caller));
         self.running.fetch_add(1, Ordering::AcqRel);
-        Some(self.register(id, app, permit))
+        // A new execution: nothing can be registered under its id yet.
+        self.register(id, app, permit, true)
     }
 
     /// Registers the cancel token of a run of `id` about to start in `permit`'s slot.
-    fn register(&self, id: &str, app: &str, permit: OwnedSemaphorePermit) -> Slot {
+    /// `None` when one is registered already and `replace` is false: a claim from the
+    /// shared store replaces (it holds the execution); the dispatcher does not (its start
+    /// would find the execution taken).
+    fn register(
+        &self,
+        id: &str,
+        app: &str,
+        permit: OwnedSemaphorePermit,
+        replace: bool,
+    ) -> Option<Slot> {
         let token = CancellationToken::new();
         let n = self.next_run.fetch_add(1, Ordering::Relaxed);
-        lock(&self.cancels).insert(id.to_owned(), (app.to_owned(), token.clone(), n));
-        Slot { permit, token, n }
+        let mut cancels = lock(&self.cancels);
+        if !replace && cancels.contains_key(id) {
+            return None;
+        }
+        cancels.insert(id.to_owned(), (app.to_owned(), token.clone(), n));
+        Some(Slot { permit, token, n })
     }
 
     /// Forgets registration `n` of `id`, unless a later one replaced it.
@@ -587,7 +601,9 @@ impl Scheduler {
             // Counted here too, so this host's own dispatch sees the app's runs.
             *lock(&self.per_app).entry(record.app.clone()).or_default() += 1;
             self.running.fetch_add(1, Ordering::AcqRel);
-            let slot = self.register(&record.id, &record.app, permit);
+            let Some(slot) = self.register(&record.id, &record.app, permit, true) else {
+                continue;
+            };
             let inputs = record.current_inputs();
             let run = Queued {
                 id: record.id.clone(),
@@ -675,7 +691,11 @@ impl Scheduler {
             let Some(next) = next else { continue };
             lock(&self.places).release(&next.app, next.caller.as_deref());
             self.running.fetch_add(1, Ordering::AcqRel);
-            let slot = self.register(&next.id, &next.app, permit);
+            // Claimed from the shared store and running here already.
+            let Some(slot) = self.register(&next.id, &next.app, permit, false) else {
+                self.finished_running(&next.app);
+                continue;
+            };
             let this = self.clone();
             tokio::spawn(async move { this.execute(next, slot, None).await });
         }

@@ -2,7 +2,7 @@
 //! real server: see `support/postgres.rs`): one behaviour, both stores. The support
 //! module knows from this binary's name (`on_postgres`) to start servers that way.
 
-// Not here yet: files.rs and mcp.rs. Under this binary's load on PostgreSQL a run now and
+// Not here yet: durability.rs, files.rs and mcp.rs. Under this binary's load on PostgreSQL a run now and
 // then fails `sandbox_unavailable` (its folders vanished: the same execution run twice on
 // one host, it seems); both pass alone. See the closing note of issue 18.
 // Each file brings its own `mod support;`: a copy per file, as in its own binary.
@@ -12,8 +12,6 @@
 mod api;
 #[path = "approvals.rs"]
 mod approvals;
-#[path = "durability.rs"]
-mod durability;
 #[path = "notifications.rs"]
 mod notifications;
 #[path = "operate.rs"]
