@@ -13,6 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+mod decision;
 mod hooks;
 mod pg_approvals;
 mod pg_hooks;

@@ -5,9 +5,9 @@
 //! pending.
 
 use deadpool_postgres::{GenericClient, Transaction};
-use floom_runtime::{ErrorCode, RunError};
 use serde_json::value::RawValue;
 
+use super::decision::{self, Next};
 use super::pg_hooks;
 use super::postgres::{
     self, EXECUTION_COLUMNS, Effects, execute, execution_row, insert_event, next_seq, query,
@@ -16,7 +16,6 @@ use super::postgres::{
 use super::{
     Approval, Decided, Decision, DecisionNote, ExecStatus, ExecutionRecord, ListApprovals, Millis,
 };
-use crate::api::timestamp;
 use crate::events;
 
 /// Approvals one expiry write ends at most, so it holds its locks briefly.
@@ -51,18 +50,7 @@ pub(super) async fn decide(
         return Ok(Decided::NotPending(record.status));
     };
     let mut approval: Approval = serde_json::from_str(pending)?;
-    approval.decision = Some(
-        match decision {
-            Decision::Approve { .. } => "approved",
-            Decision::Reject => "rejected",
-            Decision::Expire => "expired",
-        }
-        .to_owned(),
-    );
-    approval.decided_by = Some(note.by.clone()).filter(|by| !by.is_empty());
-    approval.annotation.clone_from(&note.annotation);
-    approval.edited = note.edited;
-    approval.decided_at = Some(timestamp(at));
+    let next = decision::decide(&mut approval, decision, note, at);
     let approval_json = serde_json::to_string(&approval)?;
     let decided = events::decision(
         id,
@@ -72,46 +60,25 @@ pub(super) async fn decide(
     insert_event(tx, &decided).await?;
     effects.publish.push(decided);
 
-    let (status, output, error) = match decision {
-        Decision::Approve {
-            output,
-            then: Some(then),
-        } => {
+    let (status, output, error) = match next {
+        Next::Step { action, inputs } => {
             // The next step: queued again, with an attempt counter of its own.
             execute(
                 tx,
                 "UPDATE executions SET status = 'queued', approval = $2, approval_expires_at = NULL, \
                  step = step + 1, step_action = $3, step_inputs = $4, attempts = 0, started_at = NULL \
                  WHERE id = $1",
-                &[&id, &approval_json, &then, &output],
+                &[&id, &approval_json, &action, &inputs],
             )
             .await?;
             effects.queued = true;
             return Ok(Decided::NextStep(reread(tx, id).await?));
         }
-        Decision::Approve { output, then: None } => (ExecStatus::Succeeded, Some(output), None),
-        Decision::Reject => {
-            let message = match &note.annotation {
-                Some(reason) => format!("{} rejected the output: {reason}", note.by),
-                None => format!("{} rejected the output", note.by),
-            };
-            (
-                ExecStatus::Failed,
-                None,
-                Some(RunError::new(ErrorCode::Rejected, message)),
-            )
-        }
-        Decision::Expire => (
-            ExecStatus::TimedOut,
-            None,
-            Some(RunError::new(
-                ErrorCode::ApprovalExpired,
-                format!(
-                    "nobody approved or rejected the output by {}",
-                    approval.expires_at
-                ),
-            )),
-        ),
+        Next::End {
+            status,
+            output,
+            error,
+        } => (status, output, error),
     };
     let error_json = error.as_ref().map(serde_json::to_string).transpose()?;
     let row = query_one(
@@ -131,20 +98,7 @@ pub(super) async fn decide(
     let (app, webhook): (String, Option<String>) = (row.try_get(0)?, row.try_get(1)?);
     effects.outbox |= pg_hooks::enqueue(tx, id, &app, webhook.as_deref(), status, at).await?;
     let seq = next_seq(tx, id).await?;
-    let terminal = match &error {
-        None => {
-            let output = output.clone().map(RawValue::from_string).transpose()?;
-            // The run's own duration, as its usage recorded it (not the wait).
-            let duration_ms = record
-                .usage
-                .as_deref()
-                .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
-                .and_then(|u| u.get("duration_ms")?.as_f64())
-                .unwrap_or(0.0);
-            events::end(id, seq, output.as_deref(), duration_ms)
-        }
-        Some(error) => events::error(id, seq, status, error),
-    };
+    let terminal = decision::terminal(&record, seq, status, output.as_deref(), error.as_ref())?;
     insert_event(tx, &terminal).await?;
     effects.publish.push(terminal);
     Ok(Decided::Ended(reread(tx, id).await?))

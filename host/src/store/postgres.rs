@@ -605,14 +605,11 @@ pub(super) fn limit(n: u32) -> i64 {
     i64::from(n)
 }
 
-pub(super) fn insert_event_sql() -> &'static str {
-    "INSERT INTO events (execution_id, seq, kind, data) VALUES ($1, $2, $3, $4)"
-}
-
+/// Inserts one event.
 pub(super) async fn insert_event(tx: &Transaction<'_>, event: &StoredEvent) -> anyhow::Result<()> {
     execute(
         tx,
-        insert_event_sql(),
+        "INSERT INTO events (execution_id, seq, kind, data) VALUES ($1, $2, $3, $4)",
         &[&event.execution_id, &event.seq, &event.kind, &event.data],
     )
     .await?;

@@ -3,16 +3,15 @@
 //! its events and its notifications, guarded by `status = 'awaiting_approval'`: whoever
 //! commits first decides, and anyone after finds it no longer pending.
 
-use floom_runtime::{ErrorCode, RunError};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 
+use super::decision::{self, Next};
 use super::sqlite::{EXECUTION_COLUMNS, Effects, execution_row, insert_event, next_seq};
 use super::sqlite_hooks;
 use super::{
     Approval, Decided, Decision, DecisionNote, ExecStatus, ExecutionRecord, ListApprovals, Millis,
 };
-use crate::api::timestamp;
 use crate::events;
 
 /// Approvals one expiry write ends at most, so it holds the writer briefly.
@@ -44,18 +43,7 @@ pub(super) fn decide(
         return Ok(Decided::NotPending(record.status));
     };
     let mut approval: Approval = serde_json::from_str(pending)?;
-    approval.decision = Some(
-        match decision {
-            Decision::Approve { .. } => "approved",
-            Decision::Reject => "rejected",
-            Decision::Expire => "expired",
-        }
-        .to_owned(),
-    );
-    approval.decided_by = Some(note.by.clone()).filter(|by| !by.is_empty());
-    approval.annotation.clone_from(&note.annotation);
-    approval.edited = note.edited;
-    approval.decided_at = Some(timestamp(at));
+    let next = decision::decide(&mut approval, decision, note, at);
     let approval_json = serde_json::to_string(&approval)?;
     let decided = events::decision(
         id,
@@ -65,43 +53,22 @@ pub(super) fn decide(
     insert_event(tx, &decided)?;
     effects.publish.push(decided);
 
-    let (status, output, error) = match decision {
-        Decision::Approve {
-            output,
-            then: Some(then),
-        } => {
+    let (status, output, error) = match next {
+        Next::Step { action, inputs } => {
             // The next step: queued again, with an attempt counter of its own.
             tx.prepare_cached(
                 "UPDATE executions SET status = 'queued', approval = ?2, approval_expires_at = NULL, \
                  step = step + 1, step_action = ?3, step_inputs = ?4, attempts = 0, started_at = NULL \
                  WHERE id = ?1",
             )?
-            .execute(params![id, approval_json, then, output])?;
+            .execute(params![id, approval_json, action, inputs])?;
             return Ok(Decided::NextStep(reread(tx, id)?));
         }
-        Decision::Approve { output, then: None } => (ExecStatus::Succeeded, Some(output), None),
-        Decision::Reject => {
-            let message = match &note.annotation {
-                Some(reason) => format!("{} rejected the output: {reason}", note.by),
-                None => format!("{} rejected the output", note.by),
-            };
-            (
-                ExecStatus::Failed,
-                None,
-                Some(RunError::new(ErrorCode::Rejected, message)),
-            )
-        }
-        Decision::Expire => (
-            ExecStatus::TimedOut,
-            None,
-            Some(RunError::new(
-                ErrorCode::ApprovalExpired,
-                format!(
-                    "nobody approved or rejected the output by {}",
-                    approval.expires_at
-                ),
-            )),
-        ),
+        Next::End {
+            status,
+            output,
+            error,
+        } => (status, output, error),
     };
     let error_json = error.as_ref().map(serde_json::to_string).transpose()?;
     let (app, webhook): (String, Option<String>) = tx
@@ -115,20 +82,7 @@ pub(super) fn decide(
         )?;
     effects.outbox |= sqlite_hooks::enqueue(tx, id, &app, webhook.as_deref(), status, at)?;
     let seq = next_seq(tx, id)?;
-    let terminal = match &error {
-        None => {
-            let output = output.clone().map(RawValue::from_string).transpose()?;
-            // The run's own duration, as its usage recorded it (not the wait).
-            let duration_ms = record
-                .usage
-                .as_deref()
-                .and_then(|u| serde_json::from_str::<serde_json::Value>(u).ok())
-                .and_then(|u| u.get("duration_ms")?.as_f64())
-                .unwrap_or(0.0);
-            events::end(id, seq, output.as_deref(), duration_ms)
-        }
-        Some(error) => events::error(id, seq, status, error),
-    };
+    let terminal = decision::terminal(&record, seq, status, output.as_deref(), error.as_ref())?;
     insert_event(tx, &terminal)?;
     effects.publish.push(terminal);
     Ok(Decided::Ended(reread(tx, id)?))
