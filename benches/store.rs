@@ -103,6 +103,7 @@ async fn lifecycle(store: &SqliteStore, execution: NewExecution) {
         finished_at: now_ms(),
         event: events::end(&id, started.seq + 1, Some(&output), 0.05),
         approval: None,
+        attempt: started.attempt,
     };
     store.finish_execution(&id, finish).await.expect("finish");
 }

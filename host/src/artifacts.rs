@@ -88,6 +88,21 @@ fn empty_folder(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Makes `folder` with copies of the input files `inputs`.
+fn copy_inputs(blobs: &Arc<dyn Blobs>, folder: &Path, inputs: &[FileRecord]) -> io::Result<()> {
+    fs::create_dir(folder)?;
+    for file in inputs {
+        let mut from = blobs.open(&file.sha256)?;
+        let mut to = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(folder.join(&file.name))?;
+        io::copy(&mut from, &mut to)?;
+    }
+    Ok(())
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -200,18 +215,15 @@ impl Files {
             let input = if inputs.is_empty() {
                 None
             } else {
-                let input = runs.join(format!("in-{id}"));
-                // An earlier attempt of the same execution may have left it.
-                let _ = fs::remove_dir_all(&input);
-                fs::create_dir(&input)?;
-                for file in &inputs {
-                    let mut from = blobs.open(&file.sha256)?;
-                    let mut to = OpenOptions::new()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(input.join(&file.name))?;
-                    io::copy(&mut from, &mut to)?;
+                // Named by this call, not by the execution: two attempts of one
+                // execution can overlap on a host (one whose lease was lost still
+                // ending while its retry starts), and each must keep its own folder.
+                let input = runs.join(format!("in-{next}"));
+                let copied = copy_inputs(&blobs, &input, &inputs);
+                if let Err(e) = copied {
+                    let _ = fs::remove_dir_all(&input);
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("cannot copy the input files of {id}")));
                 }
                 Some(input)
             };

@@ -448,7 +448,9 @@ impl Scheduler {
     /// Registers the cancel token of a run of `id` about to start in `permit`'s slot.
     /// `None` when one is registered already and `replace` is false: a claim from the
     /// shared store replaces (it holds the execution); the dispatcher does not (its start
-    /// would find the execution taken).
+    /// would find the execution taken). A replaced run is cancelled: it is either the
+    /// dispatcher's, not started (its start finds the execution taken), or an earlier
+    /// attempt whose lease was taken back, which must stop (nothing it does is recorded).
     fn register(
         &self,
         id: &str,
@@ -462,7 +464,11 @@ impl Scheduler {
         if !replace && cancels.contains_key(id) {
             return None;
         }
-        cancels.insert(id.to_owned(), (app.to_owned(), token.clone(), n));
+        if let Some((_, replaced, _)) =
+            cancels.insert(id.to_owned(), (app.to_owned(), token.clone(), n))
+        {
+            replaced.cancel();
+        }
         Some(Slot { permit, token, n })
     }
 
@@ -825,7 +831,7 @@ impl Scheduler {
             step: run.step,
             timeout,
         });
-        let finish = finish(&run.id, seq + 1, result, approval);
+        let finish = finish(&run.id, started.attempt, seq + 1, result, approval);
         self.metrics
             .run_finished(finish.status.as_str(), begun.elapsed().as_secs_f64());
         self.retry_write(&run.id, || {
@@ -965,6 +971,7 @@ async fn pump(
 /// `awaiting_approval` record instead when it succeeded.
 fn finish(
     id: &str,
+    attempt: i64,
     seq: i64,
     result: Result<Outcome, RunError>,
     approval: Option<crate::approvals::Request<'_>>,
@@ -993,6 +1000,7 @@ fn finish(
                 usage: usage_json,
                 finished_at: now,
                 approval: Some((approval.get().to_owned(), expires_at)),
+                attempt,
             }
         }
         (None, None) => Finish {
@@ -1008,6 +1016,7 @@ fn finish(
             usage: usage_json,
             finished_at: now_ms(),
             approval: None,
+            attempt,
         },
         (Some(error), _) => {
             let status = ExecStatus::from(error.code.status());
@@ -1019,6 +1028,7 @@ fn finish(
                 usage: usage_json,
                 finished_at: now_ms(),
                 approval: None,
+                attempt,
             }
         }
     }

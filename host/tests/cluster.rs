@@ -1,7 +1,8 @@
 //! Several `floom serve` hosts on one real PostgreSQL (SPEC section 13): queued runs
 //! are claimed by whichever host has room, any host follows any run live, an
-//! idempotency key holds across hosts, and with one of three hosts killed again and
-//! again every accepted execution still ends exactly once.
+//! idempotency key holds across hosts, with one of three hosts killed again and again
+//! every accepted execution still ends exactly once, and a host cut off from the
+//! database (through a proxy that drops its connections) answers 503 until it is back.
 
 mod support;
 
@@ -439,4 +440,116 @@ async fn the_per_app_cap_holds_across_hosts() {
             "two runs of the app overlapped across the hosts: {spans:?}"
         );
     }
+}
+
+/// A TCP proxy in front of the test database that can cut every connection through it
+/// and refuse new ones, as a network partition between a host and its database does.
+struct Partition {
+    /// The database's URL through the proxy.
+    url: String,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn in_front_of(url: &str) -> Partition {
+        let (rest, database) = url.rsplit_once('/').unwrap();
+        let (user, upstream) = rest.rsplit_once('@').unwrap();
+        let upstream = upstream.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("{user}@{}/{database}", listener.local_addr().unwrap());
+        let (cut, watching) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if *watching.borrow() {
+                    continue; // refused: dropped at once
+                }
+                let upstream = upstream.clone();
+                let mut watching = watching.clone();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = watching.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        Partition { url, cut }
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+/// Waits up to `timeout` for `/healthz` to answer `status`; returns the response.
+async fn health_becomes(server: &Server, status: u16, timeout: Duration) -> reqwest::Response {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let response = server.get("/healthz").send().await.unwrap();
+        if response.status() == status {
+            return response;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/healthz still {} after {timeout:?}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_that_loses_its_database_answers_503_and_recovers_on_its_own() {
+    let database = support::postgres::database().await;
+    let partition = Partition::in_front_of(&database).await;
+    let server = host(&partition.url, &[]);
+    server.publish_misbehave("slow", "").await;
+    // A run under way across the outage, longer than a lease (3 s here).
+    let envelope = server
+        .start_run("/api/apps/slow/actions/sleep/run", json!({ "ms": 1500 }))
+        .await;
+    let id = envelope["execution_id"].as_str().unwrap().to_owned();
+    while server.status_of(&id).await != "running" {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    partition.cut(true);
+    // Three checks a second apart go unanswered first.
+    let response = health_becomes(&server, 503, Duration::from_secs(15)).await;
+    assert_eq!(response.headers()["retry-after"], "5");
+    let health: Value = response.json().await.unwrap();
+    assert_eq!(health["database_ok"], false, "{health}");
+    assert_eq!(health["status"], "unavailable", "{health}");
+    // Every other request is refused the same way, as a problem, not left to time out.
+    let refused = server.admin_get("/api/apps").send().await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    partition.cut(false);
+    let health: Value = health_becomes(&server, 200, Duration::from_secs(15))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["database_ok"], true, "{health}");
+    // The run across the outage ends once (retried at most once), and new runs run.
+    let execution = server.wait_terminal(&id, Duration::from_secs(30)).await;
+    assert_eq!(execution["status"], "succeeded", "{execution}");
+    assert!(
+        (1..=2).contains(&execution["attempts"].as_i64().unwrap()),
+        "{execution}"
+    );
+    checked_events(&server, &id).await;
+    let ran = server
+        .run_sync("/api/apps/slow/actions/sleep/run", json!({ "ms": 10 }))
+        .await;
+    assert_eq!(ran["status"], "succeeded", "{ran}");
 }

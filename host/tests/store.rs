@@ -125,6 +125,7 @@ fn succeeded(id: &str, seq: i64, finished_at: i64) -> Finish {
         finished_at,
         event: events::end(id, seq, None, 1.0),
         approval: None,
+        attempt: 1,
     }
 }
 
@@ -839,6 +840,7 @@ async fn awaiting(store: &DynStore, id: &str, expires_at: i64) {
                 finished_at: now_ms(),
                 event: events::approval(id, seq + 1, &raw),
                 approval: Some((approval, expires_at)),
+                attempt: 1,
             },
         )
         .await

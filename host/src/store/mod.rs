@@ -465,6 +465,10 @@ pub struct Finish {
     pub event: StoredEvent,
     /// For a run awaiting approval: the approval, and when it expires.
     pub approval: Option<(String, Millis)>,
+    /// The attempt that ran (its [`Started::attempt`]): the ending is recorded only
+    /// while that attempt holds the execution, so an attempt whose lease was taken back
+    /// cannot end the retry that followed it.
+    pub attempt: i64,
 }
 
 /// An execution's approval as the API shows it and the store keeps it (SPEC section 11).

@@ -1378,7 +1378,8 @@ impl Store for PgStore {
                 "UPDATE executions SET status = $2, output = $3, error = $4, usage = $5, \
                  finished_at = $6, approval = COALESCE($7, approval), approval_expires_at = $8, \
                  lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $1 AND status = 'running' AND lease_owner = $9 RETURNING app, webhook",
+                 WHERE id = $1 AND status = 'running' AND lease_owner = $9 AND attempts = $10 \
+                 RETURNING app, webhook",
                 &[
                     &id,
                     &finish.status.as_str(),
@@ -1389,6 +1390,7 @@ impl Store for PgStore {
                     &approval,
                     &expires_at,
                     &&*self.host,
+                    &finish.attempt,
                 ],
             )
             .await?

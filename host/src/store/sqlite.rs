@@ -1022,7 +1022,7 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE executions SET status = ?2, output = ?3, error = ?4, usage = ?5, \
                      finished_at = ?6, approval = COALESCE(?7, approval), approval_expires_at = ?8 \
-                     WHERE id = ?1 AND status = 'running' RETURNING app, webhook",
+                     WHERE id = ?1 AND status = 'running' AND attempts = ?9 RETURNING app, webhook",
                 )?
                 .query_row(
                     params![
@@ -1033,13 +1033,17 @@ impl Store for SqliteStore {
                         finish.usage,
                         finished_at,
                         approval,
-                        expires_at
+                        expires_at,
+                        finish.attempt
                     ],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()?;
             let Some((app, webhook)) = updated else {
-                anyhow::bail!("execution {id} is not running");
+                anyhow::bail!(
+                    "execution {id} is not running (as attempt {})",
+                    finish.attempt
+                );
             };
             // The outbox, in the transaction of the change it announces.
             effects.outbox |= sqlite_hooks::enqueue(
