@@ -737,7 +737,7 @@ impl Scheduler {
         let started = match started {
             Some(started) => started,
             None => match self
-                .retry_write(&run.id, || self.store.start_execution(&run.id, now_ms()))
+                .retry_store(&run.id, || self.store.start_execution(&run.id, now_ms()))
                 .await?
             {
                 Some(started) => started,
@@ -764,8 +764,7 @@ impl Scheduler {
                 let inputs = match &run.inputs {
                     Some(inputs) => Ok(inputs.clone()),
                     None => self
-                        .store
-                        .execution(&run.id)
+                        .retry_store(&run.id, || self.store.execution(&run.id))
                         .await
                         .map_err(|e| format!("{e:#}"))
                         .and_then(|r| {
@@ -788,8 +787,9 @@ impl Scheduler {
                             format!("the run's folders could not be made: {e:#}"),
                         )),
                         Ok(folders) => {
-                            let secrets =
-                                self.secrets(&run.app, &loaded.app.manifest().secrets).await;
+                            let secrets = self
+                                .secrets(&run.id, &run.app, &loaded.app.manifest().secrets)
+                                .await;
                             let mut request = request.secrets(secrets);
                             if let Some(files) = folders.run_files() {
                                 request = request.files(files);
@@ -834,17 +834,18 @@ impl Scheduler {
         let finish = finish(&run.id, started.attempt, seq + 1, result, approval);
         self.metrics
             .run_finished(finish.status.as_str(), begun.elapsed().as_secs_f64());
-        self.retry_write(&run.id, || {
+        self.retry_store(&run.id, || {
             self.store.finish_execution(&run.id, finish.clone())
         })
         .await
     }
 
-    /// Runs a store write of execution `id` until it succeeds: a store that refuses
-    /// writes for a while (disk full, read-only) must not lose an accepted execution's
-    /// start or end. The slot stays held meanwhile; on shutdown it gives up, and the
-    /// restart's recovery takes over.
-    async fn retry_write<T, F, Fut>(&self, id: &str, mut write: F) -> anyhow::Result<T>
+    /// Runs a store call for execution `id` until it succeeds: a store that refuses
+    /// writes for a while (disk full, read-only) or does not answer (a shared database
+    /// out of reach) must not lose an accepted execution's start or end, nor fail a run
+    /// for a read it needs (its inputs, files, secrets). The slot stays held meanwhile;
+    /// on shutdown it gives up, and the restart's recovery takes over.
+    async fn retry_store<T, F, Fut>(&self, id: &str, mut write: F) -> anyhow::Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = anyhow::Result<T>>,
@@ -870,8 +871,7 @@ impl Scheduler {
     /// Makes execution `id`'s folders, with its input files in `in`.
     async fn prepare_files(&self, id: &str) -> anyhow::Result<RunFolders> {
         let inputs = self
-            .store
-            .files(id)
+            .retry_store(id, || self.store.files(id))
             .await?
             .into_iter()
             .filter(|f| f.kind == FileKind::Input)
@@ -896,7 +896,7 @@ impl Scheduler {
         }
         let event = events::artifact(id, seq + 1, &artifacts);
         let recorded = self
-            .retry_write(id, || self.store.add_files(artifacts.clone()))
+            .retry_store(id, || self.store.add_files(artifacts.clone()))
             .await;
         if let Err(e) = recorded {
             tracing::error!(execution = %id, "the run's artifacts could not be recorded: {e:#}");
@@ -906,13 +906,14 @@ impl Scheduler {
         seq + 1
     }
 
-    /// The values of the secrets `declared` by an app's manifest. A secret that cannot be
-    /// read is left out (and logged by name only): the app then sees it as unset.
-    async fn secrets(&self, app: &str, declared: &[String]) -> HashMap<String, String> {
+    /// The values of the secrets `declared` by an app's manifest, for execution `id`. A
+    /// secret that cannot be decrypted is left out (and logged by name only): the app
+    /// then sees it as unset.
+    async fn secrets(&self, id: &str, app: &str, declared: &[String]) -> HashMap<String, String> {
         if declared.is_empty() {
             return HashMap::new();
         }
-        let stored = match self.store.secrets(app).await {
+        let stored = match self.retry_store(id, || self.store.secrets(app)).await {
             Ok(stored) => stored,
             Err(e) => {
                 tracing::error!(app, "cannot read the app's secrets: {e:#}");

@@ -21,6 +21,7 @@ mod postgres;
 mod sqlite;
 mod sqlite_approvals;
 mod sqlite_hooks;
+mod takeback;
 
 pub use hooks::{
     AfterAttempt, AttemptRecord, DeliveryHistory, DeliveryRecord, DeliveryState, DueDelivery,

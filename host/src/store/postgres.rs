@@ -23,6 +23,7 @@ use floom_runtime::{ErrorCode, RunError};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::takeback::{self, Stopped, TakenBack};
 use super::{
     AfterAttempt, AppRecord, AppStats, Appended, AttemptRecord, Decided, Decision, DecisionNote,
     DeletedApp, DeliveryHistory, DueDelivery, ExecStatus, ExecutionRecord, ExecutionSummary,
@@ -408,7 +409,8 @@ impl PgStore {
             let expired = if own {
                 query(
                     tx,
-                    "SELECT id, attempts FROM executions WHERE status = 'running' \
+                    "SELECT id, attempts, lease_owner IS NOT DISTINCT FROM $2 FROM executions \
+                     WHERE status = 'running' \
                      AND (lease_until IS NULL OR lease_until < $1 OR lease_owner = $2) \
                      ORDER BY n FOR UPDATE",
                     &[&now, &&*self.host],
@@ -417,7 +419,7 @@ impl PgStore {
             } else {
                 query(
                     tx,
-                    "SELECT id, attempts FROM executions WHERE status = 'running' \
+                    "SELECT id, attempts, FALSE FROM executions WHERE status = 'running' \
                      AND (lease_until IS NULL OR lease_until < $1) \
                      ORDER BY n LIMIT 500 FOR UPDATE SKIP LOCKED",
                     &[&now],
@@ -427,50 +429,49 @@ impl PgStore {
             for row in expired {
                 let (id, attempts): (String, i64) = (row.try_get(0)?, row.try_get(1)?);
                 let seq = next_seq(tx, &id).await?;
-                if attempts < 2 {
-                    execute(
-                        tx,
-                        "UPDATE executions SET status = 'queued', lease_owner = NULL, \
-                         lease_until = NULL WHERE id = $1",
-                        &[&id],
-                    )
-                    .await?;
-                    let event = events::host_log(
-                        &id,
-                        seq,
-                        "the host running this run stopped; it will be retried once",
-                    );
-                    insert_event(tx, &event).await?;
-                    effects.publish.push(event);
-                    effects.queued = true;
-                    recovery.retried.push(id);
+                // This host's own runs, at its restart; or another host's, whose lease ran out.
+                let stopped = if row.try_get(2)? {
+                    Stopped::Server
                 } else {
-                    let error = RunError::new(
-                        ErrorCode::HostRestarted,
-                        "the host running this run stopped, and it had already been retried once",
-                    );
-                    let row = query_one(
-                        tx,
-                        "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, \
-                         lease_owner = NULL, lease_until = NULL WHERE id = $1 RETURNING app, webhook",
-                        &[&id, &serde_json::to_string(&error)?, &now],
-                    )
-                    .await?;
-                    let (app, webhook): (String, Option<String>) =
-                        (row.try_get(0)?, row.try_get(1)?);
-                    effects.outbox |= pg_hooks::enqueue(
-                        tx,
-                        &id,
-                        &app,
-                        webhook.as_deref(),
-                        ExecStatus::Failed,
-                        now,
-                    )
-                    .await?;
-                    let event = events::error(&id, seq, ExecStatus::Failed, &error);
-                    insert_event(tx, &event).await?;
-                    effects.publish.push(event);
-                    recovery.failed.push(id);
+                    Stopped::Host
+                };
+                match takeback::taken_back(&id, seq, attempts, stopped) {
+                    TakenBack::Retry(event) => {
+                        execute(
+                            tx,
+                            "UPDATE executions SET status = 'queued', lease_owner = NULL, \
+                             lease_until = NULL WHERE id = $1",
+                            &[&id],
+                        )
+                        .await?;
+                        insert_event(tx, &event).await?;
+                        effects.publish.push(event);
+                        effects.queued = true;
+                        recovery.retried.push(id);
+                    }
+                    TakenBack::Fail(error, event) => {
+                        let row = query_one(
+                            tx,
+                            "UPDATE executions SET status = 'failed', error = $2, finished_at = $3, \
+                             lease_owner = NULL, lease_until = NULL WHERE id = $1 RETURNING app, webhook",
+                            &[&id, &serde_json::to_string(&error)?, &now],
+                        )
+                        .await?;
+                        let (app, webhook): (String, Option<String>) =
+                            (row.try_get(0)?, row.try_get(1)?);
+                        effects.outbox |= pg_hooks::enqueue(
+                            tx,
+                            &id,
+                            &app,
+                            webhook.as_deref(),
+                            ExecStatus::Failed,
+                            now,
+                        )
+                        .await?;
+                        insert_event(tx, &event).await?;
+                        effects.publish.push(event);
+                        recovery.failed.push(id);
+                    }
                 }
             }
             Ok(recovery)

@@ -26,6 +26,7 @@ use rusqlite::{
 };
 use tokio::sync::oneshot;
 
+use super::takeback::{self, Stopped, TakenBack};
 use super::{
     AfterAttempt, AttemptRecord, DeliveryHistory, DueDelivery, ExportedExecution, ScheduleRecord,
     SubscriptionRecord, TickClaim, TimedExecution, TriggerRecord,
@@ -1446,39 +1447,33 @@ impl Store for SqliteStore {
                 .collect::<rusqlite::Result<_>>()?;
             for (id, attempts) in running {
                 let seq = next_seq(tx, &id)?;
-                if attempts < 2 {
-                    tx.execute(
-                        "UPDATE executions SET status = 'queued' WHERE id = ?1",
-                        [&id],
-                    )?;
-                    let event = events::host_log(
-                        &id,
-                        seq,
-                        "the server restarted during this run; it will be retried once",
-                    );
-                    insert_event(tx, &event)?;
-                    recovery.retried.push(id);
-                } else {
-                    let error = RunError::new(
-                        ErrorCode::HostRestarted,
-                        "the server restarted during this run, which had already been retried once",
-                    );
-                    let (app, webhook): (String, Option<String>) = tx.query_row(
-                        "UPDATE executions SET status = 'failed', error = ?2, finished_at = ?3 \
-                         WHERE id = ?1 RETURNING app, webhook",
-                        params![id, serde_json::to_string(&error)?, at],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )?;
-                    effects.outbox |= sqlite_hooks::enqueue(
-                        tx,
-                        &id,
-                        &app,
-                        webhook.as_deref(),
-                        ExecStatus::Failed,
-                        at,
-                    )?;
-                    insert_event(tx, &events::error(&id, seq, ExecStatus::Failed, &error))?;
-                    recovery.failed.push(id);
+                match takeback::taken_back(&id, seq, attempts, Stopped::Server) {
+                    TakenBack::Retry(event) => {
+                        tx.execute(
+                            "UPDATE executions SET status = 'queued' WHERE id = ?1",
+                            [&id],
+                        )?;
+                        insert_event(tx, &event)?;
+                        recovery.retried.push(id);
+                    }
+                    TakenBack::Fail(error, event) => {
+                        let (app, webhook): (String, Option<String>) = tx.query_row(
+                            "UPDATE executions SET status = 'failed', error = ?2, finished_at = ?3 \
+                             WHERE id = ?1 RETURNING app, webhook",
+                            params![id, serde_json::to_string(&error)?, at],
+                            |row| Ok((row.get(0)?, row.get(1)?)),
+                        )?;
+                        effects.outbox |= sqlite_hooks::enqueue(
+                            tx,
+                            &id,
+                            &app,
+                            webhook.as_deref(),
+                            ExecStatus::Failed,
+                            at,
+                        )?;
+                        insert_event(tx, &event)?;
+                        recovery.failed.push(id);
+                    }
                 }
             }
             recovery.queued = tx

@@ -26,9 +26,11 @@ pub struct Server {
 
 /// A unique, empty directory under the system temp dir.
 pub fn temp_dir(name: &str) -> PathBuf {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("floom-{name}-{}-{n}", std::process::id()));
+    // Unique across the copies of this module one binary may hold (`on_postgres` has
+    // one per file, each with its own statics): a counter per copy gave two tests the
+    // same folder, so one server's start emptied the other's run folders.
+    let unique = uuid::Uuid::now_v7().simple();
+    let dir = std::env::temp_dir().join(format!("floom-{name}-{}-{unique}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -105,10 +107,16 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let base = loop {
-            let line = lines
-                .next()
-                .expect("floom serve exited before listening")
-                .expect("read stdout");
+            let Some(line) = lines.next() else {
+                let log = std::fs::read_to_string(data_dir.join("server.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                panic!(
+                    "floom serve exited before listening; its log ends:\n{}",
+                    tail.join("\n")
+                );
+            };
+            let line = line.expect("read stdout");
             if let Some(address) = line.strip_prefix("floom listening on ") {
                 break address.to_owned();
             }
