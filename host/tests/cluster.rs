@@ -49,34 +49,6 @@ async fn finished_runs(server: &Server) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// The events of `id` (as the admin), checked: gap-free from 1, one terminal event, last.
-async fn checked_events(server: &Server, id: &str) -> Vec<(i64, String, Value)> {
-    let events = parse_sse(
-        &server
-            .admin_get(&format!("/api/executions/{id}/events"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
-    let seqs: Vec<i64> = events.iter().map(|(seq, _, _)| *seq).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{id}");
-    let terminal = events
-        .iter()
-        .filter(|(_, kind, _)| kind == "end" || kind == "error")
-        .count();
-    assert_eq!(terminal, 1, "{id}: {events:?}");
-    assert!(
-        events
-            .last()
-            .is_some_and(|(_, kind, _)| kind == "end" || kind == "error"),
-        "{id}: the terminal event is the last"
-    );
-    events
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn queued_runs_spread_over_the_hosts_and_any_host_follows_any_run() {
     let url = support::postgres::database().await;
@@ -108,7 +80,7 @@ async fn queued_runs_spread_over_the_hosts_and_any_host_follows_any_run() {
             .await;
         assert_eq!(execution["status"], "succeeded", "{execution}");
         assert_eq!(execution["attempts"], 1, "{execution}");
-        checked_events(&hosts[(i + 1) % 3], id).await;
+        hosts[(i + 1) % 3].checked_events(id).await;
     }
     let mut counts = Vec::new();
     for server in &hosts {
@@ -261,7 +233,7 @@ async fn every_accepted_run_ends_once_while_one_of_three_hosts_is_killed_again_a
             assert_eq!(status, "succeeded", "{execution}");
         }
         *by_status.entry(status).or_default() += 1;
-        checked_events(&steady[(i + 1) % 2], id).await;
+        steady[(i + 1) % 2].checked_events(id).await;
     }
     println!(
         "{} runs accepted over 6 kills of one host of three, 0 lost, {retried} taken over by \
@@ -306,7 +278,7 @@ async fn a_run_on_one_host_is_cancelled_from_another() {
         "{:?}",
         asked.elapsed()
     );
-    checked_events(&hosts[1], id).await;
+    hosts[1].checked_events(id).await;
 }
 
 #[tokio::test]
@@ -547,7 +519,7 @@ async fn a_host_that_loses_its_database_answers_503_and_recovers_on_its_own() {
         (1..=2).contains(&execution["attempts"].as_i64().unwrap()),
         "{execution}"
     );
-    checked_events(&server, &id).await;
+    server.checked_events(&id).await;
     let ran = server
         .run_sync("/api/apps/slow/actions/sleep/run", json!({ "ms": 10 }))
         .await;

@@ -283,6 +283,35 @@ impl Server {
         execution["status"].as_str().unwrap_or_default().to_owned()
     }
 
+    /// The events of `id` (as the admin), checked: gap-free from 1, one terminal event,
+    /// last.
+    pub async fn checked_events(&self, id: &str) -> Vec<(i64, String, Value)> {
+        let events = parse_sse(
+            &self
+                .admin_get(&format!("/api/executions/{id}/events"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        );
+        let seqs: Vec<i64> = events.iter().map(|(seq, _, _)| *seq).collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{id}");
+        let terminal = events
+            .iter()
+            .filter(|(_, kind, _)| kind == "end" || kind == "error")
+            .count();
+        assert_eq!(terminal, 1, "{id}: {events:?}");
+        assert!(
+            events
+                .last()
+                .is_some_and(|(_, kind, _)| kind == "end" || kind == "error"),
+            "{id}: the terminal event is the last"
+        );
+        events
+    }
+
     /// Polls an execution until it is terminal or awaits approval (or `timeout` passes).
     pub async fn wait_terminal(&self, id: &str, timeout: Duration) -> Value {
         let started = Instant::now();
