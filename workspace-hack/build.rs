@@ -1,0 +1,3 @@
+//! Empty: Cargo resolves `[build-dependencies]` only for a package with a build script.
+
+fn main() {}
