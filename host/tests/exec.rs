@@ -196,6 +196,84 @@ fn an_unknown_action_is_refused() {
 }
 
 #[test]
+fn bench_peers_lists_every_peer_measured_or_skipped_with_why() {
+    let output = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args([
+            "bench",
+            guests::WORD_COUNT,
+            "--runs",
+            "20",
+            "--concurrency",
+            "2",
+            "--json",
+            "--input",
+            r#"{"text": "a b"}"#,
+            "--peers",
+            // A native program reading the inputs on stdin, as the app does.
+            "--native",
+            "/bin/cat",
+            "--wasmtime",
+            "/nonexistent/wasmtime",
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let peers = report["peers"].as_array().unwrap();
+    let row = |prefix: &str| {
+        peers
+            .iter()
+            .find(|p| p["name"].as_str().unwrap().starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} row: {report}"))
+    };
+    for measured in [
+        "floom, warm",
+        "floom, cold",
+        "bare wasmtime",
+        "native process",
+    ] {
+        let peer = row(measured);
+        let (p50, p99) = (
+            peer["p50_us"].as_f64().unwrap(),
+            peer["p99_us"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p99 >= p50, "{peer}");
+        assert!(peer["runs_per_second"].as_f64().unwrap() > 0.0, "{peer}");
+    }
+    // A cold run loads the compiled artifact first: it costs more than a warm one.
+    assert!(row("floom, cold")["p50_us"].as_f64() > row("floom, warm")["p50_us"].as_f64());
+    let wasmtime = row("wasmtime run")["skipped"].as_str().unwrap();
+    assert!(wasmtime.contains("/nonexistent/wasmtime"), "{wasmtime}");
+    assert_eq!(row("python3")["skipped"], "not a Python app");
+    let node = row("Node vm");
+    if std::path::Path::new("/usr/bin/node").exists() {
+        assert!(node["p50_us"].as_f64().unwrap() > 0.0, "{node}");
+    } else {
+        assert!(node["skipped"].as_str().unwrap().contains("node"), "{node}");
+    }
+    // An SDK app is not a program `wasmtime run` can run: said, not failed.
+    let output = Command::new(env!("CARGO_BIN_EXE_floom"))
+        .args(["bench", guests::HELLO, "--runs", "10", "--json", "--peers"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let wasmtime = report["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"].as_str().unwrap().starts_with("wasmtime run"))
+        .unwrap();
+    assert!(
+        wasmtime["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("command apps only"),
+        "{wasmtime}"
+    );
+}
+
+#[test]
 fn bench_reports_both_sides_for_both_kinds_of_app() {
     for (path, input) in [
         (guests::HELLO, "{}"),

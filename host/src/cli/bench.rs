@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::EXIT_INVALID;
+use super::peers;
 
 /// Measure a component's sandbox cold starts through the runtime and on bare wasmtime.
 ///
@@ -36,6 +37,17 @@ use super::EXIT_INVALID;
 ///   floom bench target/wasm32-wasip2/guest/hello.wasm
 ///
 ///   floom bench examples/word-count --input '{"text": "a b c"}' --runs 5000 --json
+///
+/// With --peers, also the same work done the other ways people isolate code per run,
+/// in one table (p50, p99, runs/s, p50 as a multiple of floom's): floom warm and cold
+/// (its compiled artifact loaded from the disk cache first, as after a restart), bare
+/// wasmtime, `wasmtime run` as a process per run (command apps), a native build of the
+/// same program as a process per run (--native), a `python3` process per run (Python
+/// apps) and a fresh Node `vm` context per run. Missing peers are listed as skipped:
+///
+///   cargo build --release -p word-count
+///   floom bench examples/word-count --input '{"text": "a b"}' --peers \
+///       --native target/release/word-count
 #[derive(Debug, clap::Args)]
 #[command(verbatim_doc_comment)]
 pub struct BenchArgs {
@@ -65,6 +77,18 @@ pub struct BenchArgs {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
+
+    /// Also measure the peers: processes per run, Node contexts, floom cold.
+    #[arg(long)]
+    peers: bool,
+
+    /// The `wasmtime` CLI for the `wasmtime run` peer (default: the one on PATH).
+    #[arg(long, value_name = "PATH", requires = "peers")]
+    wasmtime: Option<PathBuf>,
+
+    /// A native build of the same program, for the process-per-run peer.
+    #[arg(long, value_name = "PATH", requires = "peers")]
+    native: Option<PathBuf>,
 }
 
 /// Median and 99th percentile, in microseconds.
@@ -94,6 +118,9 @@ struct Report {
     bare_wasmtime_tuned_pool: Side,
     ratio: Ratios,
     ratio_to_tuned: Ratios,
+    /// With `--peers`: every peer's row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers: Option<Vec<peers::Peer>>,
 }
 
 #[derive(Debug, Serialize)]
@@ -252,7 +279,6 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             bail!("the compile cache did not serve the component");
         }
     }
-    let _ = std::fs::remove_dir_all(&cache);
     compiles.sort_unstable();
     loads.sort_unstable();
 
@@ -299,6 +325,65 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    let peers = if args.peers {
+        let subject = peers::Subject {
+            component: &component,
+            command: app.kind() == floom_runtime::AppKind::Command,
+            python: is_python(&args.path),
+            action: &action,
+            input: &input,
+            runs: args.runs,
+            concurrency,
+        };
+        let cold_once = {
+            let (cached, manifest, bytes) = (cached.clone(), manifest.clone(), Arc::new(bytes));
+            let (action, raw) = (action.clone(), raw.clone());
+            move || {
+                let (cached, manifest, bytes) = (cached.clone(), manifest.clone(), bytes.clone());
+                let (action, raw) = (action.clone(), raw.clone());
+                async move {
+                    let app = cached.compile(manifest, &bytes)?;
+                    let outcome = app.run(RunRequest::new(&app, &action, raw)?).await;
+                    if outcome.status != Status::Succeeded {
+                        bail!("the run did not succeed: {:?}", outcome.error);
+                    }
+                    anyhow::Ok(())
+                }
+            }
+        };
+        // Each cold run loads for milliseconds: fewer of them.
+        let cold_runs = args.runs.clamp(10, 500);
+        let (p50_us, p99_us) = peers::percentiles(sample(cold_runs, &cold_once).await?);
+        let cold = peers::Figures {
+            p50_us,
+            p99_us,
+            runs_per_second: throughput(cold_runs, concurrency, cold_once).await?,
+        };
+        let side = |s: &Side| peers::Figures {
+            p50_us: s.run.p50_us,
+            p99_us: s.run.p99_us,
+            runs_per_second: s.runs_per_second,
+        };
+        Some(vec![
+            peers::Peer::measured("floom, warm (app resident, fresh sandbox)", side(&floom)),
+            peers::Peer::measured("floom, cold (loaded from the disk cache)", cold),
+            peers::Peer::measured("bare wasmtime, runtime's pool", side(&tuned)),
+            peers::Peer::from(
+                "wasmtime run, a process per run",
+                peers::wasmtime_run(&subject, args.wasmtime.as_deref()),
+            ),
+            peers::Peer::from(
+                "native process per run (fork + exec)",
+                peers::native(&subject, args.native.as_deref()),
+            ),
+            peers::Peer::from("python3 process per run", peers::python(&subject)),
+            peers::Peer::from("Node vm context per run", peers::node_vm(&subject)),
+        ])
+    } else {
+        None
+    };
+    let _ = std::fs::remove_dir_all(&cache);
+
     let report = Report {
         component: component.display().to_string(),
         kind: app.kind().to_string(),
@@ -311,13 +396,35 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         floom,
         bare_wasmtime: bare,
         bare_wasmtime_tuned_pool: tuned,
+        peers,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
+        if let Some(peers) = &report.peers {
+            let warm = &report.floom;
+            peers::print_table(
+                peers,
+                &peers::Figures {
+                    p50_us: warm.run.p50_us,
+                    p99_us: warm.run.p99_us,
+                    runs_per_second: warm.runs_per_second,
+                },
+            );
+        }
     }
     Ok(())
+}
+
+/// Whether `path` (an app folder or its `floom.toml`) is a Python app: it has `app.py`.
+fn is_python(path: &std::path::Path) -> bool {
+    let folder = if path.is_dir() {
+        Some(path)
+    } else {
+        path.parent()
+    };
+    folder.is_some_and(|folder| folder.join("app.py").is_file())
 }
 
 fn print_report(r: &Report) {

@@ -14,6 +14,7 @@ pub mod exec;
 pub mod executions;
 pub mod mcp;
 pub mod new;
+pub mod peers;
 pub mod publish;
 pub mod run;
 pub mod schedules;
