@@ -1,8 +1,10 @@
 //! The README's two commands share one build: the features Cargo resolves for each
 //! dependency of `cargo run -p floom-host` are the ones `cargo test` resolves for the
-//! workspace, so the second command compiles no dependency again (the
-//! `floom-workspace-hack` crate asks for what only test and bench crates would).
-//! Checked with `cargo tree`, which reads the lock file and builds nothing.
+//! workspace (the `floom-workspace-hack` crate asks for what only test and bench crates
+//! would), so the second command does not rebuild the tree for a feature. Checked with
+//! `cargo tree`, which reads the lock file and builds nothing; it merges the normal and
+//! the build-script/proc-macro builds of a crate, so a difference between those two is
+//! not seen here (the README says what the second command still compiles again).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
