@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Server, parse_sse, temp_dir};
+use support::{Server, temp_dir};
 
 const ARGS: &[&str] = &["--max-concurrent-runs", "16", "--runs-per-minute", "0"];
 /// Clients submitting at once.
@@ -136,29 +136,8 @@ async fn every_accepted_run_survives_a_crash_loop() {
         }
         *by_status.entry(status).or_default() += 1;
 
-        let events = parse_sse(
-            &server
-                .admin_get(&format!("/api/executions/{id}/events"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        );
-        let seqs: Vec<i64> = events.iter().map(|(seq, _, _)| *seq).collect();
-        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "{id}");
-        let terminal: Vec<_> = events
-            .iter()
-            .filter(|(_, kind, _)| kind == "end" || kind == "error")
-            .collect();
-        assert_eq!(terminal.len(), 1, "{id}: {events:?}");
-        assert!(
-            events
-                .last()
-                .is_some_and(|(_, kind, _)| kind == "end" || kind == "error"),
-            "{id}: the terminal event is the last"
-        );
+        // Gap-free, one terminal event, last.
+        server.checked_events(id).await;
     }
     println!(
         "{} runs accepted over {kills} kills, 0 lost, {retried} retried after a kill: {by_status:?}",

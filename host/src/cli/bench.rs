@@ -166,15 +166,17 @@ async fn measure_bare(
     })
 }
 
-fn latency(mut samples: Vec<Duration>) -> Latency {
-    samples.sort_unstable();
-    let at = |p: f64| {
-        let index = ((samples.len() as f64 * p).ceil() as usize).saturating_sub(1);
-        samples[index.min(samples.len() - 1)].as_secs_f64() * 1e6
-    };
-    Latency {
-        p50_us: at(0.50),
-        p99_us: at(0.99),
+fn latency(samples: Vec<Duration>) -> Latency {
+    let (p50_us, p99_us) = peers::percentiles(samples);
+    Latency { p50_us, p99_us }
+}
+
+/// A side's run figures, as a row of the peers table.
+fn figures(side: &Side) -> peers::Figures {
+    peers::Figures {
+        p50_us: side.run.p50_us,
+        p99_us: side.run.p99_us,
+        runs_per_second: side.runs_per_second,
     }
 }
 
@@ -359,15 +361,10 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
             p99_us,
             runs_per_second: throughput(cold_runs, concurrency, cold_once).await?,
         };
-        let side = |s: &Side| peers::Figures {
-            p50_us: s.run.p50_us,
-            p99_us: s.run.p99_us,
-            runs_per_second: s.runs_per_second,
-        };
         Some(vec![
-            peers::Peer::measured("floom, warm (app resident, fresh sandbox)", side(&floom)),
+            peers::Peer::measured("floom, warm (app resident, fresh sandbox)", figures(&floom)),
             peers::Peer::measured("floom, cold (loaded from the disk cache)", cold),
-            peers::Peer::measured("bare wasmtime, runtime's pool", side(&tuned)),
+            peers::Peer::measured("bare wasmtime, runtime's pool", figures(&tuned)),
             peers::Peer::from(
                 "wasmtime run, a process per run",
                 peers::wasmtime_run(&subject, args.wasmtime.as_deref()),
@@ -403,15 +400,7 @@ async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         print_report(&report);
         if let Some(peers) = &report.peers {
-            let warm = &report.floom;
-            peers::print_table(
-                peers,
-                &peers::Figures {
-                    p50_us: warm.run.p50_us,
-                    p99_us: warm.run.p99_us,
-                    runs_per_second: warm.runs_per_second,
-                },
-            );
+            peers::print_table(peers, &figures(&report.floom));
         }
     }
     Ok(())

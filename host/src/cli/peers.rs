@@ -190,11 +190,11 @@ pub struct Subject<'a> {
     pub command: bool,
     /// Whether it is a Python app (its folder has an `app.py`).
     pub python: bool,
-    /// The action and the inputs (JSON).
+    /// The action every run calls.
     pub action: &'a str,
     /// The inputs, as JSON text.
     pub input: &'a str,
-    /// Runs per figure, and at once for throughput.
+    /// Runs per figure (process peers take at most 300).
     pub runs: u32,
     /// Runs at once for the throughput figure.
     pub concurrency: usize,
