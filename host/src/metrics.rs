@@ -74,6 +74,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Adds the embedded store's counters: its commits and write-ahead log frames.
+    pub fn register_store(&mut self, work: &crate::store::StoreWork) {
+        self.registry.register(
+            "store_commits",
+            "Transactions the embedded store committed",
+            work.commits.clone(),
+        );
+        self.registry.register(
+            "store_wal_frames",
+            "Pages the embedded store appended to its write-ahead log",
+            work.wal_frames.clone(),
+        );
+    }
+
     /// Counts a finished run.
     pub fn run_finished(&self, status: &str, seconds: f64) {
         self.runs

@@ -5,6 +5,8 @@
 //! [`Scheduler`](crate::scheduler::Scheduler). Each surface parses its own requests and
 //! shapes its own answers; none of them starts a run any other way.
 
+use std::sync::Arc;
+
 use floom_runtime::{DEFAULT_ACTION, is_slug};
 use serde_json::Value;
 
@@ -13,7 +15,7 @@ use crate::api::auth::{Caller, Need, random_token, sha256_hex};
 use crate::api::error::ApiError;
 use crate::api::executions::Envelope;
 use crate::registry::LoadedApp;
-use crate::scheduler::{SubmitError, Submitted, Subscription};
+use crate::scheduler::{SubmitError, Submitted, Subscription, Unwritten};
 use crate::store::{
     FileKind, FileRecord, IdempotencyKey, NewExecution, TickClaim, TickTaken, TriggerSource, now_ms,
 };
@@ -189,6 +191,9 @@ pub struct Started {
     pub replay: bool,
     /// Its live events, when watched and not already ended.
     pub subscription: Option<Subscription>,
+    /// Set when the execution may not be written yet: write it before its id is shown
+    /// to anyone other than with its end.
+    pub unwritten: Option<Arc<Unwritten>>,
 }
 
 /// Longest accepted idempotency key.
@@ -361,11 +366,12 @@ pub async fn start_with(
     };
     let request_hash = key.as_ref().map(|k| k.request_hash.clone());
     // Recorded before the execution is queued, so its run finds them.
+    let input_files = !options.uploads.is_empty();
     record_uploads(state, &execution.id, options.uploads).await?;
     let mut id = execution.id.clone();
     let submitted = state
         .scheduler
-        .submit(execution, identity, key, request.watch)
+        .submit(execution, identity, key, request.watch, input_files)
         .await
         .map_err(|e| match e {
             SubmitError::QueueFull(_)
@@ -376,8 +382,11 @@ pub async fn start_with(
             SubmitError::Store(e) => ApiError::from(e),
         })?;
     let replay = matches!(submitted, Submitted::Existing { .. });
-    let subscription = match submitted {
-        Submitted::New(subscription) => subscription,
+    let (subscription, unwritten) = match submitted {
+        Submitted::New {
+            subscription,
+            unwritten,
+        } => (subscription, unwritten),
         Submitted::Existing {
             execution_id,
             request_hash: earlier,
@@ -395,7 +404,8 @@ pub async fn start_with(
                 .map_err(|_| ApiError::internal("a stored view token is not text"))?;
             id = execution_id;
             // Subscribe now; if it has already ended, the store has the answer.
-            request.watch.then(|| state.live.subscribe(&id)).flatten()
+            let subscription = request.watch.then(|| state.live.subscribe(&id)).flatten();
+            (subscription, None)
         }
     };
     Ok(Started {
@@ -403,6 +413,7 @@ pub async fn start_with(
         view_token,
         replay,
         subscription,
+        unwritten,
     })
 }
 

@@ -28,6 +28,10 @@ use crate::store::{
     LeaseLost, NewExecution, Started, StoredEvent, now_ms,
 };
 
+mod unwritten;
+pub use unwritten::Unwritten;
+use unwritten::WRITE_WINDOW;
+
 /// Inputs up to this size stay in memory while queued.
 const INLINE_INPUTS: usize = 16 << 10;
 
@@ -47,9 +51,31 @@ struct Queued {
     /// The current step's inputs; `None` when too large to keep in memory: read from the
     /// store at start.
     inputs: Option<String>,
+    /// Whether it may have input files: false only when it was submitted without any,
+    /// so its run skips reading them from the store (a read, and a thread hop, per run).
+    input_files: bool,
     /// Who asked for it (`None` when recovered at startup): its place counts against
     /// that caller's share of the queue.
     caller: Option<String>,
+}
+
+impl Queued {
+    /// A newly submitted execution's run. Small inputs ride along; large ones are read
+    /// back when the run starts, so a long queue does not hold every request body in
+    /// memory.
+    fn submitted(execution: NewExecution, caller: String, input_files: bool) -> Self {
+        let inputs = (execution.inputs.len() <= INLINE_INPUTS).then_some(execution.inputs);
+        Queued {
+            id: execution.id,
+            app: execution.app,
+            version: execution.version,
+            action: execution.action,
+            step: 1,
+            inputs,
+            input_files,
+            caller: Some(caller),
+        }
+    }
 }
 
 /// Places in the queue, counted in all, per app and per caller: the queue is shared, so
@@ -144,8 +170,15 @@ pub enum SubmitError {
 /// What a submit did.
 #[derive(Debug)]
 pub enum Submitted {
-    /// A new execution was stored and queued (with the subscription asked for).
-    New(Option<Subscription>),
+    /// A new execution was accepted: stored and queued, or (a sync run that started at
+    /// once) running and written once something could reveal it.
+    New {
+        /// The subscription asked for.
+        subscription: Option<Subscription>,
+        /// Set when the execution may not be written yet: whoever would reveal its id
+        /// before its end writes it first.
+        unwritten: Option<Arc<Unwritten>>,
+    },
     /// The idempotency key was used before: nothing new was made.
     Existing {
         /// The earlier execution.
@@ -249,7 +282,7 @@ pub struct Scheduler {
     next_run: AtomicU64,
     /// Running executions per app.
     per_app: Mutex<HashMap<String, usize>>,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     guests: tokio::runtime::Handle,
     lanes: Lanes,
 }
@@ -283,7 +316,7 @@ impl Scheduler {
             cancels: Mutex::new(HashMap::new()),
             next_run: AtomicU64::new(0),
             per_app: Mutex::new(HashMap::new()),
-            draining: AtomicBool::new(false),
+            draining: Arc::default(),
             config,
             guests: guests.lanes.fast.clone(),
             lanes: guests.lanes,
@@ -325,6 +358,7 @@ impl Scheduler {
             action: record.current_action().to_owned(),
             step: record.step,
             inputs: (inputs.len() <= INLINE_INPUTS).then(|| inputs.to_owned()),
+            input_files: true,
             caller: None,
         });
         self.notify.notify_one();
@@ -342,7 +376,8 @@ impl Scheduler {
 
     /// Writes the execution to the store, then queues it. When this returns `Ok`, the
     /// execution is durable and queued. With `watch`, the returned subscription was taken
-    /// before the run could start, so its end cannot be missed.
+    /// before the run could start, so its end cannot be missed. `input_files` says
+    /// whether input files were recorded for it.
     ///
     /// When a slot is free and nothing waits, the execution skips the queue: it is
     /// written as already running and starts at once, which saves a store write and
@@ -356,18 +391,33 @@ impl Scheduler {
         caller: String,
         idempotency: Option<IdempotencyKey>,
         watch: bool,
+        input_files: bool,
     ) -> Result<Submitted, SubmitError> {
         if self.draining.load(Ordering::Acquire) {
             return Err(SubmitError::Draining);
         }
         // Reserve a place first so concurrent requests cannot overshoot the bounds.
         lock(&self.places).reserve(&self.config, &execution.app, &caller)?;
+        // A plain sync run on this host's own store may run before it is written (see
+        // `Unwritten`). Not on a shared store: the app's cap across hosts is checked by
+        // the write that starts a run.
+        let unwritten = watch
+            && idempotency.is_none()
+            && execution.tick.is_none()
+            && execution.mcp_call.is_none()
+            && !self.store.shared();
         let this = self.clone();
         tokio::spawn(async move {
             let direct = this.try_start_now(&execution.id, &execution.app, &caller);
             if direct.is_some() {
                 execution.started_at = Some(now_ms());
             }
+            let direct = match direct {
+                Some(slot) if unwritten => {
+                    return Ok(this.start_unwritten(execution, caller, slot, input_files));
+                }
+                direct => direct,
+            };
             let inserted = this
                 .store
                 .insert_execution(execution.clone(), idempotency)
@@ -392,23 +442,12 @@ impl Scheduler {
                 }
             };
             let subscription = watch.then(|| this.live.subscribe(&execution.id)).flatten();
-            // Small inputs ride along; large ones are read back when the run starts, so
-            // a long queue does not hold every request body in memory.
-            let inputs = (execution.inputs.len() <= INLINE_INPUTS).then_some(execution.inputs);
-            let run = Queued {
-                id: execution.id,
-                app: execution.app,
-                version: execution.version,
-                action: execution.action,
-                step: 1,
-                inputs,
-                caller: Some(caller),
-            };
+            let run = Queued::submitted(execution, caller, input_files);
             match (direct, started) {
                 (Some(slot), Some(started)) => {
                     let runner = this.clone();
                     this.guests
-                        .spawn(async move { runner.execute(run, slot, Some(started)).await });
+                        .spawn(async move { runner.execute(run, slot, Some(started), None).await });
                 }
                 (direct, _) => {
                     // Written as queued after all (its app is at its cap across the
@@ -422,10 +461,42 @@ impl Scheduler {
                     this.notify.notify_one();
                 }
             }
-            Ok(Submitted::New(subscription))
+            Ok(Submitted::New {
+                subscription,
+                unwritten: None,
+            })
         })
         .await
         .map_err(|e| SubmitError::Store(anyhow::anyhow!("the submit task failed: {e}")))?
+    }
+
+    /// Starts `execution` in `slot` before it is written (see [`Unwritten`]). Its live
+    /// channel is opened here rather than by a commit, so the waiting request follows
+    /// it from the start.
+    fn start_unwritten(
+        self: &Arc<Self>,
+        execution: NewExecution,
+        caller: String,
+        slot: Slot,
+        input_files: bool,
+    ) -> Submitted {
+        self.live.open(&execution.id);
+        let subscription = self.live.subscribe(&execution.id);
+        let unwritten = Arc::new(Unwritten::new(
+            execution.clone(),
+            self.store.clone(),
+            self.draining.clone(),
+        ));
+        let run = Queued::submitted(execution, caller, input_files);
+        // What the store's write would have answered for a run written as running.
+        let started = Started { attempt: 1, seq: 1 };
+        let (runner, handle) = (self.clone(), unwritten.clone());
+        self.guests
+            .spawn(async move { runner.execute(run, slot, Some(started), Some(handle)).await });
+        Submitted::New {
+            subscription,
+            unwritten: Some(unwritten),
+        }
     }
 
     /// Takes a slot for `id` when one is free and nothing waits, moving its place from
@@ -618,11 +689,12 @@ impl Scheduler {
                 action: record.current_action().to_owned(),
                 step: record.step,
                 inputs: (inputs.len() <= INLINE_INPUTS).then(|| inputs.to_owned()),
+                input_files: true,
                 caller: None,
             };
             let runner = self.clone();
             self.guests
-                .spawn(async move { runner.execute(run, slot, Some(started)).await });
+                .spawn(async move { runner.execute(run, slot, Some(started), None).await });
         }
         Ok(count)
     }
@@ -703,7 +775,7 @@ impl Scheduler {
                 continue;
             };
             let this = self.clone();
-            tokio::spawn(async move { this.execute(next, slot, None).await });
+            tokio::spawn(async move { this.execute(next, slot, None, None).await });
         }
     }
 
@@ -717,10 +789,17 @@ impl Scheduler {
             .any(|q| per_app.get(&q.app).is_none_or(|running| *running < cap))
     }
 
-    /// Runs an execution in its slot; `started` when it was written as running already.
-    async fn execute(self: Arc<Self>, run: Queued, slot: Slot, started: Option<Started>) {
+    /// Runs an execution in its slot; `started` when it was written as running already
+    /// (or, with `unwritten`, is to be written when it has to).
+    async fn execute(
+        self: Arc<Self>,
+        run: Queued,
+        slot: Slot,
+        started: Option<Started>,
+        unwritten: Option<Arc<Unwritten>>,
+    ) {
         let Slot { permit, token, n } = slot;
-        if let Err(e) = self.run_one(&run, token, started).await {
+        if let Err(e) = self.run_one(&run, token, started, unwritten).await {
             tracing::error!(execution = %run.id, "the execution could not be recorded: {e:#}");
         }
         self.unregister(&run.id, n);
@@ -733,6 +812,7 @@ impl Scheduler {
         run: &Queued,
         cancel: CancellationToken,
         started: Option<Started>,
+        unwritten: Option<Arc<Unwritten>>,
     ) -> anyhow::Result<()> {
         let started = match started {
             Some(started) => started,
@@ -781,7 +861,7 @@ impl Scheduler {
                         ErrorCode::SandboxUnavailable,
                         format!("the run could not be prepared: {e}"),
                     )),
-                    Ok(request) => match self.prepare_files(&run.id).await {
+                    Ok(request) => match self.prepare_files(run).await {
                         Err(e) => Err(RunError::new(
                             ErrorCode::SandboxUnavailable,
                             format!("the run's folders could not be made: {e:#}"),
@@ -795,12 +875,18 @@ impl Scheduler {
                                 request = request.files(files);
                             }
                             let (tx, rx) = mpsc::channel(256);
-                            let pump =
-                                tokio::spawn(pump(self.store.clone(), run.id.clone(), seq, rx));
+                            let pump = tokio::spawn(pump(
+                                self.store.clone(),
+                                run.id.clone(),
+                                seq,
+                                rx,
+                                unwritten.clone(),
+                            ));
                             let app = loaded.app.clone();
                             let request = request.events(tx).cancel(cancel);
                             let guest = self.lanes.run(async move { app.run(request).await });
-                            let outcome = guest.await.map_err(|e| {
+                            let outcome = within_window(guest, unwritten.as_deref()).await;
+                            let outcome = outcome.map_err(|e| {
                                 RunError::new(
                                     ErrorCode::SandboxUnavailable,
                                     format!("the run was lost by its runtime: {e}"),
@@ -819,6 +905,12 @@ impl Scheduler {
                             let wrote = outcome
                                 .as_ref()
                                 .map_or(true, |o| o.usage.artifact_bytes > 0);
+                            if let Some(unwritten) = unwritten.as_ref().filter(|_| wrote) {
+                                // Its artifacts are recorded against a written execution.
+                                if let Err(e) = unwritten.write().await {
+                                    tracing::error!(execution = %run.id, "the execution could not be written: {e:#}");
+                                }
+                            }
                             seq = self.collect_files(&run.id, folders, wrote, seq).await;
                             outcome
                         }
@@ -834,8 +926,11 @@ impl Scheduler {
         let finish = finish(&run.id, started.attempt, seq + 1, result, approval);
         self.metrics
             .run_finished(finish.status.as_str(), begun.elapsed().as_secs_f64());
-        self.retry_store(&run.id, || {
-            self.store.finish_execution(&run.id, finish.clone())
+        self.retry_store(&run.id, || async {
+            match &unwritten {
+                Some(unwritten) => unwritten.finish(finish.clone()).await,
+                None => self.store.finish_execution(&run.id, finish.clone()).await,
+            }
         })
         .await
     }
@@ -845,37 +940,69 @@ impl Scheduler {
     /// out of reach) must not lose an accepted execution's start or end, nor fail a run
     /// for a read it needs (its inputs, files, secrets). The slot stays held meanwhile;
     /// on shutdown it gives up, and the restart's recovery takes over.
-    async fn retry_store<T, F, Fut>(&self, id: &str, mut write: F) -> anyhow::Result<T>
+    async fn retry_store<T, F, Fut>(&self, id: &str, write: F) -> anyhow::Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = anyhow::Result<T>>,
     {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match write().await {
-                Ok(value) => return Ok(value),
-                Err(e) if self.draining.load(Ordering::Acquire) => return Err(e),
-                // Another host has the run now: nothing of this attempt is recorded.
-                Err(e) if e.is::<LeaseLost>() => return Err(e),
-                Err(e) => {
-                    tracing::warn!(execution = %id, "cannot record the execution yet, retrying in {delay:?}: {e:#}");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+        retry_store(&self.draining, id, write).await
+    }
+}
+
+/// [`Scheduler::retry_store`], given the scheduler's `draining` flag.
+async fn retry_store<T, F, Fut>(draining: &AtomicBool, id: &str, mut write: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Ok(value) => return Ok(value),
+            Err(e) if draining.load(Ordering::Acquire) => return Err(e),
+            // Another host has the run now: nothing of this attempt is recorded.
+            Err(e) if e.is::<LeaseLost>() => return Err(e),
+            Err(e) => {
+                tracing::warn!(execution = %id, "cannot record the execution yet, retrying in {delay:?}: {e:#}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
 }
 
+/// Runs `guest` to its end; for an `unwritten` run, writes its execution as running
+/// once [`WRITE_WINDOW`] has passed, while the guest goes on.
+async fn within_window<F: Future>(guest: F, unwritten: Option<&Unwritten>) -> F::Output {
+    let Some(unwritten) = unwritten else {
+        return guest.await;
+    };
+    tokio::pin!(guest);
+    tokio::select! {
+        outcome = &mut guest => outcome,
+        () = tokio::time::sleep(WRITE_WINDOW) => {
+            let (outcome, written) = tokio::join!(guest, unwritten.write());
+            if let Err(e) = written {
+                tracing::error!("a running execution could not be written: {e:#}");
+            }
+            outcome
+        }
+    }
+}
+
 impl Scheduler {
-    /// Makes execution `id`'s folders, with its input files in `in`.
-    async fn prepare_files(&self, id: &str) -> anyhow::Result<RunFolders> {
-        let inputs = self
-            .retry_store(id, || self.store.files(id))
-            .await?
-            .into_iter()
-            .filter(|f| f.kind == FileKind::Input)
-            .collect();
+    /// Makes `run`'s folders, with its input files in `in`.
+    async fn prepare_files(&self, run: &Queued) -> anyhow::Result<RunFolders> {
+        let id = &run.id;
+        let inputs = if run.input_files {
+            self.retry_store(id, || self.store.files(id))
+                .await?
+                .into_iter()
+                .filter(|f| f.kind == FileKind::Input)
+                .collect()
+        } else {
+            Vec::new()
+        };
         self.files.prepare(id, inputs).await
     }
 
@@ -948,10 +1075,17 @@ async fn pump(
     id: String,
     mut seq: i64,
     mut events: mpsc::Receiver<floom_runtime::Event>,
+    mut unwritten: Option<Arc<Unwritten>>,
 ) -> i64 {
     let mut batch = Vec::with_capacity(64);
     let mut previous: Option<Appended> = None;
     while events.recv_many(&mut batch, 64).await > 0 {
+        // An event is stored (and sent to followers) only for a written execution.
+        if let Some(first) = unwritten.take()
+            && let Err(e) = first.write().await
+        {
+            tracing::error!(execution = %id, "the execution could not be written: {e:#}");
+        }
         let stored: Vec<StoredEvent> = batch
             .drain(..)
             .map(|event| {

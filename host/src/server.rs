@@ -267,6 +267,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
         ..EngineConfig::default()
     })?;
     let live = Arc::new(Live::default());
+    let mut metrics = Metrics::default();
     // The shared database's pool, for the bytes kept beside the store.
     let (store, database): (DynStore, _) = match &config.database {
         Some(url) => {
@@ -279,15 +280,13 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
             let pool = store.pool().clone();
             (Arc::new(store), Some(pool))
         }
-        None => (
-            Arc::new(SqliteStore::open(
-                &config.data_dir.join("floom.db"),
-                live.clone(),
-            )?),
-            None,
-        ),
+        None => {
+            let store = SqliteStore::open(&config.data_dir.join("floom.db"), live.clone())?;
+            metrics.register_store(&store.work());
+            (Arc::new(store), None)
+        }
     };
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(metrics);
     let lanes_slow = lanes.slow.clone();
     let guests = Guests::new(lanes, config.max_concurrent_runs);
     let registry = Arc::new(Registry::new(

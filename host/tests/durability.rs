@@ -148,3 +148,105 @@ async fn sigterm_drains_running_runs_and_keeps_the_queue() {
         .await;
     assert_eq!(second["status"], "succeeded");
 }
+
+/// The store's commits so far, from `/metrics`.
+async fn commits(server: &Server) -> u64 {
+    let text = server
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("floom_store_commits_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("floom_store_commits_total in /metrics")
+}
+
+/// A sync run that ends at once is written once, with its end; one that goes on is
+/// written as running first: it is listed while it runs and survives a SIGKILL like any
+/// other; and what one streams is stored with it.
+#[tokio::test]
+async fn a_sync_run_is_written_once_when_quick_and_first_when_not() {
+    let server = Server::start(&[]);
+    server.publish_misbehave("sync", "").await;
+    server
+        .run_sync("/api/apps/sync/actions/ok/run", json!({}))
+        .await;
+    let before = commits(&server).await;
+    for _ in 0..20 {
+        let envelope = server
+            .run_sync("/api/apps/sync/actions/ok/run", json!({}))
+            .await;
+        assert_eq!(envelope["status"], "succeeded");
+    }
+    let spent = commits(&server).await - before;
+    // Two commits per run without it; a busy machine may push some past the window.
+    assert!(spent < 40, "{spent} commits for 20 sync runs");
+
+    let streamed = server
+        .run_sync("/api/apps/sync/actions/emit/run", json!({ "count": 3 }))
+        .await;
+    let id = streamed["execution_id"].as_str().unwrap();
+    let events = server
+        .admin_get(&format!("/api/executions/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(events.matches("event: chunk").count(), 3, "{events}");
+    assert!(events.contains("event: end"), "{events}");
+
+    let waiting = tokio::spawn(
+        server
+            .post("/api/apps/sync/actions/sleep/run?wait=true")
+            .json(&json!({ "inputs": { "ms": 60_000 } }))
+            .send(),
+    );
+    let mut listed = Vec::new();
+    for _ in 0..100 {
+        let running: Value = server
+            .admin_get("/api/executions?app=sync&status=running")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        listed = running["data"].as_array().unwrap().clone();
+        if !listed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(listed.len(), 1, "the slow sync run is listed while it runs");
+    let id = listed[0]["execution_id"].as_str().unwrap().to_owned();
+    let server = server.kill_and_restart();
+    assert!(
+        waiting.await.unwrap().is_err(),
+        "its request died with the server"
+    );
+    let mut execution = Value::Null;
+    for _ in 0..100 {
+        execution = server
+            .admin_get(&format!("/api/executions/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if execution["attempts"] == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        execution["attempts"], 2,
+        "retried after the restart: {execution}"
+    );
+}

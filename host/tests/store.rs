@@ -197,6 +197,44 @@ both! {
     }
 }
 
+both! {
+    async fn a_run_written_once_with_its_end_reads_as_if_written_twice(store: DynStore) {
+        let started = now_ms();
+        let mut execution = new_execution("exec_once", Some("https://example.org/mine"), None);
+        execution.started_at = Some(started);
+        store
+            .insert_finished(execution.clone(), succeeded("exec_once", 2, started + 1))
+            .await
+            .unwrap();
+        let record = store.execution("exec_once").await.unwrap().unwrap();
+        assert_eq!(record.status, ExecStatus::Succeeded);
+        assert_eq!(record.output.as_deref(), Some("{}"));
+        assert_eq!(record.attempts, 1);
+        assert_eq!(record.started_at, Some(started));
+        assert_eq!(record.finished_at, Some(started + 1));
+        let kinds: Vec<String> = store
+            .events_after("exec_once", 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["start", "end"]);
+        // Its notification is in the outbox with it.
+        assert!(store.next_delivery_at().await.unwrap().is_some());
+        // Nothing streamed: retention has nothing of it to prune, ever.
+        assert_eq!(store.prune_events(now_ms() + 1).await.unwrap(), 0);
+        assert_eq!(store.events_after("exec_once", 0, 100).await.unwrap().len(), 2);
+        // Written once: a second write of the same execution is refused.
+        assert!(
+            store
+                .insert_finished(execution, succeeded("exec_once", 2, started + 1))
+                .await
+                .is_err()
+        );
+    }
+}
+
 /// A new execution of `app` (not started), with a run webhook and a schedule tick when
 /// given.
 fn new_execution(

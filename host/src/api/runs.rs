@@ -345,6 +345,7 @@ async fn start(
         view_token,
         replay,
         mut subscription,
+        unwritten,
     } = started;
 
     if stream {
@@ -370,7 +371,13 @@ async fn start(
     };
     let mut envelope = match waited {
         Some(Waited::Event(event)) => Envelope::from_terminal(&id, &event)?,
-        Some(Waited::Ended | Waited::TimedOut) => runs::current(state, &id).await?,
+        Some(Waited::Ended | Waited::TimedOut) => {
+            // Answered before its end: the execution is written first.
+            if let Some(unwritten) = &unwritten {
+                unwritten.write().await?;
+            }
+            runs::current(state, &id).await?
+        }
         None => Envelope::queued(&id),
     };
     if wait && envelope.is_sandbox_unavailable() {

@@ -29,7 +29,7 @@ pub use hooks::{
     event_type,
 };
 pub use postgres::{PgOptions, PgStore, migrate_url as migrate_postgres};
-pub use sqlite::{CommitFailed, SqliteStore};
+pub use sqlite::{CommitFailed, SqliteStore, StoreWork};
 
 /// Unix time in milliseconds.
 pub type Millis = i64;
@@ -638,6 +638,13 @@ pub trait Store: Send + Sync + 'static {
     fn append_events(&self, events: Vec<StoredEvent>) -> Appended;
     /// Records the end of a running execution and its terminal event.
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()>;
+    /// Records an execution that already ran (its first attempt, started at
+    /// `e.started_at`), with its `start` event and its end, in one transaction: a sync
+    /// run that ended before anything revealed it costs one commit instead of two. It
+    /// must have streamed no events, so retention has nothing of it to prune: it is
+    /// marked pruned at once (its start event stays beside its end). `e` carries no
+    /// idempotency key or schedule tick.
+    async fn insert_finished(&self, e: NewExecution, finish: Finish) -> anyhow::Result<()>;
     /// Cancels a queued execution, writing its terminal event. False when it was not
     /// queued.
     async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool>;

@@ -1416,6 +1416,59 @@ impl Store for PgStore {
         .await
     }
 
+    async fn insert_finished(&self, e: NewExecution, finish: Finish) -> anyhow::Result<()> {
+        self.write(async |tx, effects| {
+            let (approval, expires_at) = finish.approval.clone().unzip();
+            let finished_at = approval.is_none().then_some(finish.finished_at);
+            execute(
+                tx,
+                "INSERT INTO executions \
+                 (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
+                  started_at, trigger_source, mcp_call, webhook, output, error, usage, finished_at, \
+                  approval, approval_expires_at, events_pruned) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, $11, $12, $13, $14, $15, $16, \
+                  $17, $18, TRUE)",
+                &[
+                    &e.id,
+                    &e.app,
+                    &e.version,
+                    &e.action,
+                    &finish.status.as_str(),
+                    &e.inputs,
+                    &e.view_token_hash,
+                    &e.created_at,
+                    &e.started_at,
+                    &e.trigger_source.as_str(),
+                    &e.mcp_call,
+                    &e.webhook,
+                    &finish.output,
+                    &finish.error,
+                    &finish.usage,
+                    &finished_at,
+                    &approval,
+                    &expires_at,
+                ],
+            )
+            .await?;
+            let start = events::start(&e.id, 1, 1);
+            insert_event(tx, &start).await?;
+            effects.publish.push(start);
+            effects.outbox |= pg_hooks::enqueue(
+                tx,
+                &e.id,
+                &e.app,
+                e.webhook.as_deref(),
+                finish.status,
+                finish.finished_at,
+            )
+            .await?;
+            insert_event(tx, &finish.event).await?;
+            effects.publish.push(finish.event.clone());
+            Ok(())
+        })
+        .await
+    }
+
     async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool> {
         self.write(async |tx, effects| {
             cancel_queued_in(

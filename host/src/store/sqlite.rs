@@ -21,6 +21,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use anyhow::Context as _;
 use async_trait::async_trait;
 use floom_runtime::{ErrorCode, RunError};
+use prometheus_client::metrics::counter::Counter;
+use rusqlite::hooks::Wal;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
@@ -55,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_approvals.sql"),
     include_str!("migrations/0009_outbox.sql"),
     include_str!("migrations/0010_deliveries_by_id.sql"),
+    include_str!("migrations/0011_unfinished_by_status.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -67,8 +70,10 @@ const MAX_BATCH: usize = 1024;
 const EVENT_BYTES_PER_COMMIT: usize = 256 << 10;
 /// Prepared statements kept per connection: more than the store has.
 const STATEMENT_CACHE: usize = 256;
-/// Read connections kept open.
-const READERS: usize = 4;
+/// Read connections kept open: more than the reads a busy server has in flight, so a
+/// read finds one. (With 4, sync runs at c=16 opened a connection per run, and each
+/// open read and parsed the whole schema.)
+const READERS: usize = 32;
 /// The least time between two checkpoints: each copies what the WAL gained meanwhile.
 const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
 /// WAL frames (pages) past which a checkpoint rewinds the WAL: 64 MiB of 4 KiB pages.
@@ -256,8 +261,18 @@ impl Backlog {
     }
 }
 
+/// What the writer has done, for `/metrics`: how much store work a run costs.
+#[derive(Clone, Default)]
+pub struct StoreWork {
+    /// Transactions committed.
+    pub commits: Counter,
+    /// Pages appended to the write-ahead log (each a `pwrite` of a page and its header).
+    pub wal_frames: Counter,
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
+    work: StoreWork,
     jobs: Mutex<mpsc::Sender<Work>>,
     outbox: Arc<tokio::sync::Notify>,
     readers: Arc<Mutex<Vec<Connection>>>,
@@ -291,6 +306,18 @@ impl SqliteStore {
         // commit was twice the median because of it). The checkpointer does it instead.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        // After `wal_autocheckpoint`, which takes the same hook. SQLite reports the
+        // frames in the log after each commit; it starts again from the beginning once
+        // a checkpoint has rewound it.
+        let work = StoreWork::default();
+        let frames = work.wal_frames.clone();
+        let mut in_log = 0u64;
+        conn.wal_hook(Some(move |_: &mut Wal, pages: std::ffi::c_int| {
+            let pages = u64::try_from(pages).unwrap_or(0);
+            frames.inc_by(pages.checked_sub(in_log).unwrap_or(pages));
+            in_log = pages;
+            Ok(())
+        }))?;
         let checkpoints = Connection::open(path)?;
         checkpoints.busy_timeout(std::time::Duration::from_secs(10))?;
         let (nudge, nudged) = mpsc::sync_channel::<()>(1);
@@ -305,7 +332,8 @@ impl SqliteStore {
             .name("floom-store-writer".into())
             .spawn({
                 let outbox = outbox.clone();
-                move || writer(conn, rx, live, nudge, outbox)
+                let commits = work.commits.clone();
+                move || writer(conn, rx, live, nudge, outbox, commits)
             })
             .context("cannot start the database writer")?;
 
@@ -320,11 +348,17 @@ impl SqliteStore {
             readers.push(reader);
         }
         Ok(SqliteStore {
+            work,
             jobs: Mutex::new(tx),
             outbox,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
         })
+    }
+
+    /// The writer's counters.
+    pub fn work(&self) -> StoreWork {
+        self.work.clone()
     }
 
     fn submit(&self, work: Work) {
@@ -444,6 +478,7 @@ fn writer(
     live: Arc<Live>,
     checkpoint: mpsc::SyncSender<()>,
     outbox: Arc<tokio::sync::Notify>,
+    commits: Counter,
 ) {
     let mut backlog = Backlog::default();
     loop {
@@ -491,6 +526,7 @@ fn writer(
                 written.len()
             );
         } else {
+            commits.inc();
             // Full means a nudge is already pending.
             let _ = checkpoint.try_send(());
             for id in effects.open {
@@ -1062,6 +1098,56 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn insert_finished(&self, e: NewExecution, finish: Finish) -> anyhow::Result<()> {
+        self.write(move |tx, effects| {
+            let (approval, expires_at) = finish.approval.clone().unzip();
+            let finished_at = approval.is_none().then_some(finish.finished_at);
+            tx.prepare_cached(
+                "INSERT INTO executions \
+                 (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
+                  started_at, trigger_source, mcp_call, webhook, output, error, usage, finished_at, \
+                  approval, approval_expires_at, events_pruned) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+                  ?17, ?18, 1)",
+            )?
+            .execute(params![
+                e.id,
+                e.app,
+                e.version,
+                e.action,
+                finish.status.as_str(),
+                e.inputs,
+                e.view_token_hash,
+                e.created_at,
+                e.started_at,
+                e.trigger_source.as_str(),
+                e.mcp_call,
+                e.webhook,
+                finish.output,
+                finish.error,
+                finish.usage,
+                finished_at,
+                approval,
+                expires_at
+            ])?;
+            let start = events::start(&e.id, 1, 1);
+            insert_event(tx, &start)?;
+            effects.publish.push(start);
+            effects.outbox |= sqlite_hooks::enqueue(
+                tx,
+                &e.id,
+                &e.app,
+                e.webhook.as_deref(),
+                finish.status,
+                finish.finished_at,
+            )?;
+            insert_event(tx, &finish.event)?;
+            effects.publish.push(finish.event);
+            Ok(())
+        })
+        .await
+    }
+
     async fn cancel_queued(&self, id: &str, at: Millis) -> anyhow::Result<bool> {
         let id = id.to_owned();
         self.write(move |tx, effects| {
@@ -1442,7 +1528,10 @@ impl Store for SqliteStore {
         self.write(move |tx, effects| {
             let mut recovery = Recovery::default();
             let running: Vec<(String, i64)> = tx
-                .prepare("SELECT id, attempts FROM executions WHERE status = 'running' ORDER BY n")?
+                .prepare(
+                    "SELECT id, attempts FROM executions WHERE status = 'running' \
+                     AND finished_at IS NULL ORDER BY n",
+                )?
                 .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             for (id, attempts) in running {
@@ -1477,13 +1566,19 @@ impl Store for SqliteStore {
                 }
             }
             recovery.queued = tx
-                .prepare("SELECT id FROM executions WHERE status = 'queued' ORDER BY n")?
+                .prepare(
+                    "SELECT id FROM executions WHERE status = 'queued' AND finished_at IS NULL \
+                     ORDER BY n",
+                )?
                 .query_map([], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             effects.open.extend(recovery.queued.iter().cloned());
             // Those awaiting a decision are unfinished too: their followers wait for it.
             let awaiting: Vec<String> = tx
-                .prepare("SELECT id FROM executions WHERE status = 'awaiting_approval'")?
+                .prepare(
+                    "SELECT id FROM executions WHERE status = 'awaiting_approval' \
+                     AND finished_at IS NULL",
+                )?
                 .query_map([], |row| row.get(0))?
                 .collect::<rusqlite::Result<_>>()?;
             effects.open.extend(awaiting);

@@ -49,7 +49,10 @@ pub fn serve_command(
         .append(true)
         .open(data_dir.join("server.log"))
         .expect("server log");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_floom"));
+    // FLOOM_BIN runs another build (a release one, for the measurements).
+    let binary =
+        std::env::var_os("FLOOM_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_floom").into());
+    let mut command = Command::new(binary);
     command
         .arg("serve")
         .args(["--listen", "127.0.0.1:0", "--grace-period-s", "2"])
@@ -212,6 +215,7 @@ impl Server {
             "alloc",
             "flood-stdout",
             "secret",
+            "tick",
         ] {
             manifest.push_str(&format!("[actions.{action}]\n"));
         }

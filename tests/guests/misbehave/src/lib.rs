@@ -41,6 +41,18 @@ impl App for Misbehave {
                 }
                 Ok(json!({ "emitted": num("count", 3) }))
             }
+            // `count` chunks `ms` apart, each stamped with the wall clock when emitted
+            // (unix microseconds): how long a chunk takes to reach its subscribers.
+            "tick" => {
+                for i in 0..num("count", 10) {
+                    let at_us = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros() as u64);
+                    floom_sdk::emit(&json!({ "i": i, "at_us": at_us }))?;
+                    std::thread::sleep(std::time::Duration::from_millis(num("ms", 100)));
+                }
+                Ok(json!({ "ticks": num("count", 10) }))
+            }
             // `count` chunks of `bytes` each (a JSON string), as fast as the host takes
             // them; counts the ones refused past the event caps.
             "chatty" => {
