@@ -246,7 +246,34 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     result
 }
 
+/// Memory mappings a running sandbox holds (its memories, tables and fiber stack with
+/// their guards), measured: 10,000 sleeping sandboxes took about 100,000.
+const MAPPINGS_PER_SANDBOX: usize = 10;
+
+/// Warns when the kernel's limit on memory mappings (`vm.max_map_count`, 65,530 by
+/// default) is below what `sandboxes` running at once need: past it, instantiation fails
+/// with "Cannot allocate memory" and runs end `sandbox_unavailable`.
+fn check_map_count(sandboxes: usize) {
+    let Ok(text) = std::fs::read_to_string("/proc/sys/vm/max_map_count") else {
+        return;
+    };
+    let Ok(limit) = text.trim().parse::<usize>() else {
+        return;
+    };
+    // The rest of the process (runtimes, the store, compiled code) has a few thousand.
+    let needed = sandboxes.saturating_mul(MAPPINGS_PER_SANDBOX) + 10_000;
+    if limit < needed {
+        tracing::warn!(
+            "vm.max_map_count is {limit}: {sandboxes} sandboxes at once need about {needed} \
+             memory mappings, so only about {} can run at once; raise it with \
+             `sysctl -w vm.max_map_count={needed}`",
+            limit.saturating_sub(10_000) / MAPPINGS_PER_SANDBOX
+        );
+    }
+}
+
 async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Result<()> {
+    check_map_count(config.max_concurrent_runs);
     let engine = Engine::new(EngineConfig {
         cache_dir: Some(config.cache_dir.clone()),
         max_instances: u32::try_from(config.max_concurrent_runs)

@@ -3,7 +3,7 @@
 //!
 //! `cargo test --test fanout -- --nocapture` (part of the suite: 500 subscribers) and,
 //! for the figure in BENCHMARKS.md, 10,000 subscribers on the release build:
-//! `FLOOM_BIN=target/release/floom cargo test --test fanout -- --ignored --nocapture`.
+//! `FLOOM_BIN=$PWD/target/release/floom cargo test --test fanout -- --ignored --nocapture`.
 //!
 //! The subscribers are raw HTTP/1.1 connections in this process, so the latency includes
 //! this client's own work on the same two cores: an upper bound on the server's share.
@@ -229,7 +229,7 @@ async fn every_live_subscriber_gets_every_chunk_in_order_and_the_end() {
 
 /// The figure for BENCHMARKS.md (and `scripts/bench_http.py`): 10,000 at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run with --ignored --nocapture, FLOOM_BIN=target/release/floom"]
+#[ignore = "a measurement: run with --ignored --nocapture, FLOOM_BIN=$PWD/target/release/floom"]
 async fn ten_thousand_live_subscribers() {
     fan_out(10_000).await;
 }

@@ -258,6 +258,9 @@ impl Flavor {
         // component-model-async are compiled out of wasmtime altogether).
         wasm.concurrency_support(false);
         wasm.parallel_compilation(true);
+        if let Some(reservation) = memory_reservation(config) {
+            wasm.memory_reservation(reservation);
+        }
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(config)));
         let engine = wasmtime::Engine::new(&wasm)
             .map_err(|e| anyhow::Error::from(e).context("cannot create the wasmtime engine"))?;
@@ -360,6 +363,24 @@ impl Flavor {
         }
         linker.instantiate_pre(component).map_err(unsupported)
     }
+}
+
+/// Address space the memory pools of both engine flavors may reserve: most of the
+/// 128 TiB a 64-bit Linux process has, with room for everything else.
+const POOL_ADDRESS_SPACE: u64 = 64 << 40;
+/// What wasmtime reserves per memory slot by default (4 GiB) and its guard (32 MiB).
+const DEFAULT_SLOT: u64 = (4 << 30) + (32 << 20);
+
+/// The address space each memory slot reserves, when the default does not fit.
+///
+/// By default every slot reserves 4 GiB, so compiled code needs no bounds checks on
+/// 32-bit memories. The pool has two memories per sandbox and there are two engines
+/// (with and without fuel), so past about 8,000 sandboxes the slots no longer fit in
+/// the address space and the engine would not start. Then each slot reserves only the
+/// largest memory an app may have, and compiled code checks bounds instead.
+fn memory_reservation(config: &EngineConfig) -> Option<u64> {
+    let slots = 2 * 2 * u64::from(config.max_instances);
+    (slots.saturating_mul(DEFAULT_SLOT) > POOL_ADDRESS_SPACE).then_some(config.max_memory_mb << 20)
 }
 
 /// The pooling allocator: slots for every sandbox are reserved up front, so starting one
