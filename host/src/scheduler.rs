@@ -487,7 +487,10 @@ impl Scheduler {
             self.store.clone(),
             self.draining.clone(),
         ));
-        let run = Queued::submitted(execution, caller, input_files);
+        let inputs = execution.inputs.clone();
+        let mut run = Queued::submitted(execution, caller, input_files);
+        // Not in the store yet, so not to be read back from it: large inputs stay too.
+        run.inputs = Some(inputs);
         // What the store's write would have answered for a run written as running.
         let started = Started { attempt: 1, seq: 1 };
         let (runner, handle) = (self.clone(), unwritten.clone());

@@ -175,16 +175,21 @@ async fn a_sync_run_is_written_once_when_quick_and_first_when_not() {
     server
         .run_sync("/api/apps/sync/actions/ok/run", json!({}))
         .await;
-    let before = commits(&server).await;
-    for _ in 0..20 {
+    // One commit for a run that ends within the window, two otherwise; a loaded machine
+    // (the whole suite at once) may push many past it, but not fifty in a row.
+    let mut once = 0;
+    for _ in 0..50 {
+        let before = commits(&server).await;
         let envelope = server
             .run_sync("/api/apps/sync/actions/ok/run", json!({}))
             .await;
         assert_eq!(envelope["status"], "succeeded");
+        once += usize::from(commits(&server).await - before == 1);
+        if once == 3 {
+            break;
+        }
     }
-    let spent = commits(&server).await - before;
-    // Two commits per run without it; a busy machine may push some past the window.
-    assert!(spent < 40, "{spent} commits for 20 sync runs");
+    assert_eq!(once, 3, "sync runs ending at once are written once");
 
     let streamed = server
         .run_sync("/api/apps/sync/actions/emit/run", json!({ "count": 3 }))
@@ -208,7 +213,7 @@ async fn a_sync_run_is_written_once_when_quick_and_first_when_not() {
             .send(),
     );
     let mut listed = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..250 {
         let running: Value = server
             .admin_get("/api/executions?app=sync&status=running")
             .send()
@@ -231,7 +236,7 @@ async fn a_sync_run_is_written_once_when_quick_and_first_when_not() {
         "its request died with the server"
     );
     let mut execution = Value::Null;
-    for _ in 0..100 {
+    for _ in 0..250 {
         execution = server
             .admin_get(&format!("/api/executions/{id}"))
             .send()

@@ -54,8 +54,15 @@ fn next_body_chunk(raw: &mut Vec<u8>) -> Option<Vec<u8>> {
     Some(body)
 }
 
-/// Follows execution `id`'s events over one connection until its terminal event;
-/// `ready` counts the subscribers whose stream has begun; `permit` is let go then.
+/// The end of a chunked HTTP/1.1 body: the stream of events is over.
+const LAST_CHUNK: &[u8] = b"\r\n0\r\n\r\n";
+
+/// Follows execution `id`'s events over one connection until its stream ends; `ready`
+/// counts the subscribers whose stream has begun; `permit` is let go then.
+///
+/// While it follows, it only stamps and keeps what each read brought: this test binary
+/// is not optimised, and parsing 10,000 streams as they arrive would be the client's
+/// latency, not the server's. They are parsed once the stream is over.
 async fn subscribe(
     address: String,
     id: String,
@@ -70,16 +77,35 @@ async fn subscribe(
         support::TOKEN
     );
     stream.write_all(request.as_bytes()).await.expect("send");
+    let mut reads: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut buffer = vec![0u8; 16 << 10];
+    let mut tail = Vec::with_capacity(2 * LAST_CHUNK.len());
+    loop {
+        let read = stream.read(&mut buffer).await.expect("read");
+        let arrived = now_us();
+        assert!(read > 0, "the connection closed before the stream ended");
+        reads.push((arrived, buffer[..read].to_vec()));
+        if permit.take().is_some() {
+            // The response has begun (its status is checked once it is over).
+            ready.fetch_add(1, Ordering::AcqRel);
+        }
+        // The last chunk may come split over two reads.
+        tail.extend_from_slice(&buffer[read.saturating_sub(LAST_CHUNK.len())..read]);
+        tail.drain(..tail.len().saturating_sub(LAST_CHUNK.len()));
+        if tail == LAST_CHUNK {
+            return parse(reads);
+        }
+    }
+}
+
+/// What a subscriber's reads (each with its arrival time) said.
+fn parse(reads: Vec<(u64, Vec<u8>)>) -> Seen {
     let mut raw = Vec::new();
     let mut headers_done = false;
     let mut body = String::new();
     let mut seen = Seen::default();
-    let mut buffer = vec![0u8; 16 << 10];
-    loop {
-        let read = stream.read(&mut buffer).await.expect("read");
-        let arrived = now_us();
-        assert!(read > 0, "the stream ended before the terminal event");
-        raw.extend_from_slice(&buffer[..read]);
+    for (arrived, bytes) in reads {
+        raw.extend_from_slice(&bytes);
         if !headers_done {
             let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
                 continue;
@@ -88,8 +114,6 @@ async fn subscribe(
             assert!(head.starts_with("HTTP/1.1 200"), "{head}");
             raw.drain(..end + 4);
             headers_done = true;
-            ready.fetch_add(1, Ordering::AcqRel);
-            permit.take();
         }
         while let Some(piece) = next_body_chunk(&mut raw) {
             body.push_str(std::str::from_utf8(&piece).expect("UTF-8 events"));
@@ -114,14 +138,12 @@ async fn subscribe(
                     };
                     seen.chunks.push((i, arrived, at));
                 }
-                "end" | "error" => {
-                    seen.end = Some(kind);
-                    return seen;
-                }
+                "end" | "error" => seen.end = Some(kind),
                 _ => {}
             }
         }
     }
+    seen
 }
 
 /// Latencies in ms, sorted, of every chunk emitted after `since` (unix µs) as each
