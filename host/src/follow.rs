@@ -3,12 +3,9 @@
 //! after they are committed, so subscribe-then-replay never misses one; duplicates are
 //! dropped by sequence number.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::Stream;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::live::Live;
@@ -16,54 +13,21 @@ use crate::store::{DynStore, StoredEvent};
 
 const PAGE: u32 = 500;
 
-/// Streams the events of `id` after `after`, ending after the terminal event.
-pub fn follow(store: DynStore, live: Arc<Live>, id: String, after: i64) -> Following {
-    let (tx, events) = mpsc::channel(64);
-    let producer = Box::pin(async move {
+/// Streams the events of `id` after `after` into the returned channel, ending after the
+/// terminal event (or when the receiver is dropped).
+pub fn follow(
+    store: DynStore,
+    live: Arc<Live>,
+    id: String,
+    after: i64,
+) -> mpsc::Receiver<StoredEvent> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
         if let Err(e) = run(store, live, &id, after, tx).await {
             tracing::warn!(execution = %id, "event stream stopped: {e:#}");
         }
     });
-    Following {
-        events,
-        producer: Some(producer),
-    }
-}
-
-/// An execution's events as [`follow`] reads them. The reading is driven by whoever
-/// polls this, in their own task: a live event wakes the subscriber's connection
-/// directly, not a follower task that then wakes it (with 10,000 subscribers of one
-/// execution, that second wake-up per subscriber was half the fan-out's scheduling).
-pub struct Following {
-    events: mpsc::Receiver<Arc<StoredEvent>>,
-    /// Replays and follows into `events`; `None` once it is done (its sender dropped,
-    /// so `events` ends after what it sent).
-    producer: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-}
-
-impl Following {
-    /// The next event; `None` after the terminal one. Cancel-safe: what is read stays
-    /// in `self`.
-    pub async fn recv(&mut self) -> Option<Arc<StoredEvent>> {
-        std::future::poll_fn(|cx| self.poll_event(cx)).await
-    }
-
-    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<Arc<StoredEvent>>> {
-        if let Some(producer) = &mut self.producer
-            && producer.as_mut().poll(cx).is_ready()
-        {
-            self.producer = None;
-        }
-        self.events.poll_recv(cx)
-    }
-}
-
-impl Stream for Following {
-    type Item = Arc<StoredEvent>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_event(cx)
-    }
+    rx
 }
 
 /// Sends the stored events of `id` after `last`; returns the new last sequence number
@@ -72,7 +36,7 @@ async fn replay(
     store: &DynStore,
     id: &str,
     mut last: i64,
-    tx: &mpsc::Sender<Arc<StoredEvent>>,
+    tx: &mpsc::Sender<StoredEvent>,
 ) -> anyhow::Result<(i64, bool)> {
     loop {
         let page = store.events_after(id, last, PAGE).await?;
@@ -80,7 +44,7 @@ async fn replay(
         for event in page {
             last = event.seq;
             let terminal = event.is_terminal();
-            tx.send(Arc::new(event)).await?;
+            tx.send(event).await?;
             if terminal {
                 return Ok((last, true));
             }
@@ -96,7 +60,7 @@ async fn run(
     live: Arc<Live>,
     id: &str,
     after: i64,
-    tx: mpsc::Sender<Arc<StoredEvent>>,
+    tx: mpsc::Sender<StoredEvent>,
 ) -> anyhow::Result<()> {
     // Subscribe first: anything committed before this is in the store.
     let subscription = live.subscribe(id);
@@ -145,7 +109,7 @@ async fn follow_live(
     id: &str,
     mut last: i64,
     mut live_events: broadcast::Receiver<Arc<StoredEvent>>,
-    tx: &mpsc::Sender<Arc<StoredEvent>>,
+    tx: &mpsc::Sender<StoredEvent>,
 ) -> anyhow::Result<()> {
     let shared = store.shared();
     loop {
@@ -169,7 +133,7 @@ async fn follow_live(
             Ok(event) if event.seq == last + 1 => {
                 last = event.seq;
                 let terminal = event.is_terminal();
-                tx.send(event).await?;
+                tx.send((*event).clone()).await?;
                 if terminal {
                     return Ok(());
                 }

@@ -62,13 +62,13 @@ const LAST_CHUNK: &[u8] = b"\r\n0\r\n\r\n";
 ///
 /// While it follows, it only stamps and keeps what each read brought: this test binary
 /// is not optimised, and parsing 10,000 streams as they arrive would be the client's
-/// latency, not the server's. They are parsed once the stream is over.
+/// latency, not the server's. They are parsed once every stream is over.
 async fn subscribe(
     address: String,
     id: String,
     ready: Arc<AtomicUsize>,
     permit: OwnedSemaphorePermit,
-) -> Seen {
+) -> Reads {
     let mut permit = Some(permit);
     let mut stream = TcpStream::connect(&address).await.expect("connect");
     let request = format!(
@@ -77,7 +77,7 @@ async fn subscribe(
         support::TOKEN
     );
     stream.write_all(request.as_bytes()).await.expect("send");
-    let mut reads: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut reads = Reads::new();
     let mut buffer = vec![0u8; 16 << 10];
     let mut tail = Vec::with_capacity(2 * LAST_CHUNK.len());
     loop {
@@ -93,13 +93,16 @@ async fn subscribe(
         tail.extend_from_slice(&buffer[read.saturating_sub(LAST_CHUNK.len())..read]);
         tail.drain(..tail.len().saturating_sub(LAST_CHUNK.len()));
         if tail == LAST_CHUNK {
-            return parse(reads);
+            return reads;
         }
     }
 }
 
-/// What a subscriber's reads (each with its arrival time) said.
-fn parse(reads: Vec<(u64, Vec<u8>)>) -> Seen {
+/// What one connection's reads brought, each with its arrival time (unix µs).
+type Reads = Vec<(u64, Vec<u8>)>;
+
+/// What a subscriber's reads said.
+fn parse(reads: Reads) -> Seen {
     let mut raw = Vec::new();
     let mut headers_done = false;
     let mut body = String::new();
@@ -210,15 +213,18 @@ async fn fan_out(subscribers: usize) -> Vec<f64> {
         .unwrap();
     assert!(cancelled.status().is_success(), "{}", cancelled.status());
 
-    let mut seen = Vec::with_capacity(subscribers);
+    let mut reads = Vec::with_capacity(subscribers);
     for task in tasks {
-        seen.push(
+        reads.push(
             tokio::time::timeout(Duration::from_secs(60), task)
                 .await
                 .expect("every subscriber gets the end")
                 .expect("subscriber task"),
         );
     }
+    // Parsed only now: parsing one finished stream while others still read would put
+    // this client's work into their arrival times.
+    let seen: Vec<Seen> = reads.into_iter().map(parse).collect();
     for s in &seen {
         assert_eq!(s.end.as_deref(), Some("error"), "ended by the cancel");
         let numbers: Vec<u64> = s.chunks.iter().map(|c| c.0).collect();

@@ -12,9 +12,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, view_token_matches};
@@ -22,7 +23,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{PathParams, QueryParams};
 use super::{AppState, timestamp};
 use crate::artifacts::Listed;
-use crate::follow::{Following, Waited, follow, wait_for_end};
+use crate::follow::{Waited, follow, wait_for_end};
 use crate::scheduler::Cancelled;
 use crate::store::{
     Approval, ExecStatus, ExecutionRecord, ExecutionSummary, FileKind, ListExecutions, StoredEvent,
@@ -407,12 +408,16 @@ async fn detail(
 }
 
 /// An SSE response over stored-then-live events.
-pub fn sse(events: Following) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = events.map(|event| {
-        Ok(Event::default()
+pub fn sse(
+    events: mpsc::Receiver<StoredEvent>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = futures_util::stream::unfold(events, |mut events| async move {
+        let event = events.recv().await?;
+        let sse = Event::default()
             .id(event.seq.to_string())
-            .event(&event.kind)
-            .data(&event.data))
+            .event(event.kind)
+            .data(event.data);
+        Some((Ok(sse), events))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -10,7 +10,6 @@
 //! `notifications/cancelled` does, found through the call key stored with the execution.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::http::HeaderValue;
@@ -393,7 +392,7 @@ fn answer_with_progress(pending: Pending, token: Value, guard: Option<CancelOnDr
                 break Waited::Ended;
             };
             if event.ends_wait() {
-                break Waited::Event(Arc::unwrap_or_clone(event));
+                break Waited::Event(event);
             }
             if event.kind != "chunk" {
                 continue;
