@@ -176,20 +176,24 @@ async fn a_sync_run_is_written_once_when_quick_and_first_when_not() {
         .run_sync("/api/apps/sync/actions/ok/run", json!({}))
         .await;
     // One commit for a run that ends within the window, two otherwise; a loaded machine
-    // (the whole suite at once) may push many past it, but not fifty in a row.
-    let mut once = 0;
-    for _ in 0..50 {
-        let before = commits(&server).await;
-        let envelope = server
-            .run_sync("/api/apps/sync/actions/ok/run", json!({}))
-            .await;
-        assert_eq!(envelope["status"], "succeeded");
-        once += usize::from(commits(&server).await - before == 1);
-        if once == 3 {
-            break;
+    // (the whole suite at once) may push many past it, but not fifty in a row. Not on
+    // PostgreSQL: there every run is written when it starts (the app's cap across hosts
+    // is checked by that write), and the rest of this test holds as it does here.
+    if !support::postgres::ON_POSTGRES {
+        let mut once = 0;
+        for _ in 0..50 {
+            let before = commits(&server).await;
+            let envelope = server
+                .run_sync("/api/apps/sync/actions/ok/run", json!({}))
+                .await;
+            assert_eq!(envelope["status"], "succeeded");
+            once += usize::from(commits(&server).await - before == 1);
+            if once == 3 {
+                break;
+            }
         }
+        assert_eq!(once, 3, "sync runs ending at once are written once");
     }
-    assert_eq!(once, 3, "sync runs ending at once are written once");
 
     let streamed = server
         .run_sync("/api/apps/sync/actions/emit/run", json!({ "count": 3 }))
