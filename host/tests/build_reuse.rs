@@ -3,8 +3,11 @@
 //! workspace (the `floom-workspace-hack` crate asks for what only test and bench crates
 //! would), so the second command does not rebuild the tree for a feature. Checked with
 //! `cargo tree`, which reads the lock file and builds nothing; it merges the normal and
-//! the build-script/proc-macro builds of a crate, so a difference between those two is
-//! not seen here (the README says what the second command still compiles again).
+//! the build-script/proc-macro builds of a crate, so a difference in the latter alone is
+//! not seen here. Such a difference made the test command rebuild wasmtime until the hack
+//! asked for `anyhow`'s and `indexmap`'s build-side features too; to look for one, run
+//! `cargo build -p floom-host -v` after `cargo test --no-run`: it should compile no
+//! crate from outside the workspace.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
