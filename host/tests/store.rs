@@ -220,6 +220,14 @@ both! {
             .map(|e| e.kind)
             .collect();
         assert_eq!(kinds, ["start", "end"]);
+        // Read from any point, in pages, like events written as rows.
+        let rest = store.events_after("exec_once", 1, 100).await.unwrap();
+        assert_eq!((rest.len(), rest[0].seq, rest[0].kind.as_str()), (1, 2, "end"));
+        assert!(rest[0].data.contains(r#""type":"end""#), "{}", rest[0].data);
+        let first = store.events_after("exec_once", 0, 1).await.unwrap();
+        assert_eq!((first.len(), first[0].seq), (1, 1));
+        assert_eq!(first[0].execution_id, "exec_once");
+        assert!(store.events_after("exec_once", 2, 100).await.unwrap().is_empty());
         // Its notification is in the outbox with it.
         assert!(store.next_delivery_at().await.unwrap().is_some());
         // Nothing streamed: retention has nothing of it to prune, ever.

@@ -642,8 +642,9 @@ pub trait Store: Send + Sync + 'static {
     /// `e.started_at`), with its `start` event and its end, in one transaction: a sync
     /// run that ended before anything revealed it costs one commit instead of two. It
     /// must have streamed no events, so retention has nothing of it to prune: it is
-    /// marked pruned at once (its start event stays beside its end). `e` carries no
-    /// idempotency key or schedule tick.
+    /// marked pruned at once (its start event stays beside its end; SQLite keeps both in
+    /// the execution's row, one B-tree fewer per commit, and `events_after` reads them
+    /// from there). `e` carries no idempotency key or schedule tick.
     async fn insert_finished(&self, e: NewExecution, finish: Finish) -> anyhow::Result<()>;
     /// Cancels a queued execution, writing its terminal event. False when it was not
     /// queued.

@@ -26,6 +26,7 @@ use rusqlite::hooks::Wal;
 use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Row, Transaction, TransactionBehavior, params,
 };
+use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
 use super::takeback::{self, Stopped, TakenBack};
@@ -58,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0009_outbox.sql"),
     include_str!("migrations/0010_deliveries_by_id.sql"),
     include_str!("migrations/0011_unfinished_by_status.sql"),
+    include_str!("migrations/0012_inline_events.sql"),
 ];
 /// Events one pruning write deletes at most (beyond finishing the execution it is on),
 /// so it holds the writer for milliseconds, not seconds.
@@ -762,6 +764,37 @@ fn event_row(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     })
 }
 
+/// The events kept in an execution's row (`inline_events`, seq 1, 2, ...) after `after`,
+/// at most `limit`.
+fn inline_events(
+    id: &str,
+    inline: &str,
+    after: i64,
+    limit: u32,
+) -> anyhow::Result<Vec<StoredEvent>> {
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        r#type: String,
+    }
+    let datas: Vec<&RawValue> =
+        serde_json::from_str(inline).context("an execution's inline events")?;
+    (1..)
+        .zip(datas)
+        .skip(usize::try_from(after.max(0)).unwrap_or(usize::MAX))
+        .take(limit as usize)
+        .map(|(seq, data)| {
+            let kind: Kind =
+                serde_json::from_str(data.get()).context("an inline event without its type")?;
+            Ok(StoredEvent {
+                execution_id: id.to_owned(),
+                seq,
+                kind: kind.r#type,
+                data: data.get().to_owned(),
+            })
+        })
+        .collect()
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn publish(&self, new: NewVersion) -> anyhow::Result<Published> {
@@ -1102,13 +1135,17 @@ impl Store for SqliteStore {
         self.write(move |tx, effects| {
             let (approval, expires_at) = finish.approval.clone().unzip();
             let finished_at = approval.is_none().then_some(finish.finished_at);
+            let start = events::start(&e.id, 1, 1);
+            // A run that has ended keeps its two events in its row; one awaiting approval
+            // gets more (the decision, the end), so its events are rows like any other's.
+            let inline = finished_at.map(|_| format!("[{},{}]", start.data, finish.event.data));
             tx.prepare_cached(
                 "INSERT INTO executions \
                  (id, app, version, action, status, inputs, view_token_hash, created_at, attempts, \
                   started_at, trigger_source, mcp_call, webhook, output, error, usage, finished_at, \
-                  approval, approval_expires_at, events_pruned) \
+                  approval, approval_expires_at, inline_events, events_pruned) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 1, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-                  ?17, ?18, 1)",
+                  ?17, ?18, ?19, 1)",
             )?
             .execute(params![
                 e.id,
@@ -1128,10 +1165,13 @@ impl Store for SqliteStore {
                 finish.usage,
                 finished_at,
                 approval,
-                expires_at
+                expires_at,
+                inline
             ])?;
-            let start = events::start(&e.id, 1, 1);
-            insert_event(tx, &start)?;
+            if inline.is_none() {
+                insert_event(tx, &start)?;
+                insert_event(tx, &finish.event)?;
+            }
             effects.publish.push(start);
             effects.outbox |= sqlite_hooks::enqueue(
                 tx,
@@ -1141,7 +1181,6 @@ impl Store for SqliteStore {
                 finish.status,
                 finish.finished_at,
             )?;
-            insert_event(tx, &finish.event)?;
             effects.publish.push(finish.event);
             Ok(())
         })
@@ -1212,8 +1251,24 @@ impl Store for SqliteStore {
                 "SELECT execution_id, seq, kind, data FROM events \
                  WHERE execution_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
             )?;
-            let rows = stmt.query_map(params![id, after, limit], event_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
+            let rows: Vec<StoredEvent> = stmt
+                .query_map(params![id, after, limit], event_row)?
+                .collect::<rusqlite::Result<_>>()?;
+            if !rows.is_empty() {
+                return Ok(rows);
+            }
+            // None in `events`: an execution written once keeps its events in its row.
+            let inline: Option<String> = conn
+                .prepare_cached(
+                    "SELECT inline_events FROM executions \
+                     WHERE id = ?1 AND inline_events IS NOT NULL",
+                )?
+                .query_row([&id], |row| row.get(0))
+                .optional()?;
+            match inline {
+                Some(inline) => inline_events(&id, &inline, after, limit),
+                None => Ok(rows),
+            }
         })
         .await
     }
