@@ -426,13 +426,20 @@ pub(crate) fn pooling(config: &EngineConfig) -> PoolingAllocationConfig {
 
 /// Bumps the epoch of every engine at a fixed interval from its own OS thread (a tokio
 /// task could be starved by a busy guest, which is exactly when the tick matters), while
-/// any guest is running: an idle server does not wake a thousand times a second. Epoch
-/// deadlines count ticks from when they are set, so a pause between runs changes none.
+/// any guest is running and for [`IDLE_TICKS`] after: an idle server does not wake a
+/// thousand times a second, and a busy one does not wake the ticker for every run (a
+/// syscall, and on a VM an IPI, on the path of each run's start). Epoch deadlines count
+/// ticks from when they are set, so a pause between runs changes none.
 struct EpochTicker {
     stop: Arc<AtomicBool>,
     running: Arc<AtomicUsize>,
+    /// Set while the ticker sleeps until the next guest starts.
+    asleep: Arc<AtomicBool>,
     thread: JoinHandle<()>,
 }
+
+/// Ticks the ticker goes on for after the last guest ended, in case another starts.
+const IDLE_TICKS: u32 = 100;
 
 /// Keeps the epoch ticking while it lives: held by every guest's store.
 pub(crate) struct Ticking {
@@ -449,15 +456,27 @@ impl EpochTicker {
     fn start(engines: Vec<wasmtime::Engine>, tick: Duration) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicUsize::new(0));
-        let (flag, guests) = (stop.clone(), running.clone());
+        let asleep = Arc::new(AtomicBool::new(false));
+        let (flag, guests, sleeping) = (stop.clone(), running.clone(), asleep.clone());
         let thread = std::thread::Builder::new()
             .name("floom-epoch".into())
             .spawn(move || {
+                let mut idle = 0;
                 while !flag.load(Ordering::Acquire) {
-                    if guests.load(Ordering::Acquire) == 0 {
-                        // Woken by the first guest to start (or by stop); an unpark
-                        // that came first makes this return at once.
-                        std::thread::park();
+                    if guests.load(Ordering::SeqCst) > 0 {
+                        idle = 0;
+                    } else if idle < IDLE_TICKS {
+                        idle += 1;
+                    } else {
+                        // Asleep first, then the count checked again: a guest that
+                        // starts in between either is seen here or sees `asleep` and
+                        // unparks (an unpark that comes first makes `park` return).
+                        sleeping.store(true, Ordering::SeqCst);
+                        if guests.load(Ordering::SeqCst) == 0 {
+                            std::thread::park();
+                        }
+                        sleeping.store(false, Ordering::SeqCst);
+                        idle = 0;
                         continue;
                     }
                     std::thread::park_timeout(tick);
@@ -470,12 +489,14 @@ impl EpochTicker {
         Ok(EpochTicker {
             stop,
             running,
+            asleep,
             thread,
         })
     }
 
     fn ticking(&self) -> Ticking {
-        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if self.asleep.swap(false, Ordering::SeqCst) {
             self.thread.thread().unpark();
         }
         Ticking {
