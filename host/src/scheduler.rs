@@ -926,7 +926,9 @@ impl Scheduler {
             step: run.step,
             timeout,
         });
-        let finish = finish(&run.id, started.attempt, seq + 1, result, approval);
+        let mut finish = finish(&run.id, started.attempt, seq + 1, result, approval);
+        // Counted until its end is written: 1 is this run.
+        finish.alone = self.running() <= 1;
         self.metrics
             .run_finished(finish.status.as_str(), begun.elapsed().as_secs_f64());
         self.retry_store(&run.id, || async {
@@ -1139,6 +1141,7 @@ fn finish(
                 finished_at: now,
                 approval: Some((approval.get().to_owned(), expires_at)),
                 attempt,
+                alone: false,
             }
         }
         (None, None) => Finish {
@@ -1155,6 +1158,7 @@ fn finish(
             finished_at: now_ms(),
             approval: None,
             attempt,
+            alone: false,
         },
         (Some(error), _) => {
             let status = ExecStatus::from(error.code.status());
@@ -1167,6 +1171,7 @@ fn finish(
                 finished_at: now_ms(),
                 approval: None,
                 attempt,
+                alone: false,
             }
         }
     }

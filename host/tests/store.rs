@@ -126,24 +126,26 @@ fn succeeded(id: &str, seq: i64, finished_at: i64) -> Finish {
         event: events::end(id, seq, None, 1.0),
         approval: None,
         attempt: 1,
+        alone: false,
     }
 }
 
 both! {
     async fn an_end_is_written_after_every_event_of_its_execution(store: DynStore) {
-        let seq = running(&store, "exec_a").await;
-        for batch in 0..5 {
-            let _ = store.append_events(chunks("exec_a", seq + batch * 10, 10, 100));
+        // Alone: SQLite commits the end on this thread when its writer is idle.
+        for (id, alone) in [("exec_a", false), ("exec_b", true)] {
+            let seq = running(&store, id).await;
+            for batch in 0..5 {
+                let _ = store.append_events(chunks(id, seq + batch * 10, 10, 100));
+            }
+            // Not waiting for the appends: the store orders the end after them itself.
+            let end = Finish { alone, ..succeeded(id, seq + 51, now_ms()) };
+            store.finish_execution(id, end).await.unwrap();
+            let stored = store.events_after(id, 0, 1000).await.unwrap();
+            assert_eq!(stored.len(), 52);
+            assert!(stored.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+            assert!(stored.last().unwrap().is_terminal());
         }
-        // Not waiting for the appends: the store orders the end after them itself.
-        store
-            .finish_execution("exec_a", succeeded("exec_a", seq + 51, now_ms()))
-            .await
-            .unwrap();
-        let stored = store.events_after("exec_a", 0, 1000).await.unwrap();
-        assert_eq!(stored.len(), 52);
-        assert!(stored.windows(2).all(|w| w[1].seq == w[0].seq + 1));
-        assert!(stored.last().unwrap().is_terminal());
     }
 }
 
@@ -887,6 +889,7 @@ async fn awaiting(store: &DynStore, id: &str, expires_at: i64) {
                 event: events::approval(id, seq + 1, &raw),
                 approval: Some((approval, expires_at)),
                 attempt: 1,
+                alone: false,
             },
         )
         .await

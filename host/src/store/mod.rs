@@ -470,6 +470,10 @@ pub struct Finish {
     /// while that attempt holds the execution, so an attempt whose lease was taken back
     /// cannot end the retry that followed it.
     pub attempt: i64,
+    /// No other run was going on this host when it ended: no other write to share a
+    /// commit with, so the store may commit this one at once rather than hand it to a
+    /// batching writer (under load, waiting for the batch saves more than it costs).
+    pub alone: bool,
 }
 
 /// An execution's approval as the API shows it and the store keeps it (SPEC section 11).

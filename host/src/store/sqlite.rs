@@ -1,9 +1,11 @@
 //! [`Store`] on an embedded SQLite database in WAL mode.
 //!
-//! All writes go through one writer thread that commits whatever has queued up in one
+//! All writes go through one writer that commits whatever has queued up in one
 //! transaction (group commit: one commit per batch, not per event), each operation in
-//! its own savepoint so one failure does not undo the others. Callers are answered only
-//! after the commit, and committed events are then published to live subscribers.
+//! its own savepoint so one failure does not undo the others. The writer is a thread,
+//! except that the end of a run that was alone on the host, finding it idle, commits on
+//! the caller's thread (no wake-up there and back). Callers are answered only after the commit, and
+//! committed events are then published to live subscribers.
 //!
 //! Streamed events queue apart from the other writes, per execution: a transaction takes
 //! every waiting write first, then events round-robin across executions up to a byte
@@ -16,7 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError, mpsc};
 
 use anyhow::Context as _;
 use async_trait::async_trait;
@@ -125,6 +127,30 @@ struct Op<R> {
     result: Option<anyhow::Result<R>>,
     effects: Effects,
     reply: Option<oneshot::Sender<anyhow::Result<R>>>,
+}
+
+impl<R: Send + 'static> Op<R> {
+    /// The work that runs `f` (after the events of `execution`), and where its result
+    /// arrives.
+    fn work(
+        execution: Option<String>,
+        f: impl FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send + 'static,
+    ) -> (Work, oneshot::Receiver<anyhow::Result<R>>) {
+        let (reply, result) = oneshot::channel();
+        let job = Box::new(Op {
+            f: Some(Box::new(f)),
+            result: None,
+            effects: Effects::default(),
+            reply: Some(reply),
+        });
+        (Work::Job(job, execution), result)
+    }
+
+    async fn answer(result: oneshot::Receiver<anyhow::Result<R>>) -> anyhow::Result<R> {
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("the database writer stopped"))?
+    }
 }
 
 impl<R: Send + 'static> Job for Op<R> {
@@ -272,10 +298,85 @@ pub struct StoreWork {
     pub wal_frames: Counter,
 }
 
+/// The writer: the write connection and the work it has taken, behind one lock. The
+/// writer thread holds it for its rounds; a run's own write takes it when it is free and
+/// commits at once on the caller's thread (see [`SqliteStore::write_end`]).
+struct Writer {
+    conn: Connection,
+    backlog: Backlog,
+    live: Arc<Live>,
+    checkpoint: mpsc::SyncSender<()>,
+    outbox: Arc<tokio::sync::Notify>,
+    commits: Counter,
+}
+
+/// Work submitted and not yet taken into the writer's backlog.
+#[derive(Default)]
+struct Inbox {
+    work: Vec<Work>,
+    /// The writer thread has work (in `work`, or left in the backlog by a caller's round).
+    rung: bool,
+    /// The writer thread sleeps until `rung`.
+    asleep: bool,
+    /// The store is gone: the thread stops once nothing is left.
+    closed: bool,
+}
+
+/// What the store and its writer thread share.
+struct Shared {
+    inbox: Mutex<Inbox>,
+    doorbell: Condvar,
+    writer: Mutex<Writer>,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in a write leaves nothing half-done: its transaction rolled back.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Hands `work` to the writer thread.
+    fn submit(&self, work: Work) {
+        let mut inbox = locked(&self.inbox);
+        inbox.work.push(work);
+        self.ring(inbox);
+    }
+
+    /// Commits `work` on this thread when the writer is free, else hands it over.
+    fn commit_or_submit(&self, work: Work) {
+        let mut writer = match self.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return self.submit(work),
+        };
+        writer.round(&self.inbox, Some(work));
+        if !writer.backlog.is_empty() {
+            // Events over this commit's budget: the thread takes them on.
+            self.ring(locked(&self.inbox));
+        }
+    }
+
+    fn ring(&self, mut inbox: MutexGuard<'_, Inbox>) {
+        inbox.rung = true;
+        // No wake-up (a syscall) for a thread that is busy and will look again.
+        if inbox.asleep {
+            self.doorbell.notify_one();
+        }
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        let mut inbox = locked(&self.shared.inbox);
+        inbox.closed = true;
+        self.shared.doorbell.notify_one();
+    }
+}
+
 /// The SQLite store.
 pub struct SqliteStore {
     work: StoreWork,
-    jobs: Mutex<mpsc::Sender<Work>>,
+    shared: Arc<Shared>,
     outbox: Arc<tokio::sync::Notify>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: std::path::PathBuf,
@@ -328,14 +429,24 @@ impl SqliteStore {
             .spawn(move || checkpointer(checkpoints, nudged))
             .context("cannot start the database checkpointer")?;
 
-        let (tx, rx) = mpsc::channel::<Work>();
         let outbox = Arc::new(tokio::sync::Notify::new());
+        let shared = Arc::new(Shared {
+            inbox: Mutex::default(),
+            doorbell: Condvar::new(),
+            writer: Mutex::new(Writer {
+                conn,
+                backlog: Backlog::default(),
+                live,
+                checkpoint: nudge,
+                outbox: outbox.clone(),
+                commits: work.commits.clone(),
+            }),
+        });
         std::thread::Builder::new()
             .name("floom-store-writer".into())
             .spawn({
-                let outbox = outbox.clone();
-                let commits = work.commits.clone();
-                move || writer(conn, rx, live, nudge, outbox, commits)
+                let shared = shared.clone();
+                move || writer(&shared)
             })
             .context("cannot start the database writer")?;
 
@@ -351,7 +462,7 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             work,
-            jobs: Mutex::new(tx),
+            shared,
             outbox,
             readers: Arc::new(Mutex::new(readers)),
             path: path.to_owned(),
@@ -361,12 +472,6 @@ impl SqliteStore {
     /// The writer's counters.
     pub fn work(&self) -> StoreWork {
         self.work.clone()
-    }
-
-    fn submit(&self, work: Work) {
-        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        // The writer thread only stops when the store is dropped.
-        let _ = jobs.send(work);
     }
 
     /// Runs `f` in the next write batch and returns its result once committed.
@@ -383,17 +488,30 @@ impl SqliteStore {
         execution: Option<String>,
         f: impl FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send + 'static,
     ) -> anyhow::Result<R> {
-        let (reply, result) = oneshot::channel();
-        let job = Box::new(Op {
-            f: Some(Box::new(f)),
-            result: None,
-            effects: Effects::default(),
-            reply: Some(reply),
-        });
-        self.submit(Work::Job(job, execution));
-        result
-            .await
-            .map_err(|_| anyhow::anyhow!("the database writer stopped"))?
+        let (work, result) = Op::work(execution, f);
+        self.shared.submit(work);
+        Op::answer(result).await
+    }
+
+    /// Like [`Self::write_after`], for a run's end. A run that ended `alone` (see
+    /// [`Finish::alone`]) finding the writer idle commits the batch itself (whatever was
+    /// queued, then its own write): it does not wait for the writer thread to wake, nor
+    /// for it to wake the caller back. Otherwise the write joins the writer thread's
+    /// next batch: under load, committing each end at once would commit more often and
+    /// fold fewer writes into each (measured: c=16 about 20 % slower).
+    async fn write_end<R: Send + 'static>(
+        &self,
+        alone: bool,
+        execution: Option<String>,
+        f: impl FnOnce(&Connection, &mut Effects) -> anyhow::Result<R> + Send + 'static,
+    ) -> anyhow::Result<R> {
+        let (work, result) = Op::work(execution, f);
+        if alone {
+            self.shared.commit_or_submit(work);
+        } else {
+            self.shared.submit(work);
+        }
+        Op::answer(result).await
     }
 
     /// Runs `f` on a read connection on a blocking thread.
@@ -472,27 +590,53 @@ fn checkpointer(conn: Connection, nudged: mpsc::Receiver<()>) {
     }
 }
 
-/// The writer thread: one transaction per round (every waiting write, then events
-/// within the byte budget); each commit nudges the checkpointer.
-fn writer(
-    mut conn: Connection,
-    work: mpsc::Receiver<Work>,
-    live: Arc<Live>,
-    checkpoint: mpsc::SyncSender<()>,
-    outbox: Arc<tokio::sync::Notify>,
-    commits: Counter,
-) {
-    let mut backlog = Backlog::default();
+/// The writer thread: takes the writer whenever work is rung in, and commits rounds
+/// until nothing is left. Stops once the store is dropped and its work is done.
+fn writer(shared: &Shared) {
     loop {
-        if backlog.is_empty() {
-            match work.recv() {
-                Ok(first) => backlog.add(first),
-                Err(_) => return,
+        {
+            let mut inbox = locked(&shared.inbox);
+            while !inbox.rung {
+                if inbox.closed {
+                    return;
+                }
+                inbox.asleep = true;
+                inbox = shared
+                    .doorbell
+                    .wait(inbox)
+                    .unwrap_or_else(PoisonError::into_inner);
+                inbox.asleep = false;
             }
+            inbox.rung = false;
         }
-        while let Ok(more) = work.try_recv() {
-            backlog.add(more);
+        let mut writer = locked(&shared.writer);
+        while writer.round(&shared.inbox, None) {}
+    }
+}
+
+impl Writer {
+    /// One transaction: every waiting write (`own` last), then events within the byte
+    /// budget; the commit nudges the checkpointer. False when there was nothing to do.
+    fn round(&mut self, inbox: &Mutex<Inbox>, own: Option<Work>) -> bool {
+        // Taken under the writer's lock: whoever commits has every earlier submission,
+        // so an execution's end still comes after its events.
+        for work in locked(inbox).work.drain(..) {
+            self.backlog.add(work);
         }
+        if let Some(own) = own {
+            self.backlog.add(own);
+        }
+        if self.backlog.is_empty() {
+            return false;
+        }
+        let Writer {
+            conn,
+            backlog,
+            live,
+            checkpoint,
+            outbox,
+            commits,
+        } = self;
         let mut effects = Effects::default();
         let mut jobs = Vec::new();
         let mut written = Vec::new();
@@ -547,6 +691,7 @@ fn writer(
         for done in written {
             let _ = done.send(());
         }
+        true
     }
 }
 
@@ -1078,13 +1223,13 @@ impl Store for SqliteStore {
             events,
             written,
         };
-        self.submit(Work::Events(batch));
+        self.shared.submit(Work::Events(batch));
         appended
     }
 
     async fn finish_execution(&self, id: &str, finish: Finish) -> anyhow::Result<()> {
         let id = id.to_owned();
-        self.write_after(Some(id.clone()), move |tx, effects| {
+        self.write_end(finish.alone, Some(id.clone()), move |tx, effects| {
             // A run awaiting approval has not finished: no finished_at yet.
             let (approval, expires_at) = finish.approval.clone().unzip();
             let finished_at = approval.is_none().then_some(finish.finished_at);
@@ -1132,7 +1277,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_finished(&self, e: NewExecution, finish: Finish) -> anyhow::Result<()> {
-        self.write(move |tx, effects| {
+        self.write_end(finish.alone, None, move |tx, effects| {
             let (approval, expires_at) = finish.approval.clone().unzip();
             let finished_at = approval.is_none().then_some(finish.finished_at);
             let start = events::start(&e.id, 1, 1);
