@@ -4,8 +4,8 @@
 //! transaction (group commit: one commit per batch, not per event), each operation in
 //! its own savepoint so one failure does not undo the others. The writer is a thread,
 //! except that the end of a run that was alone on the host, finding it idle, commits on
-//! the caller's thread (no wake-up there and back). Callers are answered only after the commit, and
-//! committed events are then published to live subscribers.
+//! the caller's thread (no wake-up there and back). Callers are answered only after the
+//! commit, and committed events are then published to live subscribers.
 //!
 //! Streamed events queue apart from the other writes, per execution: a transaction takes
 //! every waiting write first, then events round-robin across executions up to a byte
