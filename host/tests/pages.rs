@@ -201,6 +201,16 @@ impl Browser {
         }
     }
 
+    /// Waits until the page's heading reads `want`: after a token is entered, `<main>` is
+    /// drawn again once the app's data arrives, and the old heading is there until then.
+    async fn heading(&self, want: &str) {
+        let script = format!(
+            "const h = document.querySelector('main h1'); return !!h && h.textContent.trim() === {};",
+            Value::from(want)
+        );
+        self.until(&script, &format!("the heading {want:?}")).await;
+    }
+
     /// Types `token` into the header's token form.
     async fn use_token(&self, token: &str) {
         self.click("#token-panel summary").await;
@@ -943,7 +953,7 @@ async fn a_private_app_needs_its_token() {
     browser
         .click("main [data-token-form] button[type=submit]")
         .await;
-    assert_eq!(browser.text("main h1").await, "Vault");
+    browser.heading("Vault").await;
     browser
         .fill(&format!("{} > .control", field("ok", "word")), "hush")
         .await;
@@ -999,7 +1009,7 @@ async fn the_operators_view_charts_the_runs_and_cancels_one() {
     browser
         .click("main [data-token-form] button[type=submit]")
         .await;
-    assert_eq!(browser.text("main h1").await, "Kit");
+    browser.heading("Kit").await;
     // Today's bar has its succeeded and failed parts, and the durations their lines.
     assert!(browser.count("svg.chart rect.s-succeeded").await >= 1);
     assert!(browser.count("svg.chart rect.s-failed").await >= 1);
