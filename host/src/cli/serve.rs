@@ -96,6 +96,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub guest_threads: Option<usize>,
 
+    /// Threads that serve HTTP (default: half the CPU count, at least one). Guests run
+    /// on threads of their own, so the HTTP side needs fewer; each more idle HTTP
+    /// thread is one more for the runtime to wake at every hand-over of a run.
+    #[arg(long)]
+    pub http_threads: Option<usize>,
+
     /// Where compiled components are cached (default: <data-dir>/compiled). Safe to
     /// share between servers of the same build.
     #[arg(long)]
@@ -215,6 +221,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_timeout: Duration::from_secs(args.max_timeout_s),
         grace_period: Duration::from_secs(args.grace_period_s),
         guest_threads: args.guest_threads.unwrap_or(cores * 2).max(1),
+        http_threads: args.http_threads.unwrap_or(cores / 2).max(1),
         examples: args.examples,
         allow_private_network: args.allow_private_network,
         max_outbound_requests: args.max_outbound_requests,
