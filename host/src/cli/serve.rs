@@ -97,8 +97,8 @@ pub struct ServeArgs {
     pub guest_threads: Option<usize>,
 
     /// Threads that serve HTTP (default: half the CPU count, at least one). Guests run
-    /// on threads of their own, so the HTTP side needs fewer; each more idle HTTP
-    /// thread is one more for the runtime to wake at every hand-over of a run.
+    /// on threads of their own, so HTTP needs fewer, and every idle one is woken at each
+    /// hand-over of a run. Give it every CPU for thousands of live SSE viewers of a run.
     #[arg(long)]
     pub http_threads: Option<usize>,
 
