@@ -234,7 +234,7 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     )?;
     // Fewer HTTP threads than cores: at c=1 two of them on 2 cores slept and woke about
     // twice per run each (tokio wakes an idle worker for every task woken from a guest
-    // thread); one took a third less CPU per run, at the same rate at c=16.
+    // thread); one took ~28 % less CPU per run, at the same rate at c=16.
     let http = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.http_threads.max(1))
         .thread_name("floom-http")

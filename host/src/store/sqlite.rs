@@ -2087,8 +2087,17 @@ mod tests {
             tick: None,
         };
         store.insert_execution(execution, None).await.unwrap();
-        // Queued without ringing: the writer thread never sees them, only the round of
-        // the end below can take them, and it must write them before the end.
+        // Once the writer thread sleeps, work queued without ringing stays where it is
+        // (it drains the inbox only when rung): only the end's own round below can take
+        // it, and it must write it before the end.
+        let started = std::time::Instant::now();
+        while !locked(&store.shared.inbox).asleep {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "the writer thread never slept"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let chunk = StoredEvent {
             execution_id: id.into(),
             seq: 2,
