@@ -8,19 +8,20 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
 
-use crate::live::Live;
+use crate::live::{Live, LiveEvent};
 use crate::store::{DynStore, StoredEvent};
 
 const PAGE: u32 = 500;
 
 /// Streams the events of `id` after `after` into the returned channel, ending after the
-/// terminal event (or when the receiver is dropped).
+/// terminal event (or when the receiver is dropped). Live events come as their
+/// followers share them; replayed ones are wrapped the same way.
 pub fn follow(
     store: DynStore,
     live: Arc<Live>,
     id: String,
     after: i64,
-) -> mpsc::Receiver<StoredEvent> {
+) -> mpsc::Receiver<Arc<LiveEvent>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         if let Err(e) = run(store, live, &id, after, tx).await {
@@ -36,7 +37,7 @@ async fn replay(
     store: &DynStore,
     id: &str,
     mut last: i64,
-    tx: &mpsc::Sender<StoredEvent>,
+    tx: &mpsc::Sender<Arc<LiveEvent>>,
 ) -> anyhow::Result<(i64, bool)> {
     loop {
         let page = store.events_after(id, last, PAGE).await?;
@@ -44,7 +45,7 @@ async fn replay(
         for event in page {
             last = event.seq;
             let terminal = event.is_terminal();
-            tx.send(event).await?;
+            tx.send(LiveEvent::new(event)).await?;
             if terminal {
                 return Ok((last, true));
             }
@@ -60,7 +61,7 @@ async fn run(
     live: Arc<Live>,
     id: &str,
     after: i64,
-    tx: mpsc::Sender<StoredEvent>,
+    tx: mpsc::Sender<Arc<LiveEvent>>,
 ) -> anyhow::Result<()> {
     // Subscribe first: anything committed before this is in the store.
     let subscription = live.subscribe(id);
@@ -108,8 +109,8 @@ async fn follow_live(
     store: &DynStore,
     id: &str,
     mut last: i64,
-    mut live_events: broadcast::Receiver<Arc<StoredEvent>>,
-    tx: &mpsc::Sender<StoredEvent>,
+    mut live_events: broadcast::Receiver<Arc<LiveEvent>>,
+    tx: &mpsc::Sender<Arc<LiveEvent>>,
 ) -> anyhow::Result<()> {
     let shared = store.shared();
     loop {
@@ -133,7 +134,7 @@ async fn follow_live(
             Ok(event) if event.seq == last + 1 => {
                 last = event.seq;
                 let terminal = event.is_terminal();
-                tx.send((*event).clone()).await?;
+                tx.send(event).await?;
                 if terminal {
                     return Ok(());
                 }
@@ -171,7 +172,7 @@ pub enum Waited {
 /// unfinished execution has a live channel, so no subscription means it has ended. A
 /// caller may wait again on the same subscription after [`Waited::TimedOut`].
 pub async fn wait_for_end(
-    subscription: &mut Option<broadcast::Receiver<Arc<StoredEvent>>>,
+    subscription: &mut Option<broadcast::Receiver<Arc<LiveEvent>>>,
     timeout: Duration,
 ) -> Waited {
     let Some(events) = subscription else {
@@ -180,7 +181,7 @@ pub async fn wait_for_end(
     let wait = async {
         loop {
             match events.recv().await {
-                Ok(event) if event.ends_wait() => return Waited::Event((*event).clone()),
+                Ok(event) if event.ends_wait() => return Waited::Event(event.into_event()),
                 // Only the terminal event matters here; a lag skips older ones.
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Waited::Ended,

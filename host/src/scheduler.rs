@@ -36,7 +36,7 @@ use unwritten::WRITE_WINDOW;
 const INLINE_INPUTS: usize = 16 << 10;
 
 /// A live subscription to an execution's events.
-pub type Subscription = tokio::sync::broadcast::Receiver<Arc<StoredEvent>>;
+pub type Subscription = tokio::sync::broadcast::Receiver<Arc<crate::live::LiveEvent>>;
 
 /// An execution waiting for a slot, with what running it needs.
 #[derive(Debug, Clone)]

@@ -2,20 +2,25 @@
 //! logs (NDJSON), cancel it, and list them with cursor pagination.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use bytes::Bytes;
 use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{Caller, view_token_matches};
@@ -24,6 +29,7 @@ use super::extract::{PathParams, QueryParams};
 use super::{AppState, timestamp};
 use crate::artifacts::Listed;
 use crate::follow::{Waited, follow, wait_for_end};
+use crate::live::LiveEvent;
 use crate::scheduler::Cancelled;
 use crate::store::{
     Approval, ExecStatus, ExecutionRecord, ExecutionSummary, FileKind, ListExecutions, StoredEvent,
@@ -407,19 +413,69 @@ async fn detail(
     Ok(Json(detail_of(&state, &record, url_ttl).await?))
 }
 
+/// How long an SSE stream may stay silent before it sends a keep-alive comment.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// An SSE response over stored-then-live events.
-pub fn sse(
-    events: mpsc::Receiver<StoredEvent>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let stream = futures_util::stream::unfold(events, |mut events| async move {
-        let event = events.recv().await?;
-        let sse = Event::default()
-            .id(event.seq.to_string())
-            .event(event.kind)
-            .data(event.data);
-        Some((Ok(sse), events))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+pub fn sse(events: mpsc::Receiver<Arc<LiveEvent>>) -> Response {
+    let frames = Frames::new(events, KEEP_ALIVE);
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
+    )
+        .into_response()
+}
+
+/// The frames of an SSE stream: each event's shared frame as it comes, and a comment
+/// after [`KEEP_ALIVE`] of silence. The keep-alive timer is moved only when it fires
+/// (to the last frame's time plus the interval), not after every event: a timer reset
+/// per event per subscriber was work for the timer wheel at every chunk of a fan-out.
+struct Frames {
+    events: mpsc::Receiver<Arc<LiveEvent>>,
+    interval: Duration,
+    keep_alive: Pin<Box<Sleep>>,
+    last_sent: Instant,
+}
+
+impl Frames {
+    fn new(events: mpsc::Receiver<Arc<LiveEvent>>, interval: Duration) -> Self {
+        Frames {
+            events,
+            interval,
+            keep_alive: Box::pin(tokio::time::sleep(interval)),
+            last_sent: Instant::now(),
+        }
+    }
+}
+
+impl Stream for Frames {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.events.poll_recv(cx) {
+            Poll::Ready(Some(event)) => {
+                self.last_sent = Instant::now();
+                return Poll::Ready(Some(Ok(event.frame())));
+            }
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => {}
+        }
+        while self.keep_alive.as_mut().poll(cx).is_ready() {
+            let due = self.last_sent + self.interval;
+            let now = Instant::now();
+            if due <= now {
+                self.last_sent = now;
+                let next = now + self.interval;
+                self.keep_alive.as_mut().reset(next);
+                return Poll::Ready(Some(Ok(Bytes::from_static(b":\n\n"))));
+            }
+            self.keep_alive.as_mut().reset(due);
+        }
+        Poll::Pending
+    }
 }
 
 fn cursor(query: Option<&str>, headers: &HeaderMap) -> Result<i64, ApiError> {
@@ -650,4 +706,51 @@ pub fn parse_filter<T: std::str::FromStr<Err = String>>(
         .map(str::parse::<T>)
         .transpose()
         .map_err(ApiError::invalid_input)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+    use crate::store::StoredEvent;
+
+    fn chunk(seq: i64) -> Arc<LiveEvent> {
+        LiveEvent::new(StoredEvent {
+            execution_id: "exec_1".into(),
+            seq,
+            kind: "chunk".into(),
+            data: format!(r#"{{"type":"chunk","data":{seq}}}"#),
+        })
+    }
+
+    /// Events go out as they come; a keep-alive only after a whole interval without
+    /// one, counted from the last event (the timer is moved lazily, never early).
+    #[tokio::test]
+    async fn frames_keep_alive_only_after_an_interval_of_silence() {
+        let interval = Duration::from_millis(300);
+        let (tx, rx) = mpsc::channel(4);
+        let mut frames = Frames::new(rx, interval);
+        tokio::time::sleep(interval / 2).await;
+        tx.send(chunk(1)).await.unwrap();
+        let sent = Instant::now();
+        let first = frames.next().await.unwrap().unwrap();
+        assert!(first.starts_with(b"id: 1\nevent: chunk\n"), "{first:?}");
+        // The timer set at the start fires before the interval after the event is up.
+        let keep_alive = frames.next().await.unwrap().unwrap();
+        assert_eq!(&keep_alive[..], b":\n\n");
+        assert!(
+            sent.elapsed() >= interval,
+            "a keep-alive {:?} after an event",
+            sent.elapsed()
+        );
+        tx.send(chunk(2)).await.unwrap();
+        let second = frames.next().await.unwrap().unwrap();
+        assert!(second.starts_with(b"id: 2\n"), "{second:?}");
+        drop(tx);
+        assert!(
+            frames.next().await.is_none(),
+            "the stream ends with its events"
+        );
+    }
 }

@@ -392,7 +392,7 @@ fn answer_with_progress(pending: Pending, token: Value, guard: Option<CancelOnDr
                 break Waited::Ended;
             };
             if event.ends_wait() {
-                break Waited::Event(event);
+                break Waited::Event(event.into_event());
             }
             if event.kind != "chunk" {
                 continue;
