@@ -18,8 +18,8 @@ use tokio::task::{JoinError, JoinHandle};
 /// The two guest runtimes and the budget that separates them.
 #[derive(Clone, Debug)]
 pub struct Lanes {
-    /// Where every run starts (and where the rest of a run's work, its store writes and
-    /// event pump, stays).
+    /// Where runs start (and where the rest of a run's work, its store writes and event
+    /// pump, stays); a sync run alone on its host starts on its HTTP thread instead.
     pub fast: Handle,
     /// Where runs go once over budget.
     pub slow: Handle,
@@ -28,9 +28,10 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Runs `run` in the fast lane, moving it to the slow lane past the budget. Must be
-    /// awaited from a task of the fast lane. An error only when the slow lane lost the
-    /// run (it panicked, or the runtime is shutting down).
+    /// Runs `run` where it is awaited (a task of the fast lane, or the HTTP thread that
+    /// waits for a sync run alone on its host), moving it to the slow lane past the
+    /// budget. An error only when the slow lane lost the run (it panicked, or the
+    /// runtime is shutting down).
     pub fn run<F>(&self, run: F) -> Laned<F>
     where
         F: Future + Send + 'static,
