@@ -18,8 +18,8 @@ use tokio::task::{JoinError, JoinHandle};
 /// The two guest runtimes and the budget that separates them.
 #[derive(Clone, Debug)]
 pub struct Lanes {
-    /// Where runs start (and where the rest of a run's work, its store writes and event
-    /// pump, stays); a sync run alone on its host starts on its HTTP thread instead.
+    /// Where every run starts (and where the rest of a run's work, its store writes and
+    /// event pump, stays), or moves at its first yield (see [`Lanes::run_here`]).
     pub fast: Handle,
     /// Where runs go once over budget.
     pub slow: Handle,
@@ -28,22 +28,36 @@ pub struct Lanes {
 }
 
 impl Lanes {
-    /// Runs `run` where it is awaited (a task of the fast lane, or the HTTP thread that
-    /// waits for a sync run alone on its host), moving it to the slow lane past the
-    /// budget. An error only when the slow lane lost the run (it panicked, or the
-    /// runtime is shutting down).
+    /// Runs `run` in the fast lane, moving it to the slow lane past the budget. Must be
+    /// awaited from a task of the fast lane. An error only when the slow lane lost the
+    /// run (it panicked, or the runtime is shutting down).
     pub fn run<F>(&self, run: F) -> Laned<F>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.laned(State::Fast {
+            run: Box::pin(run),
+            used: Duration::ZERO,
+        })
+    }
+
+    /// Like [`Lanes::run`], but polls `run` first where it is awaited (any runtime's
+    /// task): a run that ends in its first poll never changes threads; at its first
+    /// yield it moves to the fast lane, and from there, past the budget, to the slow one.
+    /// An error only when a lane lost the run.
+    pub fn run_here<F>(&self, run: F) -> Laned<F>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.laned(State::Here(Box::pin(run)))
+    }
+
+    fn laned<F: Future>(&self, state: State<F>) -> Laned<F> {
         Laned {
-            state: State::Fast {
-                run: Box::pin(run),
-                used: Duration::ZERO,
-            },
-            slow: self.slow.clone(),
-            budget: self.budget,
+            state,
+            lanes: self.clone(),
         }
     }
 }
@@ -51,12 +65,18 @@ impl Lanes {
 /// A run in its lane: see [`Lanes::run`].
 pub struct Laned<F: Future> {
     state: State<F>,
-    slow: Handle,
-    budget: Duration,
+    lanes: Lanes,
 }
 
 enum State<F: Future> {
-    Fast { run: Pin<Box<F>>, used: Duration },
+    /// Polled where it is awaited, until its first yield.
+    Here(Pin<Box<F>>),
+    Fast {
+        run: Pin<Box<F>>,
+        used: Duration,
+    },
+    /// Handed to the fast lane at its first yield, as a run of the fast lane.
+    Handed(JoinHandle<Result<F::Output, JoinError>>),
     Slow(JoinHandle<F::Output>),
     Moving,
 }
@@ -70,26 +90,41 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let State::Here(run) = &mut this.state {
+            let started = Instant::now();
+            let poll = run.as_mut().poll(cx);
+            let used = started.elapsed();
+            if let Poll::Ready(output) = poll {
+                return Poll::Ready(Ok(output));
+            }
+            if let State::Here(run) = std::mem::replace(&mut this.state, State::Moving) {
+                let rest = this.lanes.laned(State::Fast { run, used });
+                this.state = State::Handed(this.lanes.fast.spawn(rest));
+            }
+        }
         if let State::Fast { run, used } = &mut this.state {
             let started = Instant::now();
             let poll = run.as_mut().poll(cx);
             *used += started.elapsed();
             match poll {
                 Poll::Ready(output) => return Poll::Ready(Ok(output)),
-                Poll::Pending if *used <= this.budget => return Poll::Pending,
+                Poll::Pending if *used <= this.lanes.budget => return Poll::Pending,
                 Poll::Pending => {
                     if let State::Fast { run, .. } =
                         std::mem::replace(&mut this.state, State::Moving)
                     {
-                        this.state = State::Slow(this.slow.spawn(run));
+                        this.state = State::Slow(this.lanes.slow.spawn(run));
                     }
                 }
             }
         }
         match &mut this.state {
+            State::Handed(handed) => Pin::new(handed)
+                .poll(cx)
+                .map(|joined| joined.and_then(|r| r)),
             State::Slow(moved) => Pin::new(moved).poll(cx),
-            // Only between the two assignments above.
-            State::Fast { .. } | State::Moving => Poll::Pending,
+            // Only between the assignments above.
+            State::Here(_) | State::Fast { .. } | State::Moving => Poll::Pending,
         }
     }
 }
@@ -97,8 +132,10 @@ where
 impl<F: Future> Drop for Laned<F> {
     fn drop(&mut self) {
         // Nobody waits for it any more: the slot it holds must not outlive the wait.
-        if let State::Slow(moved) = &self.state {
-            moved.abort();
+        match &self.state {
+            State::Handed(handed) => handed.abort(),
+            State::Slow(moved) => moved.abort(),
+            State::Here(_) | State::Fast { .. } | State::Moving => {}
         }
     }
 }
@@ -149,5 +186,33 @@ mod tests {
         waiting.abort();
         let aborted = fast.block_on(waiting).unwrap_err();
         assert!(aborted.is_cancelled());
+    }
+
+    #[test]
+    fn a_run_here_stays_until_its_first_yield() {
+        let (here, fast, slow) = (runtime("here"), runtime("fast"), runtime("slow"));
+        let lanes = Lanes {
+            fast: fast.handle().clone(),
+            slow: slow.handle().clone(),
+            budget: Duration::from_millis(5),
+        };
+        let at_once = lanes.run_here(async { thread_name() });
+        assert_eq!(here.block_on(here.spawn(at_once)).unwrap().unwrap(), "here");
+        let yields = lanes.run_here(busy(3, Duration::ZERO));
+        assert_eq!(here.block_on(here.spawn(yields)).unwrap().unwrap(), "fast");
+        let long = lanes.run_here(busy(20, Duration::from_millis(1)));
+        assert_eq!(here.block_on(here.spawn(long)).unwrap().unwrap(), "slow");
+        // Dropped once moved, it is stopped where it went.
+        let forever = lanes.run_here(busy(usize::MAX, Duration::from_millis(1)));
+        let waiting = here.spawn(forever);
+        std::thread::sleep(Duration::from_millis(50));
+        waiting.abort();
+        assert!(here.block_on(waiting).unwrap_err().is_cancelled());
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            slow.metrics().num_alive_tasks(),
+            0,
+            "the moved run was stopped"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! (nice 5, and 19 once busy: see [`crate::lanes`]) than the HTTP runtime's, so a guest
 //! spinning on every core cannot delay `/healthz` or the handlers of other requests. The
 //! one exception is a sync run alone on its host: it starts on the HTTP thread that
-//! waits for it (see `Scheduler::start_unwritten`).
+//! waits for it, until its guest's first yield (see `Scheduler::start_unwritten`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -448,8 +448,9 @@ impl Scheduler {
             match (direct, started) {
                 (Some(slot), Some(started)) => {
                     let runner = this.clone();
-                    this.guests
-                        .spawn(async move { runner.execute(run, slot, Some(started), None).await });
+                    this.guests.spawn(async move {
+                        runner.execute(run, slot, Some(started), None, false).await
+                    });
                 }
                 (direct, _) => {
                     // Written as queued after all (its app is at its cap across the
@@ -496,14 +497,20 @@ impl Scheduler {
         // What the store's write would have answered for a run written as running.
         let started = Started { attempt: 1, seq: 1 };
         let (runner, handle) = (self.clone(), unwritten.clone());
-        let execute = async move { runner.execute(run, slot, Some(started), Some(handle)).await };
         // Alone on its host, the run starts on the thread that took its request, which
         // waits for it anyway: no hand-over to the guest runtime and back (at c=1, 4.9 ->
-        // 1.4 context switches and ~15 % less CPU per run). Its guest still yields at
-        // every epoch tick and leaves for the slow lane past its budget, so it holds
-        // that thread a tick at a time, 3 ms in all. With other runs going it goes to
-        // the guest runtime: every sync run on the HTTP thread cost c=16 12 %.
-        if self.running() == 1 {
+        // 1.4 context switches and ~15 % less CPU per run). Its guest leaves that thread
+        // for the guest runtime at its first yield (`Lanes::run_here`), so a Python app
+        // or a spinner holds it for one poll: its instantiation and at most an epoch
+        // tick. With other runs going it goes to the guest runtime: every sync run on
+        // the HTTP thread cost c=16 12 %.
+        let here = self.running() == 1;
+        let execute = async move {
+            runner
+                .execute(run, slot, Some(started), Some(handle), here)
+                .await
+        };
+        if here {
             tokio::spawn(execute);
         } else {
             self.guests.spawn(execute);
@@ -709,7 +716,7 @@ impl Scheduler {
             };
             let runner = self.clone();
             self.guests
-                .spawn(async move { runner.execute(run, slot, Some(started), None).await });
+                .spawn(async move { runner.execute(run, slot, Some(started), None, false).await });
         }
         Ok(count)
     }
@@ -790,7 +797,7 @@ impl Scheduler {
                 continue;
             };
             let this = self.clone();
-            tokio::spawn(async move { this.execute(next, slot, None, None).await });
+            tokio::spawn(async move { this.execute(next, slot, None, None, false).await });
         }
     }
 
@@ -805,16 +812,18 @@ impl Scheduler {
     }
 
     /// Runs an execution in its slot; `started` when it was written as running already
-    /// (or, with `unwritten`, is to be written when it has to).
+    /// (or, with `unwritten`, is to be written when it has to). With `here`, its guest
+    /// starts on the calling thread (see [`Lanes::run_here`]), else in the fast lane.
     async fn execute(
         self: Arc<Self>,
         run: Queued,
         slot: Slot,
         started: Option<Started>,
         unwritten: Option<Arc<Unwritten>>,
+        here: bool,
     ) {
         let Slot { permit, token, n } = slot;
-        if let Err(e) = self.run_one(&run, token, started, unwritten).await {
+        if let Err(e) = self.run_one(&run, token, started, unwritten, here).await {
             tracing::error!(execution = %run.id, "the execution could not be recorded: {e:#}");
         }
         self.unregister(&run.id, n);
@@ -828,6 +837,7 @@ impl Scheduler {
         cancel: CancellationToken,
         started: Option<Started>,
         unwritten: Option<Arc<Unwritten>>,
+        here: bool,
     ) -> anyhow::Result<()> {
         let started = match started {
             Some(started) => started,
@@ -899,7 +909,12 @@ impl Scheduler {
                             ));
                             let app = loaded.app.clone();
                             let request = request.events(tx).cancel(cancel);
-                            let guest = self.lanes.run(async move { app.run(request).await });
+                            let guest = async move { app.run(request).await };
+                            let guest = if here {
+                                self.lanes.run_here(guest)
+                            } else {
+                                self.lanes.run(guest)
+                            };
                             let outcome = within_window(guest, unwritten.as_deref()).await;
                             let outcome = outcome.map_err(|e| {
                                 RunError::new(

@@ -214,9 +214,8 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
     }
     // Guests get runtimes of their own at a lower priority: a spinning guest shares its
     // threads with other guests (it yields every epoch tick) but never starves the
-    // HTTP runtime (a sync run alone on the host starts on the HTTP thread, for its 3 ms
-    // fast-lane budget at most); and once busy it moves to the slow lane, below the
-    // short runs.
+    // HTTP runtime (a sync run alone on the host starts on the HTTP thread, until its
+    // first yield); and once busy it moves to the slow lane, below the short runs.
     let guest_runtime = |name: &'static str, threads: usize, nice: i32| {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))

@@ -499,8 +499,8 @@ impl SqliteStore {
     /// for it to wake the caller back. Otherwise the write joins the writer thread's
     /// next batch: under load, committing each end at once would commit more often and
     /// fold fewer writes into each (measured: c=16 about 20 % slower), and would hold
-    /// the caller's thread (a guest runtime's, or the HTTP thread that a sync run alone
-    /// on its host runs on) for each commit.
+    /// the caller's thread (a guest runtime's, or the HTTP thread a sync run alone on
+    /// its host started on) for each commit.
     async fn write_end<R: Send + 'static>(
         &self,
         alone: bool,
