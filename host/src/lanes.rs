@@ -1,5 +1,6 @@
 //! Two lanes for guest code, so a short run is not slowed by long, busy ones: every run
-//! starts in the fast lane; one that has spent more than its budget of time inside the
+//! starts in the fast lane (or, with [`Lanes::run_here`], where it is awaited until its
+//! first yield); one that has spent more than its budget of time inside the
 //! guest moves, at its next yield (every epoch tick), to the slow lane, whose threads run
 //! at a lower CPU priority. Spinning, streaming or hoarding guests end up there within a
 //! few milliseconds; a run that takes its microseconds never leaves the fast lane.
