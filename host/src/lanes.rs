@@ -158,6 +158,28 @@ mod tests {
         std::thread::current().name().unwrap_or_default().to_owned()
     }
 
+    /// Lanes on `fast` and `slow` with a 5 ms budget.
+    fn lanes(fast: &tokio::runtime::Runtime, slow: &tokio::runtime::Runtime) -> Lanes {
+        Lanes {
+            fast: fast.handle().clone(),
+            slow: slow.handle().clone(),
+            budget: Duration::from_millis(5),
+        }
+    }
+
+    /// Awaits a run that never ends from a task of `on`, then drops it by aborting that
+    /// task: the wait ends cancelled.
+    fn abandon<F>(on: &tokio::runtime::Runtime, run: Laned<F>)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let waiting = on.spawn(run);
+        std::thread::sleep(Duration::from_millis(50));
+        waiting.abort();
+        assert!(on.block_on(waiting).is_err_and(|e| e.is_cancelled()));
+    }
+
     /// Yields `times` times, spinning `spin` between yields, and says where it ended.
     async fn busy(times: usize, spin: Duration) -> String {
         for _ in 0..times {
@@ -171,32 +193,25 @@ mod tests {
     #[test]
     fn short_runs_stay_and_busy_ones_move() {
         let (fast, slow) = (runtime("fast"), runtime("slow"));
-        let lanes = Lanes {
-            fast: fast.handle().clone(),
-            slow: slow.handle().clone(),
-            budget: Duration::from_millis(5),
-        };
+        let lanes = lanes(&fast, &slow);
         let quick = lanes.run(busy(3, Duration::ZERO));
         assert_eq!(fast.block_on(fast.spawn(quick)).unwrap().unwrap(), "fast");
         let long = lanes.run(busy(20, Duration::from_millis(1)));
         assert_eq!(fast.block_on(fast.spawn(long)).unwrap().unwrap(), "slow");
         // A run dropped while it is in the slow lane is stopped there.
-        let forever = lanes.run(busy(usize::MAX, Duration::from_millis(1)));
-        let waiting = fast.spawn(forever);
-        std::thread::sleep(Duration::from_millis(50));
-        waiting.abort();
-        let aborted = fast.block_on(waiting).unwrap_err();
-        assert!(aborted.is_cancelled());
+        abandon(&fast, lanes.run(busy(usize::MAX, Duration::from_millis(1))));
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            slow.metrics().num_alive_tasks(),
+            0,
+            "the moved run was stopped"
+        );
     }
 
     #[test]
     fn a_run_here_stays_until_its_first_yield() {
         let (here, fast, slow) = (runtime("here"), runtime("fast"), runtime("slow"));
-        let lanes = Lanes {
-            fast: fast.handle().clone(),
-            slow: slow.handle().clone(),
-            budget: Duration::from_millis(5),
-        };
+        let lanes = lanes(&fast, &slow);
         let at_once = lanes.run_here(async { thread_name() });
         assert_eq!(here.block_on(here.spawn(at_once)).unwrap().unwrap(), "here");
         let yields = lanes.run_here(busy(3, Duration::ZERO));
@@ -204,12 +219,16 @@ mod tests {
         let long = lanes.run_here(busy(20, Duration::from_millis(1)));
         assert_eq!(here.block_on(here.spawn(long)).unwrap().unwrap(), "slow");
         // Dropped once moved, it is stopped where it went.
-        let forever = lanes.run_here(busy(usize::MAX, Duration::from_millis(1)));
-        let waiting = here.spawn(forever);
-        std::thread::sleep(Duration::from_millis(50));
-        waiting.abort();
-        assert!(here.block_on(waiting).unwrap_err().is_cancelled());
+        abandon(
+            &here,
+            lanes.run_here(busy(usize::MAX, Duration::from_millis(1))),
+        );
         std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(
+            fast.metrics().num_alive_tasks(),
+            0,
+            "the handed run was stopped"
+        );
         assert_eq!(
             slow.metrics().num_alive_tasks(),
             0,
