@@ -21,6 +21,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
@@ -52,12 +53,47 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`; then stops accepting, asks open
-/// connections to close after their current request, and returns once they have.
+/// The runtimes connections are served on, each with one thread of its own: a
+/// connection, and every task its requests spawn, stays on one thread. One runtime with
+/// a worker per core would do the same work, but tokio wakes an idle worker whenever a
+/// task is woken from outside (a run's end, from a guest or store thread), so at one
+/// request at a time both threads slept and woke about twice per run.
+#[derive(Clone)]
+pub struct ConnectionThreads {
+    runtimes: Arc<[Handle]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl ConnectionThreads {
+    /// Connections spread over `runtimes` in turn.
+    ///
+    /// # Panics
+    ///
+    /// If `runtimes` is empty.
+    pub fn new(runtimes: Vec<Handle>) -> Self {
+        assert!(!runtimes.is_empty(), "connections need a runtime");
+        ConnectionThreads {
+            runtimes: runtimes.into(),
+            next: Arc::default(),
+        }
+    }
+
+    /// Where the next connection goes: each in turn, so open connections (wrk's, or a
+    /// browser's few) spread evenly.
+    fn next(&self) -> &Handle {
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        &self.runtimes[turn % self.runtimes.len()]
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, each connection on one of `threads`;
+/// then stops accepting, asks open connections to close after their current request,
+/// and returns once they have.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    threads: ConnectionThreads,
     shutdown: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -94,6 +130,16 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
+        // Accepted streams are registered with this runtime's I/O driver; the connection
+        // registers its own with the driver of the thread it is served on, or this
+        // thread would poll its socket and wake that one at every request.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(%peer, "cannot hand over a connection: {e}");
+                continue;
+            }
+        };
         let activity = Arc::new(Activity::default());
         let service = Tracked {
             inner: router
@@ -107,7 +153,10 @@ pub async fn serve(
         let builder = builder.clone();
         let shutdown = shutdown.clone();
         let (header_timeout, write_timeout) = (limits.header_timeout, limits.write_timeout);
-        tokio::spawn(async move {
+        threads.next().spawn(async move {
+            let Ok(stream) = TcpStream::from_std(stream) else {
+                return;
+            };
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no deadline of
             // its own, so a client that connects and says nothing is timed out here.
             let mut first = [0u8; 1];
@@ -343,5 +392,94 @@ impl AsyncWrite for WriteDeadline {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    use axum::routing::get;
+
+    use super::*;
+
+    /// The thread a request ran on, and the one a task it spawned ran on.
+    async fn threads() -> String {
+        let here = std::thread::current().id();
+        let spawned = tokio::spawn(async { std::thread::current().id() })
+            .await
+            .expect("spawned task");
+        format!("{here:?} {spawned:?}")
+    }
+
+    /// Sends `GET /` on `stream` (kept alive) and returns the body.
+    fn get_body(stream: &mut StdStream) -> String {
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+            .expect("send");
+        let mut reader = BufReader::new(stream);
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("read");
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().expect("a length");
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).expect("body");
+        String::from_utf8(body).expect("text")
+    }
+
+    /// Each connection stays on one of the threads, with what its requests spawn, and
+    /// connections take the threads in turn.
+    #[test]
+    fn a_connection_and_its_tasks_stay_on_one_thread() {
+        let runtime = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime")
+        };
+        let (first, second) = (runtime(), runtime());
+        let threads_of =
+            ConnectionThreads::new(vec![first.handle().clone(), second.handle().clone()]);
+        let listener = first
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let shutdown = CancellationToken::new();
+        let server = first.spawn(serve(
+            listener,
+            Router::new().route("/", get(threads)),
+            ConnectionLimits::default(),
+            threads_of,
+            shutdown.clone(),
+        ));
+        let (mut a, mut b) = (
+            StdStream::connect(address).expect("connect"),
+            StdStream::connect(address).expect("connect"),
+        );
+        let a1 = get_body(&mut a);
+        let b1 = get_body(&mut b);
+        let a2 = get_body(&mut a);
+        let same = |answer: &str| {
+            let (request, task) = answer.split_once(' ').expect("two threads");
+            assert_eq!(
+                request, task,
+                "a spawned task stays on its request's thread"
+            );
+            request.to_owned()
+        };
+        assert_eq!(same(&a1), same(&a2), "a connection stays on its thread");
+        assert_ne!(same(&a1), same(&b1), "connections take the threads in turn");
+        drop((a, b));
+        shutdown.cancel();
+        first.block_on(server).expect("server");
     }
 }

@@ -233,21 +233,29 @@ pub fn serve(config: ServerConfig) -> anyhow::Result<()> {
         config.guest_threads.min(cores),
         SLOW_GUEST_NICE,
     )?;
-    // Fewer HTTP threads than cores: at c=1 two of them on 2 cores slept and woke about
-    // twice per run each (tokio wakes an idle worker for every task woken from a guest
-    // thread); one took ~28 % less CPU per run, at the same rate at c=16.
-    let http = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.http_threads.max(1))
-        .thread_name("floom-http")
-        .enable_all()
-        .build()
-        .context("cannot start the HTTP runtime")?;
+    // HTTP threads are runtimes of one worker each, every connection on one of them
+    // (`http::ConnectionThreads`); the first also runs the server's own tasks.
+    let http = (0..config.http_threads.max(1))
+        .map(|_| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("floom-http")
+                .enable_all()
+                .build()
+                .context("cannot start the HTTP runtime")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let connections =
+        crate::http::ConnectionThreads::new(http.iter().map(|r| r.handle().clone()).collect());
     let lanes = Lanes {
         fast: guests.handle().clone(),
         slow: slow_guests.handle().clone(),
         budget: FAST_LANE_BUDGET,
     };
-    let result = http.block_on(run(config, admin_token, lanes));
+    let result = http[0].block_on(run(config, admin_token, lanes, connections));
+    for runtime in http {
+        runtime.shutdown_timeout(Duration::from_secs(1));
+    }
     slow_guests.shutdown_timeout(Duration::from_secs(1));
     guests.shutdown_timeout(Duration::from_secs(1));
     result
@@ -279,7 +287,12 @@ fn check_map_count(sandboxes: usize) {
     }
 }
 
-async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Result<()> {
+async fn run(
+    config: ServerConfig,
+    admin_token: Key,
+    lanes: Lanes,
+    connections: crate::http::ConnectionThreads,
+) -> anyhow::Result<()> {
     check_map_count(config.max_concurrent_runs);
     let engine = Engine::new(EngineConfig {
         cache_dir: Some(config.cache_dir.clone()),
@@ -443,6 +456,7 @@ async fn run(config: ServerConfig, admin_token: Key, lanes: Lanes) -> anyhow::Re
             .with_state(services.clone())
             .merge(api::router(services)),
         config.connections.clone(),
+        connections,
         shutdown.clone(),
     );
     let mut server = tokio::spawn(server);

@@ -96,9 +96,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub guest_threads: Option<usize>,
 
-    /// Threads that serve HTTP (default: half the CPU count, at least one). Guests run
-    /// on threads of their own, so HTTP needs fewer, and every idle one is woken at each
-    /// hand-over of a run. Give it every CPU for thousands of live SSE viewers of a run.
+    /// Threads that serve HTTP (default: one per CPU). Each connection is served on one
+    /// of them, so a single client keeps one thread busy and leaves the others asleep.
     #[arg(long)]
     pub http_threads: Option<usize>,
 
@@ -221,7 +220,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         max_timeout: Duration::from_secs(args.max_timeout_s),
         grace_period: Duration::from_secs(args.grace_period_s),
         guest_threads: args.guest_threads.unwrap_or(cores * 2).max(1),
-        http_threads: args.http_threads.unwrap_or(cores / 2).max(1),
+        http_threads: args.http_threads.unwrap_or(cores).max(1),
         examples: args.examples,
         allow_private_network: args.allow_private_network,
         max_outbound_requests: args.max_outbound_requests,
