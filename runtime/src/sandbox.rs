@@ -7,12 +7,12 @@ use serde_json::value::RawValue;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{I32Exit, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::app::{AppInner, AppKind, Pre, RunRequest};
 use crate::event::{LogStream, MAX_ERROR_CODE, MAX_ERROR_MESSAGE, json_string};
-use crate::files::{FilesBudgeted, Ledger, SharedLedger};
+use crate::files::{FilesBudgeted, Ledger, Preopens, SharedLedger};
 use crate::http_budget::{HttpBudget, HttpBudgeted};
 use crate::outbound::{NetworkPolicy, Outbound};
 use crate::outcome::{
@@ -34,6 +34,8 @@ pub(crate) struct RunState {
     table: ResourceTable,
     limiter: MemoryLimiter,
     ledger: SharedLedger,
+    /// The run's `/in` and `/out`, opened when the guest first asks for them.
+    preopens: Preopens,
     pub(crate) host: HostState,
     /// The epoch ticks while the store lives (its deadlines and yields need them).
     _ticking: Option<crate::engine::Ticking>,
@@ -42,6 +44,10 @@ pub(crate) struct RunState {
 impl FilesBudgeted for RunState {
     fn ledger(&self) -> &SharedLedger {
         &self.ledger
+    }
+
+    fn preopens(&mut self) -> &mut Preopens {
+        &mut self.preopens
     }
 }
 
@@ -309,20 +315,6 @@ fn new_store(
         wasi.stdin(MemoryInputPipe::new(request.input.get().to_owned()));
         wasi.envs(&secrets);
     }
-    if let Some(files) = &request.files {
-        let folder = |e: wasmtime::Error| {
-            RunError::new(
-                ErrorCode::SandboxUnavailable,
-                format!("the run's folders could not be opened: {e:#}"),
-            )
-        };
-        if let Some(input) = &files.input {
-            wasi.preopened_dir(input, "/in", FsPerms::ReadOnly)
-                .map_err(folder)?;
-        }
-        wasi.preopened_dir(&files.output, "/out", FsPerms::ReadWrite)
-            .map_err(folder)?;
-    }
     let artifact_bytes = app
         .limits
         .artifacts_bytes
@@ -355,6 +347,7 @@ fn new_store(
                 refused: None,
             },
             ledger: Ledger::new(artifact_bytes, caps.artifact_files, sink.clone()),
+            preopens: Preopens::new(request.files.as_ref()),
             host: HostState {
                 sink: sink.clone(),
                 secrets,
