@@ -544,6 +544,33 @@ mod tests {
         Ledger::new(limit, entries, EventSink::new(None, 10))
     }
 
+    /// Nothing is opened until the guest lists its preopens, then once for the run; a
+    /// folder gone by then is an error that names it.
+    #[test]
+    fn folders_are_opened_once_when_first_listed() {
+        let base = std::env::temp_dir().join(format!("floom-preopens-{}", std::process::id()));
+        let (input, output) = (base.join("in"), base.join("out"));
+        std::fs::create_dir_all(&input).unwrap();
+        std::fs::create_dir_all(&output).unwrap();
+        let files = RunFiles {
+            input: Some(input.clone()),
+            output: output.clone(),
+        };
+        let mut preopens = Preopens::new(Some(&files));
+        let first = preopens.get().unwrap();
+        let names: Vec<&str> = first.iter().map(|(_, name)| name.as_str()).collect();
+        assert_eq!(names, ["/in", "/out"]);
+        assert_eq!(first[0].0.perms, FsPerms::ReadOnly);
+        assert_eq!(first[1].0.perms, FsPerms::ReadWrite);
+        assert!(Arc::ptr_eq(&first[1].0.dir, &preopens.get().unwrap()[1].0.dir));
+
+        let mut unopened = Preopens::new(Some(&files));
+        std::fs::remove_dir_all(&base).unwrap();
+        let error = unopened.get().err().expect("the folders are gone").to_string();
+        assert!(error.contains(&input.display().to_string()), "{error}");
+        assert!(Preopens::new(None).get().unwrap().is_empty());
+    }
+
     #[test]
     fn growth_is_charged_once_at_the_high_water_mark() {
         let ledger = ledger(10_000, 10);
