@@ -562,11 +562,18 @@ mod tests {
         assert_eq!(names, ["/in", "/out"]);
         assert_eq!(first[0].0.perms, FsPerms::ReadOnly);
         assert_eq!(first[1].0.perms, FsPerms::ReadWrite);
-        assert!(Arc::ptr_eq(&first[1].0.dir, &preopens.get().unwrap()[1].0.dir));
+        assert!(Arc::ptr_eq(
+            &first[1].0.dir,
+            &preopens.get().unwrap()[1].0.dir
+        ));
 
         let mut unopened = Preopens::new(Some(&files));
         std::fs::remove_dir_all(&base).unwrap();
-        let error = unopened.get().err().expect("the folders are gone").to_string();
+        let error = unopened
+            .get()
+            .err()
+            .expect("the folders are gone")
+            .to_string();
         assert!(error.contains(&input.display().to_string()), "{error}");
         assert!(Preopens::new(None).get().unwrap().is_empty());
     }
