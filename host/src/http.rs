@@ -58,10 +58,9 @@ impl Default for ConnectionLimits {
 /// a worker per core would do the same work, but tokio wakes an idle worker whenever a
 /// task is woken from outside (a run's end, from a guest or store thread), so at one
 /// request at a time both threads slept and woke about twice per run.
-#[derive(Clone)]
 pub struct ConnectionThreads {
-    runtimes: Arc<[Handle]>,
-    next: Arc<AtomicUsize>,
+    runtimes: Vec<Handle>,
+    next: AtomicUsize,
 }
 
 impl ConnectionThreads {
@@ -73,8 +72,8 @@ impl ConnectionThreads {
     pub fn new(runtimes: Vec<Handle>) -> Self {
         assert!(!runtimes.is_empty(), "connections need a runtime");
         ConnectionThreads {
-            runtimes: runtimes.into(),
-            next: Arc::default(),
+            runtimes,
+            next: AtomicUsize::new(0),
         }
     }
 
@@ -154,8 +153,12 @@ pub async fn serve(
         let shutdown = shutdown.clone();
         let (header_timeout, write_timeout) = (limits.header_timeout, limits.write_timeout);
         threads.next().spawn(async move {
-            let Ok(stream) = TcpStream::from_std(stream) else {
-                return;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::warn!(%peer, "cannot serve a connection: {e}");
+                    return;
+                }
             };
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no deadline of
             // its own, so a client that connects and says nothing is timed out here.

@@ -39,6 +39,7 @@ use wasmtime_wasi::p2::bindings::filesystem::types::{
 use wasmtime_wasi::p2::{DynOutputStream, FsResult, OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, OpenMode};
 
+use crate::outcome::FoldersUnavailable;
 use crate::output::EventSink;
 
 /// The instance wasmtime-wasi 48 registers `wasi:filesystem/types` under; components
@@ -192,24 +193,16 @@ pub(crate) trait FilesBudgeted: wasmtime_wasi::WasiView + 'static {
 /// (wasi-libc does on its first path call). Most runs touch no file, and opening `/out`
 /// for each before it started cost every run an `openat` and a `close`: ~8 % of a guest
 /// thread's time for `hello` at c=16.
-#[derive(Default)]
 pub(crate) struct Preopens {
-    folders: Vec<(PathBuf, FsPerms, &'static str)>,
+    files: Option<RunFiles>,
     opened: Option<Vec<(Dir, String)>>,
 }
 
 impl Preopens {
-    /// `/in` read-only (when there are input files) and `/out` writable.
-    pub(crate) fn new(files: Option<&RunFiles>) -> Self {
-        let mut folders = Vec::new();
-        if let Some(files) = files {
-            if let Some(input) = &files.input {
-                folders.push((input.clone(), FsPerms::ReadOnly, "/in"));
-            }
-            folders.push((files.output.clone(), FsPerms::ReadWrite, "/out"));
-        }
+    /// `/in` read-only (when there are input files) and `/out` writable, once opened.
+    pub(crate) fn new(files: Option<RunFiles>) -> Self {
         Preopens {
-            folders,
+            files,
             opened: None,
         }
     }
@@ -219,11 +212,16 @@ impl Preopens {
         if let Some(opened) = &self.opened {
             return Ok(opened.clone());
         }
-        let opened = self
-            .folders
-            .iter()
-            .map(|(path, perms, name)| Ok((open_dir(path, *perms)?, (*name).to_owned())))
-            .collect::<wasmtime::Result<Vec<_>>>()?;
+        let mut opened = Vec::with_capacity(2);
+        if let Some(files) = &self.files {
+            if let Some(input) = &files.input {
+                opened.push((open_dir(input, FsPerms::ReadOnly)?, "/in".to_owned()));
+            }
+            opened.push((
+                open_dir(&files.output, FsPerms::ReadWrite)?,
+                "/out".to_owned(),
+            ));
+        }
         Ok(self.opened.insert(opened).clone())
     }
 }
@@ -237,12 +235,7 @@ fn open_dir(path: &Path, perms: FsPerms) -> wasmtime::Result<Dir> {
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| {
-        wasmtime::Error::msg(format!(
-            "the run's folder {} could not be opened: {e}",
-            path.display()
-        ))
-    })?;
+    .map_err(|e| FoldersUnavailable(format!("{}: {e}", path.display())))?;
     let open_mode = match perms {
         FsPerms::ReadOnly => OpenMode::READ,
         FsPerms::ReadWrite => OpenMode::READ | OpenMode::WRITE,
@@ -556,7 +549,7 @@ mod tests {
             input: Some(input.clone()),
             output: output.clone(),
         };
-        let mut preopens = Preopens::new(Some(&files));
+        let mut preopens = Preopens::new(Some(files.clone()));
         let first = preopens.get().unwrap();
         let names: Vec<&str> = first.iter().map(|(_, name)| name.as_str()).collect();
         assert_eq!(names, ["/in", "/out"]);
@@ -567,14 +560,13 @@ mod tests {
             &preopens.get().unwrap()[1].0.dir
         ));
 
-        let mut unopened = Preopens::new(Some(&files));
+        let mut unopened = Preopens::new(Some(files));
         std::fs::remove_dir_all(&base).unwrap();
-        let error = unopened
-            .get()
-            .err()
-            .expect("the folders are gone")
-            .to_string();
-        assert!(error.contains(&input.display().to_string()), "{error}");
+        let error = unopened.get().err().expect("the folders are gone");
+        let gone = error
+            .downcast_ref::<FoldersUnavailable>()
+            .expect("a host failure, not the app's");
+        assert!(gone.0.contains(&input.display().to_string()), "{gone}");
         assert!(Preopens::new(None).get().unwrap().is_empty());
     }
 

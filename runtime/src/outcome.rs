@@ -228,6 +228,13 @@ pub(crate) struct HttpMemoryExceeded {
 )]
 pub(crate) struct NetworkNotGranted(pub String);
 
+/// Returned when a run's folders (`/in`, `/out`) cannot be opened as the guest first
+/// lists them: the host's failure, not the app's, so the run ends `sandbox_unavailable`
+/// as it did when they were opened before the run.
+#[derive(Debug, thiserror::Error)]
+#[error("the run's folders could not be opened: {0}")]
+pub(crate) struct FoldersUnavailable(pub String);
+
 /// Returned by a host function when the guest made more host calls than its budget.
 #[derive(Debug, thiserror::Error)]
 #[error("host-call budget of {0} calls exhausted")]
@@ -300,6 +307,9 @@ pub(crate) fn classify_error(
             ),
             other => RunError::new(ErrorCode::Trap, other.to_string()),
         };
+    }
+    if let Some(folders) = err.downcast_ref::<FoldersUnavailable>() {
+        return RunError::new(ErrorCode::SandboxUnavailable, folders.to_string());
     }
     if let Some(pool) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
         return RunError::new(
@@ -387,5 +397,10 @@ mod tests {
             classify_error(&err, Phase::Instantiate, None, None).code,
             ErrorCode::SandboxUnavailable
         );
+        // Folders opened as the guest first lists them fail as the host's, mid-call too.
+        let err = wasmtime::Error::new(FoldersUnavailable("/data/runs/out-3: ENOENT".into()));
+        let e = classify_error(&err, Phase::Call, None, None);
+        assert_eq!(e.code, ErrorCode::SandboxUnavailable);
+        assert!(e.message.contains("out-3"), "{}", e.message);
     }
 }

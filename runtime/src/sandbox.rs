@@ -347,7 +347,7 @@ fn new_store(
                 refused: None,
             },
             ledger: Ledger::new(artifact_bytes, caps.artifact_files, sink.clone()),
-            preopens: Preopens::new(request.files.as_ref()),
+            preopens: Preopens::new(request.files.clone()),
             host: HostState {
                 sink: sink.clone(),
                 secrets,
